@@ -1,0 +1,15 @@
+"""lemjax: Large Execution Models in JAX/Flax.
+
+Shape legend (names carry their shape as a suffix, e.g. ``x_BxTxF``):
+  B  batch of parent orders          T  encoder sequence length, L + N - 1
+  L  lookback bars before t0         N  execution bars (maximum duration, n_ahead)
+  K  min-period heads, N + 1 (head k < N: minimum duration k + 1 bars; head N: fixed duration)
+  S  scenarios, 8 (order in ``lemjax.scenarios.SCENARIOS``)
+  F  input features                  E  per-feature embedding width
+  H  hidden width                    A  assets in a pooled dataset
+
+Units: prices and performance in basis points (bps); allocations are fractions of the
+parent order in [0, 1].
+"""
+
+__version__ = "0.1.0"
