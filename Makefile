@@ -4,10 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXP ?= crypto_intraday
-WORKDIR ?= runs/$(EXP)
+WORKDIR ?=
 DATA ?=
 ARGS ?=
-DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA),)
+DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,)
+# Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
+WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
 
 .PHONY: install test train eval bench data null-test clean
 
@@ -23,10 +25,17 @@ test: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q $(ARGS)
 
 train: $(STAMP)
-	$(PY) -m lemjax.main --mode=train --config=experiments/$(EXP).py --workdir=$(WORKDIR) $(DATA_FLAG) $(ARGS)
+	$(PY) -m lemjax.main --mode=train --config=experiments/$(EXP).py $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
 
 eval: $(STAMP)
-	$(PY) -m lemjax.main --mode=eval --config=experiments/$(EXP).py --workdir=$(WORKDIR) $(DATA_FLAG) $(ARGS)
+	$(PY) -m lemjax.main --mode=eval --config=experiments/$(EXP).py $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
+
+# Binance monthly klines for the experiment's symbols, interval and dates into data/binance/.
+data: $(STAMP)
+	$(PY) -m lemjax.data.download --config=experiments/$(EXP).py $(ARGS)
+
+null-test: $(STAMP)
+	$(PY) -m lemjax.main --mode=null_test --config=experiments/null_test.py $(WORKDIR_FLAG) $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -32,6 +32,20 @@ class AllocatorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """Training objective (SPEC section 4); see lemjax/objectives.py."""
+  flexible_weight: float = 1.0   # weight of the flexible heads' terms (k < N)
+  fixed_weight: float = 1.0      # weight of the fixed-duration head's tracking terms (k = N)
+  vwap_weight: float = 1.0       # weight of the terms judged against VWAP
+  twap_weight: float = 1.0       # weight of the terms judged against TWAP
+  per_side: bool = False         # flexible heads: softplus(-imp) per side instead of the buy-minus-sell spread
+  softplus_scale_bps: float = 100.0  # slippage (bps) is divided by this inside softplus; 100 = percent, as in the paper
+  mask_temperature: float = 2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r / temperature)
+  reference_compat: bool = False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)
+  reference_alpha: float = 50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
   lookback: int = 120            # L, history bars before t0
   n_ahead: int = 12              # N
@@ -73,3 +87,94 @@ def model_config(cfg: Any) -> ModelConfig:
   alloc = _build(AllocatorConfig, alloc_items)
   base = _build(ModelConfig, items)
   return dataclasses.replace(base, encoder=enc, allocator=alloc)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Market data, windows and splits (SPEC section 6); lookback/n_ahead must match ModelConfig."""
+  source: str = "auto"           # "auto": files under `path` if any, else synthetic; "files"; "synthetic"
+  path: str = "data/binance"     # folder searched (recursively) for kline / daily-bar files
+  kind: str = "auto"             # "auto" (detected from the files), "binance" klines or "daily" equity bars
+  interval: str = "1h"           # bar length of the files, e.g. "15m", "1h", "1d"
+  resample_to: str = ""          # coarser bar length to aggregate to ("" keeps `interval`), e.g. "4h"
+  symbols: tuple[str, ...] = ()  # assets to keep; empty keeps every asset found
+  lookback: int = 120            # L, history bars before t0
+  n_ahead: int = 12              # N, execution bars
+  stride: int = 1                # bars between consecutive window origins
+  volume_window: str = "7d"      # time span of the trailing mean in the log-volume feature
+  # Split date ranges (ISO dates, both ends inclusive, UTC); "" means the data's first / last bar.
+  # A window belongs to the split that holds all its bars, so splits are L + N bars apart.
+  train_start: str = "2022-01-01"
+  train_end: str = "2024-12-31"
+  val_start: str = "2025-01-01"
+  val_end: str = "2025-06-30"
+  test_start: str = "2025-07-01"
+  test_end: str = ""
+  # Embedded synthetic market (used when no files are found, or with source="synthetic").
+  synthetic_regime: str = "crypto"  # "crypto": 24/7 bars; "equity": weekday sessions (or daily bars)
+  synthetic_assets: int = 4      # number of synthetic assets
+  synthetic_bars: int = 8760     # bars per synthetic asset
+  synthetic_seed: int = 0        # seed of the synthetic market (deterministic)
+  synthetic_start: str = "2022-01-03"  # first synthetic bar (ISO date, UTC)
+  synthetic_split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test fractions of its time range
+  martingale: bool = False       # synthetic prices a pure martingale (null test, SPEC section 7)
+
+
+def data_config(cfg: Any) -> DataConfig:
+  """DataConfig from a ConfigDict `data` section (unknown keys ignored)."""
+  return _build(DataConfig, cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation, order-term sampling, validation and checkpoint cadence (lemjax/train.py)."""
+  batch_size: int = 64           # B, parent orders per step
+  steps: int = 3000              # optimiser steps
+  learning_rate: float = 1e-3    # peak learning rate
+  schedule: str = "cosine"       # "cosine" (warm-up then cosine decay) or "constant" (warm-up then flat)
+  warmup_steps: int = 100        # linear warm-up from 0 to the peak
+  final_lr_fraction: float = 0.1  # cosine: final learning rate as a fraction of the peak
+  weight_decay: float = 1e-4     # AdamW decoupled weight decay
+  clip_norm: float = 1.0         # global-norm gradient clipping (0 disables)
+  # Per-step rate bounds (fractions of the parent order) drawn uniformly per sample, then made
+  # feasible: r_min <= 1/N <= r_max, so one model serves many contracts.
+  r_min_range: tuple[float, float] = (0.0, 0.05)
+  r_max_range: tuple[float, float] = (0.25, 1.0)
+  log_every: int = 50            # steps between metric fetches (the only host syncs)
+  eval_every: int = 250          # steps between validations and checkpoints
+  val_orders: int = 1024         # fixed validation orders (evenly spaced over the split)
+  val_batch_size: int = 256      # orders per validation batch
+  patience: int = 6              # validations without improvement before stopping (0: never)
+  max_checkpoints: int = 2       # rolling checkpoints kept for resuming
+  stop_after: int = 0            # leave the loop after this step without saving (tests a kill); 0: off
+  progress: bool = True          # tqdm progress bar
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Test-split evaluation and report (lemjax/evaluate.py)."""
+  checkpoint: str = "best"       # "best" (lowest validation loss) or "latest"
+  batch_size: int = 256          # orders per forward pass
+  r_min: float = 0.0             # per-step lower rate bound of every test order (fraction)
+  r_max: float = 1.0             # per-step upper rate bound of every test order (fraction)
+  order_stride: int = 0          # bars between consecutive test orders of one asset (0: N, no overlap)
+  max_orders: int = 0            # cap on test orders, evenly spaced (0: all)
+  min_period: int = 6            # min period (bars) of the per-strategy table
+  benchmark: str = "vwap"        # scenario shown in report.md tables; CSVs hold all of them
+  target: str = "quantity"
+  theta_grid_bps: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0,
+                                       150.0, 250.0, 400.0, float("inf"))  # optional-stopping thresholds
+  tune_orders: int = 2048        # training orders used to tune theta and the volume profile
+  bootstrap: int = 2000          # bootstrap resamples for the 95% intervals
+  plot_orders: int = 3           # orders drawn in the allocation-curve plot
+  seed: int = 0                  # bootstrap and order-selection seed
+
+
+def train_config(cfg: Any) -> TrainConfig:
+  """TrainConfig from a ConfigDict `train` section (unknown keys ignored)."""
+  return _build(TrainConfig, cfg)
+
+
+def eval_config(cfg: Any) -> EvalConfig:
+  """EvalConfig from a ConfigDict `eval` section (unknown keys ignored)."""
+  return _build(EvalConfig, cfg)

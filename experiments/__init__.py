@@ -1,0 +1,1 @@
+"""Experiment configurations: one `get_config(arg)` per file over experiments/base.py."""

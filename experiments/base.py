@@ -1,0 +1,178 @@
+"""Every configuration field of a lemjax run, with its meaning and units; experiments override a few.
+
+Sections map one-to-one onto the frozen dataclasses of lemjax/config.py (`data` -> DataConfig,
+`model` -> ModelConfig, `loss` -> LossConfig, `train` -> TrainConfig, `eval` -> EvalConfig).
+`lookback` and `n_ahead` are shared references: overriding `--config.model.lookback=16` also
+moves `data.lookback`.
+"""
+
+import os
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The base configuration: the crypto-intraday defaults at a CPU-friendly size."""
+  config = ml_collections.ConfigDict()
+  config.name = "base"        # experiment name; the default work directory is runs/<name>[_SYNTHETIC]
+  config.seed = 0             # master seed: parameter init, order terms, sampler, dropout
+
+  lookback = ml_collections.FieldReference(120)  # L, history bars before t0
+  n_ahead = ml_collections.FieldReference(12)    # N, execution bars (maximum duration)
+
+  # --- data: where the bars come from, windows and date splits -------------------------------
+  data = config.data = ml_collections.ConfigDict()
+  data.source = "auto"        # "auto": files under `path` if any, else synthetic; "files"; "synthetic"
+  data.path = "../shared/data/crypto/1h"  # folder searched recursively for kline / daily-bar files
+  data.kind = "auto"          # "auto" (detected), "binance" klines or "daily" equity bars
+  data.interval = "1h"        # bar length of the files, e.g. "15m", "1h", "1d"
+  data.resample_to = ""       # coarser bar length to aggregate to ("" keeps `interval`)
+  data.symbols = ()           # assets to keep (e.g. ("BTCUSDT",)); empty keeps every asset found
+  data.lookback = lookback
+  data.n_ahead = n_ahead
+  data.stride = 1             # bars between consecutive training window origins
+  data.volume_window = "7d"   # time span of the trailing mean in the log-volume feature
+  data.train_start = "2022-01-01"  # split ranges: ISO dates, inclusive, UTC; "" = first/last bar
+  data.train_end = "2024-12-31"
+  data.val_start = "2025-01-01"
+  data.val_end = "2025-06-30"
+  data.test_start = "2025-07-01"
+  data.test_end = ""
+  data.synthetic_regime = "crypto"  # fallback market: "crypto" (24/7) or "equity" (sessions / daily)
+  data.synthetic_assets = 4   # synthetic assets
+  data.synthetic_bars = 8760  # bars per synthetic asset (8760 = one year of hours)
+  data.synthetic_seed = 0     # seed of the synthetic market
+  data.synthetic_start = "2022-01-03"  # first synthetic bar (ISO date, UTC)
+  data.synthetic_split = (0.7, 0.15, 0.15)  # train/val/test fractions of the synthetic time range
+  data.martingale = False     # synthetic prices a pure martingale (null test, SPEC section 7)
+
+  # --- model: encoder and allocator sizes ------------------------------------------------------
+  model = config.model = ml_collections.ConfigDict()
+  model.lookback = lookback
+  model.n_ahead = n_ahead
+  model.reference_compat = False  # reproduce the `lems` package's conventions (SPEC section 8)
+  enc = model.encoder = ml_collections.ConfigDict()
+  enc.n_features = 0          # F; 0 = taken from the data at run time
+  enc.embed_dim = 8           # E, width of each feature's embedding
+  enc.hidden = 32             # H, width of the market context
+  enc.n_tkan_layers = 2       # stacked TKAN layers
+  enc.n_kan_sublayers = 1     # KAN sub-layers feeding each TKAN output gate
+  enc.kan_grid = 3            # uniform grid intervals of the B-spline basis
+  enc.kan_order = 3           # B-spline order
+  enc.kan_range = (-1.0, 1.0)  # grid range of the B-spline basis (inputs are layer-normalised)
+  enc.kan_activation = "silu"  # base-branch activation of the KAN layers
+  enc.n_attention_heads = 4   # causal self-attention heads (must divide `hidden`)
+  enc.dropout = 0.0           # dropout rate inside the encoder (training only)
+  alloc = model.allocator = ml_collections.ConfigDict()
+  alloc.width = 32            # hidden width of each head/scenario MLP
+  alloc.variant = "per_step"  # "per_step" MLPs or one "shared" MLP per head/scenario + step embedding
+  alloc.max_scale = 4.0       # the MLP's factor on the base schedule lies in (0, max_scale)
+
+  # --- loss: the training objective (SPEC section 4) -------------------------------------------
+  loss = config.loss = ml_collections.ConfigDict()
+  loss.flexible_weight = 1.0  # weight of the flexible heads' terms (k < N)
+  loss.fixed_weight = 1.0     # weight of the fixed-duration head's tracking terms (k = N)
+  loss.vwap_weight = 1.0      # weight of the terms judged against VWAP
+  loss.twap_weight = 1.0      # weight of the terms judged against TWAP
+  loss.per_side = False       # flexible heads: softplus(-imp) per side instead of buy-minus-sell
+  loss.softplus_scale_bps = 100.0  # slippage (bps) divided by this inside softplus (100 = percent)
+  loss.mask_temperature = 2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r/temp)
+  loss.reference_compat = False  # the `lems` loss exactly (percent units, its 0.5-weight mask)
+
+  # --- train: optimiser, order terms, validation, checkpoints ----------------------------------
+  train = config.train = ml_collections.ConfigDict()
+  train.batch_size = 64       # B, parent orders per step
+  train.steps = 3000          # optimiser steps
+  train.learning_rate = 1e-3  # peak learning rate
+  train.schedule = "cosine"   # "cosine" (warm-up + cosine decay) or "constant" (warm-up + flat)
+  train.warmup_steps = 100    # linear warm-up steps
+  train.final_lr_fraction = 0.1  # cosine: final learning rate as a fraction of the peak
+  train.weight_decay = 1e-4   # AdamW decoupled weight decay
+  train.clip_norm = 1.0       # global gradient-norm clip (0 disables)
+  train.r_min_range = (0.0, 0.05)  # per-step lower rate bound drawn per order (fraction), clipped to <= 1/N
+  train.r_max_range = (0.25, 1.0)  # per-step upper rate bound drawn per order (fraction), clipped to >= 1/N
+  train.log_every = 50        # steps between metric fetches (the only host syncs)
+  train.eval_every = 250      # steps between validations and checkpoints
+  train.val_orders = 1024     # fixed validation orders, evenly spaced over the validation split
+  train.val_batch_size = 256  # orders per validation batch
+  train.patience = 6          # validations without improvement before early stopping (0: never)
+  train.max_checkpoints = 2   # rolling checkpoints kept for resuming
+  train.stop_after = 0        # leave the loop after this step without saving (simulated kill); 0: off
+  train.progress = True       # tqdm progress bar
+
+  # --- eval: test-split evaluation and report --------------------------------------------------
+  ev = config.eval = ml_collections.ConfigDict()
+  ev.checkpoint = "best"      # "best" (lowest validation loss) or "latest"
+  ev.batch_size = 256         # orders per forward pass
+  ev.r_min = 0.0              # per-step lower rate bound of every test order (fraction)
+  ev.r_max = 1.0              # per-step upper rate bound of every test order (fraction)
+  ev.order_stride = 0         # bars between consecutive test orders of an asset (0: N, no overlap)
+  ev.max_orders = 0           # cap on test orders, evenly spaced (0: all)
+  ev.min_period = 6           # min period (bars) of the per-strategy table
+  ev.benchmark = "vwap"       # scenario of the report.md tables ("vwap"/"twap"); CSVs hold all
+  ev.target = "quantity"      # ("quantity"/"notional")
+  ev.theta_grid_bps = (0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 250.0, 400.0,
+                       float("inf"))  # optional-stopping thresholds tried (bps); inf = never stop
+  ev.tune_orders = 2048       # training orders used to tune theta and build the volume profile
+  ev.bootstrap = 2000         # bootstrap resamples of the 95% intervals
+  ev.plot_orders = 3          # orders drawn in the allocation-curve plot
+  ev.seed = 0                 # bootstrap and order-selection seed
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks `config` in place to the tiny synthetic run used by tests (~1 minute on 2 CPU cores)."""
+  config.name = config.name + "_smoke"
+  config.data.source = "synthetic"
+  config.data.synthetic_assets = 2
+  config.data.synthetic_bars = 1200
+  config.model.lookback = 16
+  config.model.n_ahead = 4
+  config.model.encoder.embed_dim = 4
+  config.model.encoder.hidden = 8
+  config.model.encoder.n_attention_heads = 2
+  config.model.allocator.width = 8
+  config.train.batch_size = 16
+  config.train.steps = 24
+  config.train.warmup_steps = 4
+  config.train.log_every = 4
+  config.train.eval_every = 8
+  config.train.val_orders = 64
+  config.train.val_batch_size = 32
+  config.eval.batch_size = 64
+  config.eval.min_period = 2
+  config.eval.tune_orders = 256
+  config.eval.bootstrap = 200
+  config.eval.plot_orders = 2
+  return config
+
+
+def paper(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The paper's sizes (L=120, N=12, H=200, E=20, 8 attention heads): for GPUs."""
+  config.name = config.name + "_paper"
+  config.model.lookback = 120
+  config.model.n_ahead = 12
+  config.model.encoder.embed_dim = 20
+  config.model.encoder.hidden = 200
+  config.model.encoder.n_attention_heads = 8
+  config.model.allocator.width = 200
+  config.train.batch_size = 64
+  config.train.steps = 20000
+  config.train.eval_every = 500
+  return config
+
+
+def with_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies the `:smoke` / `:paper` variant named by `arg` (None or "" keeps the default)."""
+  variants = {"": lambda c: c, "default": lambda c: c, "smoke": smoke, "paper": paper}
+  if (arg or "") not in variants:
+    raise ValueError(f"unknown config variant {arg!r}; expected one of {sorted(variants)}")
+  return variants[arg or ""](config)
+
+
+def first_existing(*paths: str) -> str:
+  """The first of `paths` that is a folder holding at least one file (else the last one)."""
+  for path in paths:
+    if os.path.isdir(path) and any(files for _, _, files in os.walk(path)):
+      return path
+  return paths[-1]

@@ -1,0 +1,400 @@
+"""Allocation heads: one scan over decision steps of independent MLPs per head and scenario.
+
+At decision s (bars 0..N-2; the last bar takes the remainder) every head k (K = N + 1) and
+scenario (S = 8) runs its own small MLP on
+  * the encoder context at the position of bar s-1 (sequence position L-1+s, SPEC section 2),
+  * the order's terms (r_min, r_max, scaled by N so the uniform schedule reads 1),
+  * its own allocations and average fill price so far (fixed-size buffers, zero beyond s),
+  * the running market VWAP and TWAP of the bars executed so far,
+with prices as bps relative to the arrival price (divided by 100 so the inputs are O(1)).
+The MLP's output is a factor in (0, max_scale) on the share of the remaining order that a
+learned base schedule (a softmax over steps per head and scenario) would trade at step s.
+A projection then enforces the order's bounds exactly (SPEC section 1):
+  a_s in [lo, hi], lo = max(min(r_min, rem), rem - r_max * (N - 1 - s)), hi = min(rem, r_max),
+which keeps rem <= r_max * (bars left) at every step, so the order always completes by bar N.
+Bounds are exact (a hard clip); gradients flow through the proposal whenever it lies inside
+them and through the remaining quantity otherwise.
+
+The per-step pieces are pure functions so that a live executor can take one decision per
+bar with trained parameters:
+  carry = init_carry(config, batch)
+  for s in range(N - 1):
+    a_BxKxS = decide(step_params(params, s), config, carry, ctx_BxH, s, r_min_B, r_max_B)
+    carry = advance(carry, a_BxKxS, price_B, volume_B)   # once bar s has executed
+  a_last_BxKxS = carry.remaining
+`Allocator.__call__` is exactly a `lax.scan` of these.
+
+Parameters ({"step": ..., "shared": ...}):
+  variant "per_step" (the paper's): every step has its own MLP per head and scenario, stacked
+    on a leading step axis of length N-1 under "step"; one batched einsum over K*S per step.
+  variant "shared": one MLP per head and scenario under "shared", plus a learned step
+    embedding under "step" (far fewer parameters).
+  "shared" also holds the base schedule logits [K, S, N].
+
+Differences from the `lems` package's allocation network (SPEC section 8), all deliberate:
+decision s reads bar s-1 (not bar s) and the market curves only include executed bars; the
+base schedule is a softmax over steps (not normalised across heads); r_max is enforced
+exactly; every head/scenario MLP is initialised independently (not identical copies); the
+notional targets' price history is their average fill price (not cumulative notional).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lemjax import scenarios
+from lemjax.config import AllocatorConfig
+
+Params = Any
+_HIGHEST = jax.lax.Precision.HIGHEST
+_STEP_EMBED_DIM = 16      # width of the "shared" variant's learned step embedding
+_PRICE_INPUT_SCALE = 1e-2  # bps -> hundreds of bps, so MLP inputs stay O(1)
+_LAST_LAYER_STD = 0.1     # small output layer: at init every head is close to its base schedule
+
+
+class Carry(NamedTuple):
+  """Execution state after `step` bars: fixed-size buffers, zero beyond `step`."""
+  step: jax.Array                 # int32 [], bars executed so far
+  remaining_BxKxS: jax.Array      # fraction of the order still to trade
+  shares_BxKxS: jax.Array         # shares bought so far (units of arrival-price shares)
+  cash_BxKxS: jax.Array           # cash spent so far (units of the order's arrival value)
+  alloc_BxKxSxN: jax.Array        # own allocation of each executed bar
+  price_bps_BxKxSxN: jax.Array    # own average fill price after each executed bar, bps vs arrival
+  mkt_volume_B: jax.Array         # sum of executed bars' market volumes
+  mkt_notional_B: jax.Array       # sum of executed bars' volume * price
+  mkt_price_sum_B: jax.Array      # sum of executed bars' prices
+  mkt_vwap_bps_BxN: jax.Array     # running market VWAP after each executed bar, bps vs arrival
+  mkt_twap_bps_BxN: jax.Array     # running market TWAP after each executed bar, bps vs arrival
+
+
+# ----------------------------------------------------------------------------- order bounds
+
+
+def validate_bounds(r_min, r_max, n_ahead: int) -> None:
+  """Checks per-order rate bounds with concrete (numpy) values.
+
+  Args:
+    r_min: scalar or [B], minimum fraction of the order per bar.
+    r_max: scalar or [B], maximum fraction of the order per bar.
+    n_ahead: N, execution bars.
+
+  Raises:
+    ValueError naming every infeasible bound.
+  """
+  r_min = np.atleast_1d(np.asarray(r_min, np.float64))
+  r_max = np.atleast_1d(np.asarray(r_max, np.float64))
+  tol = 1e-6
+  checks = (
+      (~np.isfinite(r_min), "r_min is not finite"),
+      (~np.isfinite(r_max), "r_max is not finite"),
+      (r_min < 0, "r_min is negative"),
+      (r_max < 0, "r_max is negative"),
+      (r_min > r_max + tol, "r_min > r_max"),
+      (r_min * n_ahead > 1 + tol, f"r_min * n_ahead > 1 (n_ahead={n_ahead}): bars would over-fill"),
+      (r_max * n_ahead < 1 - tol, f"r_max * n_ahead < 1 (n_ahead={n_ahead}): cannot finish by bar N"),
+  )
+  problems = []
+  for bad, what in checks:
+    bad = np.broadcast_to(bad, np.broadcast_shapes(r_min.shape, r_max.shape))
+    if np.any(bad):
+      i = int(np.argmax(bad))
+      problems.append(f"{what} (first at index {i}: r_min={r_min[i % r_min.size]:.6g}, "
+                      f"r_max={r_max[i % r_max.size]:.6g})")
+  if problems:
+    raise ValueError("infeasible order bounds: " + "; ".join(problems))
+
+
+def _is_concrete(*xs) -> bool:
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def project(proposal_BxKxS, remaining_BxKxS, s, n_ahead: int, r_min_B, r_max_B):
+  """Clips proposed allocations to the exact feasible interval of step s.
+
+  Args:
+    proposal_BxKxS: unconstrained proposals (fractions of the order).
+    remaining_BxKxS: fraction of the order left before step s.
+    s: decision step (int or int32 scalar), 0..N-1.
+    n_ahead: N.
+    r_min_B, r_max_B: per-order rate bounds.
+
+  Returns:
+    a_BxKxS with 0 <= a <= remaining, a >= min(r_min, remaining),
+    a >= remaining - r_max * (N - 1 - s), and a <= r_max wherever that is feasible.
+  """
+  r_min = r_min_B[:, None, None]
+  r_max = r_max_B[:, None, None]
+  steps_after = (n_ahead - 1 - jnp.asarray(s, jnp.int32)).astype(jnp.float32)
+  rem = remaining_BxKxS
+  lo = jnp.maximum(jnp.minimum(r_min, rem), rem - r_max * steps_after)
+  lo = jnp.clip(lo, 0.0, rem)
+  hi = jnp.maximum(jnp.minimum(rem, r_max), lo)
+  return jnp.clip(proposal_BxKxS, lo, hi)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
+  """(Dc, Do): widths of the inputs shared by all heads and of each head's own inputs."""
+  n = config.n_ahead
+  d_ctx = hidden + 2 + 2 * (n - 1)          # context, (r_min, r_max), market VWAP/TWAP curves
+  if config.variant == "shared":
+    d_ctx += _STEP_EMBED_DIM
+  d_own = 2 * (n - 1) + 1                   # own allocations, own average prices, remaining
+  return d_ctx, d_own
+
+
+def _init_mlp(key, lead: tuple[int, ...], k: int, d_ctx: int, d_own: int, width: int) -> dict:
+  """He-normal MLP weights with every head/scenario (and step) slice drawn independently."""
+  keys = jax.random.split(key, 4)
+  he_in = math.sqrt(2.0 / (d_ctx + d_own))
+  s = scenarios.NUM_SCENARIOS
+  normal = lambda key, shape: jax.random.normal(key, lead + shape, jnp.float32)
+  zeros = lambda shape: jnp.zeros(lead + shape, jnp.float32)
+  return {
+      # [Dc, K, S, W]: the shared inputs meet all heads in one plain matmul.
+      "w_ctx": normal(keys[0], (d_ctx, k, s, width)) * he_in,
+      "w_own": normal(keys[1], (k, s, d_own, width)) * he_in,
+      "b1": zeros((k, s, width)),
+      "w2": normal(keys[2], (k, s, width, width)) * math.sqrt(2.0 / width),
+      "b2": zeros((k, s, width)),
+      "w3": normal(keys[3], (k, s, width)) * (_LAST_LAYER_STD / math.sqrt(width)),
+      "b3": zeros((k, s)),
+  }
+
+
+def _check_config(config: AllocatorConfig) -> None:
+  if config.variant not in ("per_step", "shared"):
+    raise ValueError(f"config.variant={config.variant!r} is not one of ('per_step', 'shared')")
+  if not config.max_scale > 1.0:
+    raise ValueError(f"config.max_scale={config.max_scale} must exceed 1 (factor 1 = base schedule)")
+  if config.n_ahead < 2:
+    raise ValueError(f"config.n_ahead={config.n_ahead} must be at least 2")
+
+
+def init_step_params(key, config: AllocatorConfig, hidden: int) -> dict:
+  """Per-step parameters, every leaf with a leading step axis of length N-1."""
+  _check_config(config)
+  n, k = config.n_ahead, config.n_ahead + 1
+  if config.variant == "per_step":
+    return {"mlp": _init_mlp(key, (n - 1,), k, *input_dims(config, hidden), config.width)}
+  return {"embed": jax.random.normal(key, (n - 1, _STEP_EMBED_DIM), jnp.float32)}
+
+
+def init_shared_params(key, config: AllocatorConfig, hidden: int) -> dict:
+  """Parameters used at every step: base schedule logits (and the "shared" variant's MLP)."""
+  _check_config(config)
+  n, k = config.n_ahead, config.n_ahead + 1
+  shared = {"base_logits": jnp.zeros((k, scenarios.NUM_SCENARIOS, n), jnp.float32)}
+  if config.variant == "shared":
+    shared["mlp"] = _init_mlp(key, (), k, *input_dims(config, hidden), config.width)
+  return shared
+
+
+def init_params(key, config: AllocatorConfig, hidden: int) -> dict:
+  """All allocator parameters: {"step": leaves with leading axis N-1, "shared": ...}.
+
+  Args:
+    key: PRNG key.
+    config: allocator config (n_ahead, width, variant, max_scale).
+    hidden: H, width of the encoder context.
+
+  Returns:
+    Parameter pytree; `step_params(params, s)` slices one step.
+  """
+  key_step, key_shared = jax.random.split(key)
+  return {"step": init_step_params(key_step, config, hidden),
+          "shared": init_shared_params(key_shared, config, hidden)}
+
+
+def step_params(params: dict, s) -> dict:
+  """Parameters of decision step s only (what `decide` takes)."""
+  return {"step": jax.tree.map(lambda p: p[s], params["step"]), "shared": params["shared"]}
+
+
+def num_params(params) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def init_carry(config: AllocatorConfig, batch_size: int) -> Carry:
+  """Execution state before bar 0 (nothing traded, nothing observed)."""
+  b, n, k, s = batch_size, config.n_ahead, config.n_ahead + 1, scenarios.NUM_SCENARIOS
+  z = lambda *shape: jnp.zeros(shape, jnp.float32)
+  return Carry(step=jnp.zeros((), jnp.int32), remaining_BxKxS=jnp.ones((b, k, s), jnp.float32),
+               shares_BxKxS=z(b, k, s), cash_BxKxS=z(b, k, s), alloc_BxKxSxN=z(b, k, s, n),
+               price_bps_BxKxSxN=z(b, k, s, n), mkt_volume_B=z(b), mkt_notional_B=z(b),
+               mkt_price_sum_B=z(b), mkt_vwap_bps_BxN=z(b, n), mkt_twap_bps_BxN=z(b, n))
+
+
+def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, embed_E):
+  """(x_BxDc shared by all heads, x_BxKxSxDo per head) for one decision."""
+  n = config.n_ahead
+  scale = _PRICE_INPUT_SCALE
+  terms_Bx2 = jnp.stack([r_min_B * n, jnp.minimum(r_max_B * n, float(n))], axis=-1)
+  parts = [ctx_BxH, terms_Bx2, carry.mkt_vwap_bps_BxN[:, :n - 1] * scale,
+           carry.mkt_twap_bps_BxN[:, :n - 1] * scale]
+  if embed_E is not None:
+    parts.append(jnp.broadcast_to(embed_E[None, :], (ctx_BxH.shape[0], embed_E.shape[0])))
+  x_ctx = jnp.concatenate(parts, axis=-1)
+  x_own = jnp.concatenate([carry.alloc_BxKxSxN[..., :n - 1] * n,
+                           carry.price_bps_BxKxSxN[..., :n - 1] * scale,
+                           carry.remaining_BxKxS[..., None]], axis=-1)
+  return x_ctx, x_own
+
+
+def _mlp(mlp: dict, x_BxDc, x_BxKxSxDo):
+  """All K x S MLPs at once; returns their scalar outputs [B, K, S]."""
+  h = (jnp.einsum("bd,dksw->bksw", x_BxDc, mlp["w_ctx"], precision=_HIGHEST)
+       + jnp.einsum("bksd,ksdw->bksw", x_BxKxSxDo, mlp["w_own"], precision=_HIGHEST)
+       + mlp["b1"][None])
+  h = jax.nn.relu(h)
+  h = jax.nn.relu(jnp.einsum("bksw,ksvw->bksv", h, mlp["w2"], precision=_HIGHEST) + mlp["b2"][None])
+  return jnp.einsum("bksw,ksw->bks", h, mlp["w3"], precision=_HIGHEST) + mlp["b3"][None]
+
+
+def _base_share_KxS(base_logits_KxSxN, s):
+  """Share of the remaining order that the base schedule trades at step s."""
+  base = jax.nn.softmax(base_logits_KxSxN, axis=-1)
+  tail = jnp.flip(jnp.cumsum(jnp.flip(base, -1), axis=-1), -1)
+  return jnp.take(base, s, axis=-1) / jnp.take(tail, s, axis=-1)
+
+
+def decide(params: dict, config: AllocatorConfig, carry: Carry, ctx_BxH, s, r_min_B, r_max_B):
+  """Allocations of bar s for every head and scenario, from information before bar s.
+
+  Args:
+    params: one step's parameters, `step_params(all_params, s)`.
+    config: allocator config.
+    carry: execution state after bars 0..s-1 (`init_carry`, then `advance`).
+    ctx_BxH: encoder context at the position of bar s-1 (sequence position L-1+s).
+    s: decision step, 0..N-2 (int or int32 scalar).
+    r_min_B, r_max_B: per-order rate bounds (fractions of the order per bar).
+
+  Returns:
+    a_BxKxS: fractions of the order to trade in bar s, exactly within the bounds.
+  """
+  mlp = params["step"]["mlp"] if "mlp" in params["step"] else params["shared"]["mlp"]
+  x_ctx, x_own = _features(config, carry, ctx_BxH, r_min_B, r_max_B, params["step"].get("embed"))
+  z_BxKxS = _mlp(mlp, x_ctx, x_own)
+  # The offset makes a zero output mean "follow the base schedule" (factor 1).
+  offset = math.log(1.0 / (config.max_scale - 1.0))
+  factor = config.max_scale * jax.nn.sigmoid(z_BxKxS + offset)
+  share = _base_share_KxS(params["shared"]["base_logits"], s)[None]
+  proposal = carry.remaining_BxKxS * factor * share
+  return project(proposal, carry.remaining_BxKxS, s, config.n_ahead, r_min_B, r_max_B)
+
+
+def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
+  """Accounts for bar `carry.step` once it has executed at `price_B` with `volume_B`.
+
+  Args:
+    carry: state before the bar.
+    a_BxKxS: allocations traded in the bar.
+    price_B: the bar's fill price divided by the arrival price.
+    volume_B: the bar's market volume (any positive scale).
+
+  Returns:
+    The state after the bar.
+  """
+  n = carry.alloc_BxKxSxN.shape[-1]
+  at_N = jax.nn.one_hot(carry.step, n, dtype=jnp.float32)
+  p = price_B[:, None, None]
+  notional = jnp.asarray(scenarios.IS_NOTIONAL_S)[None, None, :]
+  # Quantity targets trade shares at price p; notional targets spend cash.
+  shares = carry.shares_BxKxS + jnp.where(notional, a_BxKxS / p, a_BxKxS)
+  cash = carry.cash_BxKxS + jnp.where(notional, a_BxKxS, a_BxKxS * p)
+  avg_bps = jnp.where(shares > 0, (cash / jnp.where(shares > 0, shares, 1.0) - 1.0) * 1e4, 0.0)
+  mkt_volume = carry.mkt_volume_B + volume_B
+  mkt_notional = carry.mkt_notional_B + volume_B * price_B
+  mkt_price_sum = carry.mkt_price_sum_B + price_B
+  twap = mkt_price_sum / (carry.step + 1).astype(jnp.float32)
+  # A VWAP over bars without volume is undefined; fall back to their TWAP.
+  vwap = jnp.where(mkt_volume > 0, mkt_notional / jnp.where(mkt_volume > 0, mkt_volume, 1.0), twap)
+  return Carry(
+      step=carry.step + 1,
+      remaining_BxKxS=carry.remaining_BxKxS - a_BxKxS,
+      shares_BxKxS=shares, cash_BxKxS=cash,
+      alloc_BxKxSxN=carry.alloc_BxKxSxN + a_BxKxS[..., None] * at_N[None, None, None],
+      price_bps_BxKxSxN=carry.price_bps_BxKxSxN + avg_bps[..., None] * at_N[None, None, None],
+      mkt_volume_B=mkt_volume, mkt_notional_B=mkt_notional, mkt_price_sum_B=mkt_price_sum,
+      mkt_vwap_bps_BxN=carry.mkt_vwap_bps_BxN + ((vwap - 1.0) * 1e4)[:, None] * at_N[None],
+      mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + ((twap - 1.0) * 1e4)[:, None] * at_N[None])
+
+
+# ----------------------------------------------------------------------------- the scan
+
+
+def _check_inputs(config: AllocatorConfig, lookback: int, ctx_BxTxH, r_min_B, r_max_B,
+                  prices_BxN, volumes_BxN) -> None:
+  _check_config(config)
+  n = config.n_ahead
+  if ctx_BxTxH.ndim != 3 or ctx_BxTxH.shape[1] != lookback + n - 1:
+    raise ValueError(f"ctx_BxTxH.shape={ctx_BxTxH.shape}, expected [B, L+N-1={lookback + n - 1}, H]")
+  b = ctx_BxTxH.shape[0]
+  for name, x, shape in (("r_min_B", r_min_B, (b,)), ("r_max_B", r_max_B, (b,)),
+                         ("prices_BxN", prices_BxN, (b, n)), ("volumes_BxN", volumes_BxN, (b, n))):
+    if tuple(x.shape) != shape:
+      raise ValueError(f"{name}.shape={tuple(x.shape)}, expected {shape}")
+  if _is_concrete(r_min_B, r_max_B):
+    validate_bounds(np.asarray(r_min_B), np.asarray(r_max_B), n)
+
+
+def allocate(params: dict, config: AllocatorConfig, lookback: int, ctx_BxTxH, r_min_B, r_max_B,
+             prices_BxN, volumes_BxN):
+  """Runs all decisions: a lax.scan of `decide` then `advance` over s = 0..N-2.
+
+  Args:
+    params: `init_params` pytree.
+    config: allocator config.
+    lookback: L.
+    ctx_BxTxH: encoder context, T = L + N - 1 (bars t0-L .. t0+N-2).
+    r_min_B, r_max_B: per-order rate bounds (validated here when concrete).
+    prices_BxN, volumes_BxN: executed bars' prices (relative to arrival) and volumes, read
+      only after each decision.
+
+  Returns:
+    alloc_BxNxKxS: allocations summing to 1 over N for every head and scenario.
+  """
+  _check_inputs(config, lookback, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+  n = config.n_ahead
+  r_min_B = jnp.asarray(r_min_B, jnp.float32)
+  r_max_B = jnp.asarray(r_max_B, jnp.float32)
+  # Decision s reads position L-1+s, the bar before the one it trades.
+  ctx_SxBxH = jnp.swapaxes(ctx_BxTxH[:, lookback - 1:lookback + n - 2], 0, 1)
+
+  def body(carry, xs):
+    params_s, ctx_BxH, price_B, volume_B, s = xs
+    a_BxKxS = decide({"step": params_s, "shared": params["shared"]}, config, carry, ctx_BxH, s,
+                     r_min_B, r_max_B)
+    return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
+
+  xs = (params["step"], ctx_SxBxH, prices_BxN[:, :n - 1].T, volumes_BxN[:, :n - 1].T,
+        jnp.arange(n - 1, dtype=jnp.int32))
+  carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, ctx_BxTxH.shape[0]), xs)
+  alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
+  return jnp.moveaxis(alloc, 0, 1)
+
+
+class Allocator(nn.Module):
+  """Linen wrapper: parameters "step" and "shared" (see `init_params`), call = `allocate`."""
+  config: AllocatorConfig
+  lookback: int
+
+  @nn.compact
+  def __call__(self, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN):
+    """Returns alloc_BxNxKxS; see `allocate`."""
+    hidden = ctx_BxTxH.shape[-1]
+    step = self.param("step", init_step_params, self.config, hidden)
+    shared = self.param("shared", init_shared_params, self.config, hidden)
+    return allocate({"step": step, "shared": shared}, self.config, self.lookback, ctx_BxTxH,
+                    r_min_B, r_max_B, prices_BxN, volumes_BxN)

@@ -1,0 +1,320 @@
+"""Execution accounting, training loss and evaluation metrics (SPEC sections 1 and 4).
+
+Accounting (every function is pure and vectorised over orders, heads and scenarios):
+  * achieved price: quantity targets `P = sum a p / sum a`; notional targets
+    `P = sum a / sum (a / p)` (a harmonic mean, SPEC section 1);
+  * benchmark window of head k < N: bars 0 .. max(k, tau), tau the last bar with a positive
+    allocation; the fixed-duration head k = N always uses all N bars;
+  * VWAP(W) = sum v p / sum v, TWAP(W) = mean p (a window without market volume falls back
+    to its TWAP for VWAP);
+  * improvement `imp = side * (1 - P / benchmark) * 1e4` bps, side +1 buy and -1 sell, so
+    positive is good for both sides; the paper's raw slippage is `(P / benchmark - 1) * 1e4`.
+
+Training loss (`lem_loss`, configured by `LossConfig`): flexible heads pay
+softplus(buy-minus-sell slippage / scale) per benchmark and target (or, with `per_side`,
+softplus(-imp / scale) per side); the fixed head pays softplus(|slippage| / scale); scale is
+100 bps by default, i.e. the paper's percent. Windows are soft: bar n of head k weighs 1 if
+n <= k, else 1 - exp(-r_n / temperature) with r_n the fraction still to trade at or after n,
+which is exactly 0 once the order is complete.
+
+Where the defaults differ from the `lems` package (`reference_compat=True` reproduces it,
+see lemjax/reference.py), and why:
+  * finished bars weigh exactly 0 in the soft window, not sigmoid(0) = 0.5: a benchmark that
+    half counts bars after completion rewards the wrong end date;
+  * the achieved price uses the allocations as traded; the package weighs fills by the soft
+    window too, which moves the price of a finished order;
+  * no epsilon in denominators (prices and sums of allocations are positive); a window
+    without market volume falls back to TWAP, where the package instead extends the window
+    over leading bars until some volume has printed;
+  * bps everywhere (the loss divides by `softplus_scale_bps` = 100, so its value matches the
+    package's percent-based loss up to the fixes above).
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+
+from lemjax import reference
+from lemjax import scenarios
+from lemjax.config import LossConfig
+
+_SIDE_S = scenarios.SIDE_SIGN_S
+_PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN=None) -> None:
+  if alloc_BxNxKxS.ndim != 4 or alloc_BxNxKxS.shape[3] != scenarios.NUM_SCENARIOS:
+    raise ValueError(f"alloc_BxNxKxS.shape={alloc_BxNxKxS.shape}, expected [B, N, K, 8]")
+  b, n, k, _ = alloc_BxNxKxS.shape
+  if k != n + 1:
+    raise ValueError(f"alloc_BxNxKxS.shape={alloc_BxNxKxS.shape}: K={k} must be N+1={n + 1}")
+  if prices_BxN.shape != (b, n):
+    raise ValueError(f"prices_BxN.shape={prices_BxN.shape}, expected {(b, n)}")
+  if volumes_BxN is not None and volumes_BxN.shape != (b, n):
+    raise ValueError(f"volumes_BxN.shape={volumes_BxN.shape}, expected {(b, n)}")
+
+
+# ----------------------------------------------------------------------------- accounting
+
+
+def required_window_NxK(n_ahead: int) -> np.ndarray:
+  """1 where bar n lies inside head k's minimum period (all bars for the fixed head)."""
+  steps, heads = np.arange(n_ahead)[:, None], np.arange(n_ahead + 1)[None, :]
+  return ((steps <= heads) | (heads == n_ahead)).astype(np.float32)
+
+
+def remaining_BxNxKxS(alloc_BxNxKxS):
+  """Fraction of the order traded at or after each bar (a reverse cumulative sum)."""
+  return jnp.flip(jnp.cumsum(jnp.flip(alloc_BxNxKxS, 1), axis=1), 1)
+
+
+def window_mask(alloc_BxNxKxS, *, temperature: float | None = None):
+  """Benchmark window weights per bar, head and scenario.
+
+  Args:
+    alloc_BxNxKxS: allocations.
+    temperature: None for the hard window (1 up to max(k, tau), else 0); otherwise bars after
+      the minimum period weigh 1 - exp(-remaining / temperature), exactly 0 once complete.
+
+  Returns:
+    w_BxNxKxS in [0, 1].
+  """
+  req = jnp.asarray(required_window_NxK(alloc_BxNxKxS.shape[1]))[None, :, :, None]
+  left = remaining_BxNxKxS(alloc_BxNxKxS)
+  if temperature is None:
+    active = (left > 0).astype(jnp.float32)
+  else:
+    active = -jnp.expm1(-jnp.maximum(left, 0.0) / temperature)
+  return req + (1.0 - req) * active
+
+
+def achieved_price(alloc_BxNxKxS, prices_BxN):
+  """Average fill price P_BxKxS (relative to arrival) of each head and scenario's schedule."""
+  p = prices_BxN[:, :, None, None]
+  total = jnp.sum(alloc_BxNxKxS, axis=1)
+  price_qty = jnp.sum(alloc_BxNxKxS * p, axis=1) / total
+  price_ntl = total / jnp.sum(alloc_BxNxKxS / p, axis=1)
+  return jnp.where(jnp.asarray(scenarios.IS_NOTIONAL_S)[None, None, :], price_ntl, price_qty)
+
+
+def benchmark_price(w_BxNxKxS, prices_BxN, volumes_BxN):
+  """VWAP or TWAP (by scenario) of the bars weighted by w_BxNxKxS; returns [B, K, S]."""
+  p = prices_BxN[:, :, None, None]
+  v = volumes_BxN[:, :, None, None]
+  twap = jnp.sum(w_BxNxKxS * p, axis=1) / jnp.sum(w_BxNxKxS, axis=1)
+  vol_w = jnp.sum(w_BxNxKxS * v, axis=1)
+  vwap = jnp.sum(w_BxNxKxS * v * p, axis=1) / jnp.where(vol_w > 0, vol_w, 1.0)
+  vwap = jnp.where(vol_w > 0, vwap, twap)
+  return jnp.where(jnp.asarray(scenarios.IS_TWAP_S)[None, None, :], twap, vwap)
+
+
+def window_end(alloc_BxNxKxS):
+  """(end_BxKxS, ended_early_BxKxS): last bar of each benchmark window, and whether the
+  order completed before its last bar N-1 (tau < N-1)."""
+  n, k = alloc_BxNxKxS.shape[1:3]
+  steps = jnp.arange(n, dtype=jnp.int32)[None, :, None, None]
+  tau = jnp.max(jnp.where(alloc_BxNxKxS > 0, steps, 0), axis=1)
+  heads = jnp.arange(k, dtype=jnp.int32)[None, :, None]
+  end = jnp.where(heads == n, n - 1, jnp.maximum(tau, jnp.minimum(heads, n - 1)))
+  return end, tau < n - 1
+
+
+def execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> dict:
+  """Hard-window accounting of every order, head and scenario.
+
+  Args:
+    alloc_BxNxKxS: allocations (non-negative, summing to 1 over N).
+    prices_BxN: fill prices divided by the arrival price.
+    volumes_BxN: market volumes.
+
+  Returns:
+    dict of [B, K, S] arrays: price (achieved P), benchmark, improvement_bps, slippage_bps,
+    window_end (int), ended_early (bool).
+  """
+  _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN)
+  price = achieved_price(alloc_BxNxKxS, prices_BxN)
+  bench = benchmark_price(window_mask(alloc_BxNxKxS), prices_BxN, volumes_BxN)
+  slip = (price - bench) / bench * 1e4
+  end, early = window_end(alloc_BxNxKxS)
+  return {"price": price, "benchmark": bench, "slippage_bps": slip,
+          "improvement_bps": -jnp.asarray(_SIDE_S)[None, None, :] * slip,
+          "window_end": end, "ended_early": early}
+
+
+def improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, reference_compat: bool = False):
+  """imp_BxKxS = side * (1 - P / benchmark) * 1e4 with hard windows (positive is good).
+
+  With reference_compat, the `lems` package's accounting (its masks and epsilons).
+  """
+  _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN)
+  if reference_compat:
+    slip_pct = reference.slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN)
+    return -jnp.asarray(_SIDE_S)[None, None, :] * slip_pct * 100.0
+  return execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN)["improvement_bps"]
+
+
+# ----------------------------------------------------------------------------- training loss
+
+
+def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = LossConfig()):
+  """The training objective of every head and scenario at once.
+
+  Args:
+    alloc_BxNxKxS: allocations.
+    prices_BxN: fill prices divided by the arrival price.
+    volumes_BxN: market volumes.
+    loss_config: weights, per-side variant, soft-window temperature, reference_compat.
+
+  Returns:
+    (loss scalar, aux dict with loss_flexible, loss_fixed and imp_bps_KxS, the batch mean
+    hard-window improvement, gradient-free).
+  """
+  _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN)
+  cfg = loss_config
+  n = alloc_BxNxKxS.shape[1]
+  if cfg.reference_compat:
+    slip = reference.slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN, alpha=cfg.reference_alpha)
+  else:
+    w = window_mask(alloc_BxNxKxS, temperature=cfg.mask_temperature)
+    price = achieved_price(alloc_BxNxKxS, prices_BxN)
+    bench = benchmark_price(w, prices_BxN, volumes_BxN)
+    slip = (price - bench) / bench * (1e4 / cfg.softplus_scale_bps)
+  b, k = slip.shape[:2]
+  slip = slip.reshape(b, k, 2, 2, 2)   # side, benchmark, target
+  bench_w = jnp.array([cfg.vwap_weight, cfg.twap_weight], jnp.float32)
+  if cfg.per_side:
+    side = jnp.array([1.0, -1.0], jnp.float32)[None, None, :, None, None]
+    flex = jax.nn.softplus(side * slip[:, :n])
+    flex_w = jnp.broadcast_to(bench_w[None, None, None, :, None], flex.shape)
+  else:
+    flex = jax.nn.softplus(slip[:, :n, 0] - slip[:, :n, 1])
+    flex_w = jnp.broadcast_to(bench_w[None, None, :, None], flex.shape)
+  fixed = jax.nn.softplus(jnp.abs(slip[:, n]))
+  fixed_w = jnp.broadcast_to(bench_w[None, None, :, None], fixed.shape)
+  total = (cfg.flexible_weight * jnp.sum(flex * flex_w) + cfg.fixed_weight * jnp.sum(fixed * fixed_w))
+  loss = total / (flex.size + fixed.size)
+  imp = jax.lax.stop_gradient(improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN,
+                                              reference_compat=cfg.reference_compat))
+  aux = {"loss_flexible": jnp.mean(flex), "loss_fixed": jnp.mean(fixed),
+         "imp_bps_KxS": jnp.mean(imp, axis=0)}
+  return loss, aux
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def bootstrap_means(x_BxM, *, n_boot: int = 1000, seed: int = 0, max_cells: int = 4_000_000):
+  """Bootstrap distribution of the mean over axis 0, for every column at once.
+
+  Args:
+    x_BxM: samples (numpy), B orders by M statistics.
+    n_boot: resamples.
+    seed: numpy seed; the same seed resamples the same orders for every column (and for
+      every call with the same B), which keeps paired comparisons consistent.
+    max_cells: bounds the [chunk, B] resampling-count matrix held in memory.
+
+  Returns:
+    means_RxM, float64.
+  """
+  x = np.asarray(x_BxM, np.float64)
+  b = x.shape[0]
+  rng = np.random.default_rng(seed)
+  chunk = max(1, max_cells // max(b, 1))
+  out = []
+  for start in range(0, n_boot, chunk):
+    counts = rng.multinomial(b, np.full(b, 1.0 / b), size=min(chunk, n_boot - start))
+    out.append(counts @ x / b)
+  return np.concatenate(out, axis=0)
+
+
+def paired_difference(a_Bx, b_Bx, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+  """Mean of a - b over the same orders, with a bootstrap interval.
+
+  Args:
+    a_Bx, b_Bx: per-order metrics of two strategies (e.g. improvement in bps), same shape,
+      orders on axis 0 and any trailing axes (e.g. [B, K, S]).
+    n_boot, seed, level: bootstrap resamples, numpy seed, interval coverage.
+
+  Returns:
+    dict of arrays over the trailing axes: mean, ci_lo, ci_hi, and n (orders).
+  """
+  a, b = np.asarray(a_Bx, np.float64), np.asarray(b_Bx, np.float64)
+  if a.shape != b.shape or a.ndim < 1:
+    raise ValueError(f"a_Bx.shape={a.shape} and b_Bx.shape={b.shape} must match (orders first)")
+  d = (a - b).reshape(a.shape[0], -1)
+  boot = bootstrap_means(d, n_boot=n_boot, seed=seed)
+  tail = (1.0 - level) / 2 * 100
+  lo, hi = np.percentile(boot, [tail, 100 - tail], axis=0)
+  shape = a.shape[1:]
+  return {"mean": d.mean(0).reshape(shape), "ci_lo": lo.reshape(shape),
+          "ci_hi": hi.reshape(shape), "n": a.shape[0]}
+
+
+def summarize_improvement(imp_BxKxS, ended_early_BxKxS, *, n_boot: int = 1000, seed: int = 0,
+                          level: float = 0.95):
+  """Evaluation statistics per head and scenario from per-order improvements.
+
+  Args:
+    imp_BxKxS: improvement in bps (hard windows), orders on axis 0.
+    ended_early_BxKxS: whether each order completed before its last bar.
+    n_boot, seed, level: bootstrap resamples, numpy seed, interval coverage.
+
+  Returns:
+    (stats, frame): stats is a dict of [K, S] numpy arrays (n, mean_bps, std_bps, median_bps,
+    p5_bps, q25_bps, q75_bps, p95_bps, ci_lo, ci_hi, ended_early); frame is the same as a
+    tidy polars DataFrame, one row per side x benchmark x target x head.
+  """
+  imp = np.asarray(imp_BxKxS, np.float64)
+  if imp.ndim != 3 or imp.shape[2] != scenarios.NUM_SCENARIOS:
+    raise ValueError(f"imp_BxKxS.shape={imp.shape}, expected [B, K, 8]")
+  b, k, s = imp.shape
+  early = np.asarray(ended_early_BxKxS, np.float64)
+  if early.shape != imp.shape:
+    raise ValueError(f"ended_early_BxKxS.shape={early.shape}, expected {imp.shape}")
+  pct = np.percentile(imp, _PERCENTILES, axis=0)
+  boot = bootstrap_means(imp.reshape(b, k * s), n_boot=n_boot, seed=seed)
+  tail = (1.0 - level) / 2 * 100
+  lo, hi = np.percentile(boot, [tail, 100 - tail], axis=0)
+  stats = {
+      "n": np.full((k, s), b), "mean_bps": imp.mean(0), "std_bps": imp.std(0, ddof=1) if b > 1
+      else np.zeros((k, s)), "median_bps": pct[2], "p5_bps": pct[0], "q25_bps": pct[1],
+      "q75_bps": pct[3], "p95_bps": pct[4], "ci_lo": lo.reshape(k, s), "ci_hi": hi.reshape(k, s),
+      "ended_early": early.mean(0)}
+  return stats, _stats_frame(stats, n_ahead=k - 1)
+
+
+def _stats_frame(stats: dict, n_ahead: int) -> pl.DataFrame:
+  """One row per (scenario, head), columns side, benchmark, target, head, min_period, ..."""
+  k, s = stats["mean_bps"].shape
+  rows = []
+  for si, (side, bench, target) in enumerate(scenarios.SCENARIOS[:s]):
+    for ki in range(k):
+      row = {"side": side, "benchmark": bench, "target": target, "head": ki,
+             "min_period": min(ki + 1, n_ahead), "fixed_duration": ki == n_ahead}
+      row.update({name: float(v[ki, si]) for name, v in stats.items() if name != "n"})
+      row["n"] = int(stats["n"][ki, si])
+      rows.append(row)
+  columns = ["side", "benchmark", "target", "head", "min_period", "fixed_duration", "n",
+             "mean_bps", "std_bps", "median_bps", "p5_bps", "q25_bps", "q75_bps", "p95_bps",
+             "ci_lo", "ci_hi", "ended_early"]
+  return pl.DataFrame(rows).select(columns)
+
+
+def evaluation_metrics(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, n_boot: int = 1000,
+                       seed: int = 0, level: float = 0.95):
+  """Hard-window evaluation of allocations: `summarize_improvement` of `execution_summary`.
+
+  Args:
+    alloc_BxNxKxS, prices_BxN, volumes_BxN: as in `execution_summary`.
+    n_boot, seed, level: bootstrap resamples, numpy seed, interval coverage.
+
+  Returns:
+    (stats dict of [K, S] arrays, polars DataFrame), see `summarize_improvement`.
+  """
+  summary = execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN)
+  return summarize_improvement(summary["improvement_bps"], summary["ended_early"], n_boot=n_boot,
+                               seed=seed, level=level)

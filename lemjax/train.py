@@ -1,0 +1,439 @@
+"""Training: the jitted train step, validation, early stopping, checkpoints and the resumable run loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from lemjax import checkpoint as ckpt_lib
+from lemjax import config as config_lib
+from lemjax import objectives
+from lemjax.model import LEM
+
+MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a train step reads and writes; the static fields make the step module-level."""
+  step: jax.Array                 # int32 scalar, optimiser steps taken
+  params: Any
+  opt_state: Any
+  apply_fn: Callable = flax.struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  loss_config: config_lib.LossConfig = flax.struct.field(pytree_node=False)
+  train_config: config_lib.TrainConfig = flax.struct.field(pytree_node=False)
+
+  def arrays(self) -> dict:
+    """The checkpointed part of the state."""
+    return {"step": self.step, "params": self.params, "opt_state": self.opt_state}
+
+
+# --- Building blocks ------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def build_model(model_config: config_lib.ModelConfig) -> LEM:
+  # One module object per config, so the jitted step sees equal static fields and never retraces.
+  return LEM(model_config)
+
+
+def make_schedule(cfg: config_lib.TrainConfig) -> optax.Schedule:
+  """Linear warm-up to the peak, then cosine decay to `final_lr_fraction` or a flat rate."""
+  warmup = max(int(cfg.warmup_steps), 0)
+  if cfg.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, max(warmup, 1), max(cfg.steps, warmup + 1),
+        end_value=cfg.learning_rate * cfg.final_lr_fraction)
+  if cfg.schedule == "constant":
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
+         optax.constant_schedule(cfg.learning_rate)], [max(warmup, 1)])
+  raise ValueError(f"TrainConfig.schedule={cfg.schedule!r} is not 'cosine' or 'constant'")
+
+
+@functools.lru_cache(maxsize=None)
+def make_optimizer(cfg: config_lib.TrainConfig) -> optax.GradientTransformation:
+  """AdamW on the warm-up schedule after global-norm clipping (cached per config)."""
+  adamw = optax.adamw(make_schedule(cfg), weight_decay=cfg.weight_decay)
+  if cfg.clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw)
+  return adamw
+
+
+def sample_order_terms(rng: jax.Array, batch: int, n_ahead: int,
+                       r_min_range, r_max_range) -> tuple[jax.Array, jax.Array]:
+  """Per-order rate bounds drawn uniformly, made feasible: r_min * N <= 1 <= r_max * N.
+
+  Returns:
+    (r_min_B, r_max_B), each [batch] float32 fractions of the parent order.
+  """
+  k_min, k_max = jax.random.split(rng)
+  uniform = 1.0 / n_ahead
+  r_min_B = jax.random.uniform(k_min, (batch,), jnp.float32, *r_min_range)
+  r_max_B = jax.random.uniform(k_max, (batch,), jnp.float32, *r_max_range)
+  return jnp.minimum(r_min_B, uniform), jnp.maximum(r_max_B, uniform)
+
+
+def model_batch(batch: dict) -> dict:
+  """The float arrays of a Batch that the model reads (asset and origin stay on the host)."""
+  return {k: np.asarray(batch[k], np.float32) for k in MODEL_KEYS}
+
+
+def create_train_state(rng: jax.Array, model_config: config_lib.ModelConfig,
+                       train_config: config_lib.TrainConfig,
+                       loss_config: config_lib.LossConfig) -> TrainState:
+  """Initialises parameters and optimiser state for `model_config`."""
+  model = build_model(model_config)
+  n, t, f = model_config.n_ahead, model_config.seq_len, model_config.encoder.n_features
+  # Jitted: an eager init dispatches every op of the scans one by one (tens of seconds).
+  params = jax.jit(model.init)(rng, jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)),
+                               jnp.ones((1, n)), jnp.ones((1, n)))["params"]
+  tx = make_optimizer(train_config)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    apply_fn=model.apply, tx=tx, loss_config=loss_config,
+                    train_config=train_config)
+
+
+# --- Steps ----------------------------------------------------------------------------------------
+
+def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None):
+  alloc_BxNxKxS = state.apply_fn(
+      {"params": params}, batch["inputs"], r_min_B, r_max_B, batch["prices"], batch["volumes"],
+      deterministic=rngs is None, rngs=rngs)
+  loss, aux = objectives.lem_loss(alloc_BxNxKxS, batch["prices"], batch["volumes"],
+                                  state.loss_config)
+  return loss, (aux, alloc_BxNxKxS)
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
+  """One AdamW step on a batch of orders, for all K heads x S scenarios in one pass.
+
+  Args:
+    state: the TrainState (donated by `train_step_jit`).
+    batch: {"inputs": [B, T, F], "prices": [B, N], "volumes": [B, N]} float32.
+    rng: the run's base key; the step's randomness is `fold_in(rng, state.step)`.
+
+  Returns:
+    (new state, scalar metrics on device).
+  """
+  rng = jax.random.fold_in(rng, state.step)
+  k_terms, k_dropout = jax.random.split(rng)
+  cfg = state.train_config
+  r_min_B, r_max_B = sample_order_terms(k_terms, batch["prices"].shape[0],
+                                        batch["prices"].shape[1], cfg.r_min_range, cfg.r_max_range)
+  grad_fn = jax.value_and_grad(_loss, has_aux=True)
+  (loss, (aux, _)), grads = grad_fn(state.params, state, batch, r_min_B, r_max_B,
+                                    {"dropout": k_dropout})
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+             **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.Array) -> dict:
+  """Validation loss and mean hard-window improvement (bps) of a batch, without dropout."""
+  loss, (_, alloc_BxNxKxS) = _loss(state.params, state, batch, r_min_B, r_max_B)
+  imp_BxKxS = objectives.improvement_bps(alloc_BxNxKxS, batch["prices"], batch["volumes"])
+  return {"loss": loss, "imp_bps": jnp.mean(imp_BxKxS), "imp_fixed_bps": jnp.mean(imp_BxKxS[:, -1])}
+
+
+train_step_jit = jax.jit(train_step, donate_argnums=0)
+eval_step_jit = jax.jit(eval_step)
+
+
+# --- Validation -----------------------------------------------------------------------------------
+
+def validation_batches(dataset, cfg: config_lib.TrainConfig, n_ahead: int, seed: int) -> list:
+  """Fixed validation orders: evenly spaced windows with fixed, seeded order terms.
+
+  Returns:
+    A list of (batch dict on device, r_min_B, r_max_B) with equal shapes.
+  """
+  size = max(cfg.val_batch_size, 1)
+  n_batches = max(cfg.val_orders // size, 1)
+  if dataset.num_windows < 1:
+    raise ValueError("the validation split holds no windows; widen data.val_start/val_end")
+  # Evenly spaced over the split; with too few windows they repeat (fixed shapes either way).
+  idx = np.floor(np.linspace(0, dataset.num_windows, n_batches * size, endpoint=False))
+  idx = idx.astype(np.int64).reshape(n_batches, size)
+  out = []
+  for i, rows in enumerate(idx):
+    r_min_B, r_max_B = sample_order_terms(jax.random.PRNGKey(seed + 7919 * (i + 1)), size, n_ahead,
+                                          cfg.r_min_range, cfg.r_max_range)
+    out.append((jax.device_put(model_batch(dataset.batch(rows))), r_min_B, r_max_B))
+  return out
+
+
+def validate(state: TrainState, batches: list) -> dict:
+  """Mean validation metrics over the fixed batches (one host sync)."""
+  metrics = [eval_step_jit(state, b, lo, hi) for b, lo, hi in batches]
+  stacked = jax.device_get(metrics)
+  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+# --- Run directory and data -----------------------------------------------------------------------
+
+def uses_synthetic(data_config: config_lib.DataConfig) -> bool:
+  """True when the run trains on the embedded synthetic market (no bar files, or asked for)."""
+  from lemjax import data as data_lib  # pylint: disable=g-import-not-at-top
+  if data_config.source == "synthetic":
+    return True
+  if data_config.source != "auto":
+    return False
+  return not any(data_lib.find_files(data_config.path).values())
+
+
+def default_workdir(config) -> str:
+  """runs/<name>, with a loud _SYNTHETIC suffix when the data is the synthetic market."""
+  name = config.name
+  if uses_synthetic(config_lib.data_config(config.data)) and "SYNTHETIC" not in name:
+    name += "_SYNTHETIC"
+  return os.path.join("runs", name)
+
+
+def synthetic_banner(data_config: config_lib.DataConfig) -> str:
+  """The large-letter warning printed in logs and reports for synthetic runs."""
+  kind = "martingale " if data_config.martingale else ""
+  line = "#" * 78
+  return (f"{line}\n#{'SYNTHETIC DATA':^76}#\n"
+          f"#{f'embedded {kind}{data_config.synthetic_regime} market; no real bars were found or used':^76}#\n"
+          f"#{f'(path searched: {data_config.path or None})':^76}#\n{line}")
+
+
+def data_source_line(data_config: config_lib.DataConfig, report: Any) -> str:
+  """`Data source:` line: the folder and files read, or SYNTHETIC."""
+  if uses_synthetic(data_config) or _report_get(report, "source") == "SYNTHETIC":
+    kind = "martingale " if data_config.martingale else ""
+    return (f"Data source: SYNTHETIC ({kind}{data_config.synthetic_regime} regime, "
+            f"{data_config.synthetic_assets} assets, seed {data_config.synthetic_seed})")
+  files = _report_get(report, "files") or []
+  names = ", ".join(os.path.basename(str(f)) for f in files) or "(see data_report.json)"
+  return f"Data source: {_report_get(report, 'source') or os.path.abspath(data_config.path)} [{names}]"
+
+
+def _report_get(report: Any, key: str, default=None):
+  if isinstance(report, dict):
+    return report.get(key, default)
+  return getattr(report, key, default)
+
+
+def to_jsonable(value: Any) -> Any:
+  """Dataclasses, numpy scalars/arrays and tuples as plain JSON values."""
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return to_jsonable(dataclasses.asdict(value))
+  if hasattr(value, "to_dict") and callable(value.to_dict):
+    return to_jsonable(value.to_dict())
+  if isinstance(value, dict):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  if value is None or isinstance(value, (str, int, float, bool)):
+    return value
+  return str(value)
+
+
+def resolve_configs(config, n_features: int) -> dict:
+  """Frozen dataclasses of every section; the encoder's F comes from the data."""
+  model = config_lib.model_config(config.model)
+  model = dataclasses.replace(model, encoder=dataclasses.replace(model.encoder,
+                                                                 n_features=n_features))
+  return {"data": config_lib.data_config(config.data), "model": model,
+          "loss": config_lib._build(config_lib.LossConfig, config.loss),  # pylint: disable=protected-access
+          "train": config_lib.train_config(config.train),
+          "eval": config_lib.eval_config(config.eval)}
+
+
+def load_data(config):
+  """(train, val, test, report, data_config), logging a banner when the market is synthetic."""
+  from lemjax import data as data_lib  # pylint: disable=g-import-not-at-top
+  data_config = config_lib.data_config(config.data)
+  if data_config.lookback != config.model.lookback or data_config.n_ahead != config.model.n_ahead:
+    raise ValueError(f"data.lookback/n_ahead ({data_config.lookback}, {data_config.n_ahead}) differ "
+                     f"from model.lookback/n_ahead ({config.model.lookback}, {config.model.n_ahead})")
+  if uses_synthetic(data_config):
+    logging.warning("\n%s", synthetic_banner(data_config))
+    data_config = dataclasses.replace(data_config, source="synthetic")
+  train_ds, val_ds, test_ds, report = data_lib.make_datasets(data_config)
+  return train_ds, val_ds, test_ds, report, data_config
+
+
+class MetricWriter:
+  """Appends metric records to `<workdir>/metrics.jsonl`."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+
+  def truncate_after(self, step: int) -> None:
+    """Drops records past `step` (written by a run that was killed before its next checkpoint)."""
+    if not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(self.path, "w") as f:
+      f.writelines(keep)
+
+  def write(self, step: int, split: str, values: dict) -> None:
+    record = {"step": int(step), "split": split, **{k: to_jsonable(v) for k, v in values.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def write_run_files(workdir: str, config, cfgs: dict, report: Any, source_line: str) -> None:
+  """Resolved config (JSON) and data report next to the checkpoints."""
+  os.makedirs(workdir, exist_ok=True)
+  resolved = {"experiment": json.loads(config.to_json_best_effort()),
+              "resolved": {k: to_jsonable(v) for k, v in cfgs.items()},
+              "data_source": source_line}
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(resolved, f, indent=2)
+  with open(os.path.join(workdir, "data_report.json"), "w") as f:
+    json.dump({"data_source": source_line, "report": to_jsonable(report)}, f, indent=2)
+  if "SYNTHETIC" in source_line:
+    with open(os.path.join(workdir, "SYNTHETIC_DATA.txt"), "w") as f:
+      f.write(synthetic_banner(cfgs["data"]) + "\n")
+
+
+# --- The run loop ---------------------------------------------------------------------------------
+
+def _flush(pending: list, first_step: int, writer: MetricWriter, tick: float,
+           batch_size: int, last_good: int | None) -> dict:
+  """Fetches the buffered step metrics (one host sync), fails on NaN/Inf, logs their mean."""
+  values = jax.device_get(pending)
+  elapsed = time.perf_counter() - tick  # after the sync, so it covers the steps' compute
+  losses = np.array([v["loss"] for v in values])
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    raise FloatingPointError(
+        f"non-finite training loss ({losses[bad[0]]}) at step {first_step + int(bad[0]) + 1}; "
+        f"stopping. The last good checkpoint is step {last_good} in {writer.path.rsplit('/', 1)[0]}")
+  mean = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+  mean["samples_per_s"] = len(values) * batch_size / max(elapsed, 1e-9)
+  writer.write(first_step + len(values), "train", mean)
+  return mean
+
+
+def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Array):
+  """(state, rng, meta) from the latest checkpoint, or None when the work directory has none."""
+  target = {**state.arrays(), "rng": rng}
+  restored = checkpointer.restore(target)
+  if restored is None:
+    return None
+  arrays, meta = restored
+  # Rebuild with the target's tree structure (optax states are named tuples).
+  arrays = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(arrays))
+  state = state.replace(step=arrays["step"], params=arrays["params"], opt_state=arrays["opt_state"])
+  return state, arrays["rng"], meta
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains the experiment in `config`, resuming from `workdir` when it holds a checkpoint.
+
+  Validation runs every `train.eval_every` steps on a fixed set; the latest checkpoint (for
+  resuming) and the best one (lowest validation loss, for evaluation) live in
+  `<workdir>/checkpoints/`. Returns a summary dict (final step, best step and loss).
+  """
+  from lemjax import data as data_lib  # pylint: disable=g-import-not-at-top
+  # --- Data, configs and run files.
+  train_ds, val_ds, _, report, data_config = load_data(config)
+  cfgs = resolve_configs(config, int(train_ds.batch(np.arange(1))["inputs"].shape[-1]))
+  cfgs["data"] = data_config
+  tcfg, mcfg = cfgs["train"], cfgs["model"]
+  source = data_source_line(data_config, report)
+  write_run_files(workdir, config, cfgs, report, source)
+  logging.info("%s; %d train / %d validation windows; work directory %s", source,
+               train_ds.num_windows, val_ds.num_windows, workdir)
+
+  # --- State, sampler, resume.
+  init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  state = create_train_state(init_rng, mcfg, tcfg, cfgs["loss"])
+  sampler = data_lib.Sampler(train_ds.num_windows, tcfg.batch_size, config.seed)
+  checkpointer = ckpt_lib.Checkpointer(workdir, tcfg.max_checkpoints)
+  writer = MetricWriter(workdir)
+  meta = {"best_val": None, "best_step": None, "bad_rounds": 0, "finished": False}
+  restored = _restore(checkpointer, state, rng)
+  if restored is not None:
+    state, rng, saved = restored
+    sampler.restore(saved["sampler"])
+    meta.update({k: saved[k] for k in meta})
+    logging.info("resumed from step %d in %s", int(state.step), checkpointer.root)
+  step = int(state.step)
+  writer.truncate_after(step)
+  if meta["finished"] or step >= tcfg.steps:
+    logging.info("training already finished at step %d (%s)", step, workdir)
+    checkpointer.close()
+    return {"step": step, **meta}
+
+  # --- Loop: steps are dispatched asynchronously; the host syncs only at log/validation steps.
+  val_batches = validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed)
+  bar = tqdm.tqdm(total=tcfg.steps, initial=step, disable=not tcfg.progress, unit="step",
+                  dynamic_ncols=True)
+  pending, first, tick, last_good, postfix = [], step, time.perf_counter(), checkpointer.latest_step(), {}
+  try:
+    while step < tcfg.steps:
+      batch = model_batch(train_ds.batch(sampler.next_indices()))
+      state, metrics = train_step_jit(state, batch, rng)
+      pending.append(metrics)
+      step += 1
+      if tcfg.stop_after and step >= tcfg.stop_after:
+        logging.warning("stop_after=%d reached: leaving without a checkpoint", tcfg.stop_after)
+        return {"step": step, "interrupted": True, **meta}
+      validate_now = step % tcfg.eval_every == 0 or step == tcfg.steps
+      if step % tcfg.log_every == 0 or validate_now:
+        mean = _flush(pending, first, writer, tick, tcfg.batch_size, last_good)
+        postfix.update(loss=f"{mean['loss']:.4f}", sps=f"{mean['samples_per_s']:.0f}")
+        bar.set_postfix(postfix)
+        bar.update(step - first)
+        pending, first, tick = [], step, time.perf_counter()
+      if validate_now:
+        val = validate(state, val_batches)
+        writer.write(step, "val", val)
+        if not math.isfinite(val["loss"]):
+          raise FloatingPointError(f"non-finite validation loss at step {step}; the last good "
+                                   f"checkpoint is step {last_good} in {checkpointer.root}")
+        improved = meta["best_val"] is None or val["loss"] < meta["best_val"]
+        if improved:
+          meta.update(best_val=val["loss"], best_step=step, bad_rounds=0)
+        else:
+          meta["bad_rounds"] += 1
+        stop = tcfg.patience > 0 and meta["bad_rounds"] >= tcfg.patience
+        meta["finished"] = bool(stop or step >= tcfg.steps)
+        saved = {**meta, "sampler": to_jsonable(sampler.state), "step": step, "val": val}
+        arrays = {**state.arrays(), "rng": rng}
+        if improved:
+          checkpointer.save(step, arrays, saved, best=True)
+        checkpointer.save(step, arrays, saved)
+        last_good = step
+        postfix["val"] = f"{val['loss']:.4f}"
+        bar.set_postfix(postfix)
+        tick = time.perf_counter()  # validation time does not count against samples/s
+        if stop:
+          logging.info("early stop at step %d: no improvement in %d validations (best %.5f at %d)",
+                       step, tcfg.patience, meta["best_val"], meta["best_step"])
+          break
+  finally:
+    bar.close()
+    checkpointer.close()
+  summary = {"step": step, **meta}
+  with open(os.path.join(workdir, "train_summary.json"), "w") as f:
+    json.dump(to_jsonable(summary), f, indent=2)
+  return summary

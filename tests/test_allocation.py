@@ -1,0 +1,222 @@
+"""Tests for lemjax/allocation.py: bounds, causality, scan == loop, gradients, initialisation."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from lemjax import allocation
+from lemjax import objectives
+from lemjax.config import AllocatorConfig
+
+L, N, H, B, WIDTH = 3, 5, 6, 4, 8
+K, S = N + 1, 8
+
+
+def _inputs(seed, b=B):
+  rng = np.random.default_rng(seed)
+  ctx = rng.standard_normal((b, L + N - 1, H)).astype(np.float32)
+  prices = np.exp(np.cumsum(0.01 * rng.standard_normal((b, N)), axis=1)).astype(np.float32)
+  volumes = rng.lognormal(size=(b, N)).astype(np.float32)
+  return ctx, prices, volumes
+
+
+def _wild(params, seed):
+  """Large output weights and random base schedules: proposals hit every bound."""
+  rng = np.random.default_rng(seed)
+  params = jax.tree.map(lambda p: p, params)
+  mlp = params["step"]["mlp"] if "mlp" in params["step"] else params["shared"]["mlp"]
+  mlp["w3"] = mlp["w3"] * 300.0
+  logits = params["shared"]["base_logits"]
+  params["shared"]["base_logits"] = jnp.asarray(2.0 * rng.standard_normal(logits.shape), jnp.float32)
+  return params
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(variant):
+  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant)
+  params = allocation.init_params(jax.random.PRNGKey(0), config, H)
+  run = jax.jit(functools.partial(allocation.allocate, config=config, lookback=L))
+  return config, params, run
+
+
+def _call(run, params, ctx, r_min, r_max, prices, volumes):
+  return run(params, ctx_BxTxH=ctx, r_min_B=r_min, r_max_B=r_max, prices_BxN=prices,
+             volumes_BxN=volumes)
+
+
+VARIANTS = ("per_step", "shared")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_linen_module_matches_pure_function(variant):
+  config, _, run = _setup(variant)
+  ctx, prices, volumes = _inputs(1)
+  r_min, r_max = np.full(B, 0.05, np.float32), np.full(B, 0.5, np.float32)
+  module = allocation.Allocator(config, lookback=L)
+  variables = module.init(jax.random.PRNGKey(3), ctx, r_min, r_max, prices, volumes)
+  alloc = module.apply(variables, ctx, r_min, r_max, prices, volumes)
+  assert alloc.shape == (B, N, K, S) and alloc.dtype == jnp.float32
+  assert np.all(np.isfinite(alloc))
+  np.testing.assert_allclose(_call(run, variables["params"], ctx, r_min, r_max, prices, volumes),
+                             alloc, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), wild=st.booleans(), tight=st.booleans())
+def test_allocations_are_feasible(variant, seed, wild, tight):
+  config, params, run = _setup(variant)
+  rng = np.random.default_rng(seed)
+  if tight:   # r_min = r_max = 1/N leaves exactly one feasible schedule
+    r_min = r_max = np.full(B, 1.0 / N, np.float32)
+  else:
+    r_min = rng.uniform(0.0, 1.0 / N, B).astype(np.float32)
+    r_max = rng.uniform(np.maximum(r_min, 1.0 / N), 1.0).astype(np.float32)
+  ctx, prices, volumes = _inputs(seed)
+  a = np.asarray(_call(run, _wild(params, seed) if wild else params, ctx, r_min, r_max, prices,
+                       volumes), np.float64)
+  tol = 1e-6
+  np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=tol)
+  assert a.min() >= 0.0
+  remaining = 1.0 - np.concatenate([np.zeros((B, 1, K, S)), np.cumsum(a, axis=1)[:, :-1]], axis=1)
+  r_min_b, r_max_b = r_min[:, None, None, None], r_max[:, None, None, None]
+  assert np.all(a <= r_max_b + tol), "r_max is always feasible with validated bounds"
+  assert np.all(a >= np.minimum(r_min_b, remaining) - tol)
+  steps_after = (N - 1 - np.arange(N))[None, :, None, None]
+  assert np.all(a >= remaining - r_max_b * steps_after - tol), "must stay able to finish by bar N"
+  if tight:
+    np.testing.assert_allclose(a, 1.0 / N, atol=tol)
+
+
+@pytest.mark.parametrize("r_min, r_max, named", [
+    (0.3, 0.5, "r_min * n_ahead > 1"),
+    (0.0, 0.1, "r_max * n_ahead < 1"),
+    (0.15, 0.12, "r_min > r_max"),
+    (-0.1, 0.5, "r_min is negative"),
+    (0.0, np.nan, "r_max is not finite"),
+])
+def test_infeasible_bounds_raise_naming_them(r_min, r_max, named):
+  with pytest.raises(ValueError, match=named.replace("*", r"\*")):
+    allocation.validate_bounds(np.full(B, r_min), np.full(B, r_max), N)
+  config, params, _ = _setup("shared")
+  ctx, prices, volumes = _inputs(0)
+  bad_min = np.full(B, 0.05, np.float32)
+  bad_max = np.full(B, 0.5, np.float32)
+  bad_min[2], bad_max[2] = r_min, r_max
+  with pytest.raises(ValueError, match="r_m"):
+    allocation.allocate(params, config, L, ctx, bad_min, bad_max, prices, volumes)
+
+
+def test_feasible_edge_bounds_pass():
+  allocation.validate_bounds(np.array([0.0, 1.0 / N]), np.array([1.0 / N, 1.0 / N]), N)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), s=st.integers(0, N - 1))
+def test_causality(variant, seed, s):
+  """Perturbing bars >= s (context, prices, volumes) leaves decisions 0..s bit-for-bit equal."""
+  _, params, run = _setup(variant)
+  params = _wild(params, seed)
+  rng = np.random.default_rng(seed)
+  ctx, prices, volumes = _inputs(seed)
+  r_min, r_max = np.full(B, 0.02, np.float32), np.full(B, 0.6, np.float32)
+  ctx2, prices2, volumes2 = ctx.copy(), prices.copy(), volumes.copy()
+  ctx2[:, L + s:] += rng.standard_normal(ctx2[:, L + s:].shape).astype(np.float32)   # bar j sits at L + j
+  prices2[:, s:] *= rng.uniform(0.9, 1.1, prices2[:, s:].shape).astype(np.float32)
+  volumes2[:, s:] *= rng.uniform(0.1, 10.0, volumes2[:, s:].shape).astype(np.float32)
+  a = np.asarray(_call(run, params, ctx, r_min, r_max, prices, volumes))
+  a2 = np.asarray(_call(run, params, ctx2, r_min, r_max, prices2, volumes2))
+  np.testing.assert_array_equal(a[:, :s + 1], a2[:, :s + 1])
+  if s <= N - 3:   # the perturbation must reach later decisions, or this test proves nothing
+    assert np.any(a[:, s + 1:] != a2[:, s + 1:])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_scan_equals_python_loop_of_decide_and_advance(variant):
+  config, params, run = _setup(variant)
+  ctx, prices, volumes = _inputs(7)
+  r_min, r_max = np.full(B, 0.05, np.float32), np.full(B, 0.45, np.float32)
+  carry = allocation.init_carry(config, B)
+  steps = []
+  for s in range(N - 1):
+    one_step = allocation.step_params(params, s)
+    a = allocation.decide(one_step, config, carry, jnp.asarray(ctx[:, L - 1 + s]), s,
+                          jnp.asarray(r_min), jnp.asarray(r_max))
+    carry = allocation.advance(carry, a, jnp.asarray(prices[:, s]), jnp.asarray(volumes[:, s]))
+    steps.append(a)
+  steps.append(carry.remaining_BxKxS)
+  looped = np.stack(steps, axis=1)
+  scanned = _call(run, params, ctx, r_min, r_max, prices, volumes)
+  np.testing.assert_allclose(scanned, looped, atol=1e-6, rtol=0)
+  assert int(carry.step) == N - 1
+
+
+def test_advance_accounts_fills_and_market():
+  config = AllocatorConfig(n_ahead=3, width=4)
+  carry = allocation.init_carry(config, 1)
+  a = jnp.full((1, 4, S), 0.5)
+  carry = allocation.advance(carry, a, jnp.array([1.0]), jnp.array([1.0]))
+  carry = allocation.advance(carry, a * 0.5, jnp.array([1.02]), jnp.array([3.0]))
+  # Quantity: 0.5 @ 1.00 + 0.25 @ 1.02 -> 1.00667; notional: 0.75 / (0.5 + 0.25 / 1.02).
+  qty, ntl = (0.5 + 0.25 * 1.02) / 0.75, 0.75 / (0.5 + 0.25 / 1.02)
+  np.testing.assert_allclose(carry.price_bps_BxKxSxN[0, 0, 0, 1], (qty - 1) * 1e4, rtol=1e-4)
+  np.testing.assert_allclose(carry.price_bps_BxKxSxN[0, 0, 1, 1], (ntl - 1) * 1e4, rtol=1e-4)
+  np.testing.assert_allclose(carry.mkt_vwap_bps_BxN[0], [0.0, (1 + 3 * 1.02) / 4 * 1e4 - 1e4, 0.0], atol=1e-2)
+  np.testing.assert_allclose(carry.mkt_twap_bps_BxN[0], [0.0, 100.0, 0.0], atol=1e-2)
+  np.testing.assert_allclose(carry.remaining_BxKxS, 0.25)
+  assert float(carry.alloc_BxKxSxN[0, 0, 0, 2]) == 0.0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_heads_are_initialised_independently(variant):
+  config, params, _ = _setup(variant)
+  mlp = params["step"]["mlp"] if variant == "per_step" else params["shared"]["mlp"]
+  w = np.asarray(mlp["w2"]).reshape(-1, K, S, WIDTH, WIDTH)
+  flat = w.reshape(w.shape[0], K * S, -1)
+  for i in range(flat.shape[0]):
+    corr = np.corrcoef(flat[i])
+    assert np.max(np.abs(corr - np.eye(K * S))) < 0.5, "no two heads may start as copies"
+
+
+def test_shared_variant_has_far_fewer_parameters():
+  per_step = allocation.num_params(_setup("per_step")[1])
+  shared = allocation.num_params(_setup("shared")[1])
+  assert shared * (N - 1) < per_step * 1.5
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_gradient_reaches_every_parameter(variant):
+  _, params, run = _setup(variant)
+  ctx, prices, volumes = _inputs(11, b=16)
+  r_min, r_max = np.full(16, 0.0, np.float32), np.full(16, 0.8, np.float32)
+
+  def loss_fn(p):
+    alloc = run(p, ctx_BxTxH=ctx, r_min_B=r_min, r_max_B=r_max, prices_BxN=prices,
+                volumes_BxN=volumes)
+    return objectives.lem_loss(alloc, jnp.asarray(prices), jnp.asarray(volumes))[0]
+
+  grads = jax.grad(loss_fn)(params)
+  for path, g in jax.tree_util.tree_leaves_with_path(grads):
+    g = np.asarray(g)
+    assert np.all(np.isfinite(g)), path
+    assert np.any(g != 0), f"zero gradient for {jax.tree_util.keystr(path)}"
+  if variant == "per_step":   # every step's MLP is trained
+    w1 = np.asarray(grads["step"]["mlp"]["w_ctx"])
+    assert all(np.any(w1[s] != 0) for s in range(N - 1))
+
+
+def test_bad_shapes_raise():
+  config, params, _ = _setup("shared")
+  ctx, prices, volumes = _inputs(0)
+  r = np.full(B, 0.2, np.float32)
+  with pytest.raises(ValueError, match="ctx_BxTxH"):
+    allocation.allocate(params, config, L, ctx[:, 1:], r, r, prices, volumes)
+  with pytest.raises(ValueError, match="prices_BxN"):
+    allocation.allocate(params, config, L, ctx, r, r, prices[:, 1:], volumes)
+  with pytest.raises(ValueError, match="variant"):
+    allocation.init_params(jax.random.PRNGKey(0), AllocatorConfig(variant="bogus"), H)
