@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   alloc = model.allocator = ml_collections.ConfigDict()
   alloc.width = 32            # hidden width of each head/scenario MLP
   alloc.variant = "per_step"  # "per_step" MLPs or one "shared" MLP per head/scenario + step embedding
-  alloc.max_scale = 4.0       # the MLP's factor on the base schedule lies in (0, max_scale)
+  alloc.max_scale = 12.0      # the MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step
 
   # --- loss: the training objective (SPEC section 4) -------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()

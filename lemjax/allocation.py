@@ -41,7 +41,7 @@ notional targets' price history is their average fill price (not cumulative noti
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -51,7 +51,6 @@ import numpy as np
 from lemjax import scenarios
 from lemjax.config import AllocatorConfig
 
-Params = Any
 _HIGHEST = jax.lax.Precision.HIGHEST
 _STEP_EMBED_DIM = 16      # width of the "shared" variant's learned step embedding
 _PRICE_INPUT_SCALE = 1e-2  # bps -> hundreds of bps, so MLP inputs stay O(1)
@@ -62,7 +61,7 @@ class Carry(NamedTuple):
   """Execution state after `step` bars: fixed-size buffers, zero beyond `step`."""
   step: jax.Array                 # int32 [], bars executed so far
   remaining_BxKxS: jax.Array      # fraction of the order still to trade
-  shares_BxKxS: jax.Array         # shares bought so far (units of arrival-price shares)
+  shares_BxKxS: jax.Array         # shares traded so far (order value at arrival = 1)
   cash_BxKxS: jax.Array           # cash spent so far (units of the order's arrival value)
   alloc_BxKxSxN: jax.Array        # own allocation of each executed bar
   price_bps_BxKxSxN: jax.Array    # own average fill price after each executed bar, bps vs arrival
@@ -96,7 +95,7 @@ def validate_bounds(r_min, r_max, n_ahead: int) -> None:
       (r_min < 0, "r_min is negative"),
       (r_max < 0, "r_max is negative"),
       (r_min > r_max + tol, "r_min > r_max"),
-      (r_min * n_ahead > 1 + tol, f"r_min * n_ahead > 1 (n_ahead={n_ahead}): bars would over-fill"),
+      (r_min * n_ahead > 1 + tol, f"r_min * n_ahead > 1 (n_ahead={n_ahead}): the minimum rate over-fills the order"),
       (r_max * n_ahead < 1 - tol, f"r_max * n_ahead < 1 (n_ahead={n_ahead}): cannot finish by bar N"),
   )
   problems = []

@@ -14,6 +14,7 @@ import numpy as np
 from lemjax import scenarios
 
 MS_PER_DAY = 86_400_000
+_SLIVER = 1e-5  # oracle: share put on a window's last bar so that the window ends there
 ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # alloc, prices, volumes -> imp
 
 
@@ -163,7 +164,7 @@ def optional_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, theta_KxS
       # Gain in bps of trading at the last price instead of the running benchmark (> 0 good).
       gain_BxS = side_S * (1.0 - last_B[:, None] / bench_BxNxS[:, s, :]) * 1e4
       eligible_K = (head_K < n) & (s >= head_K)
-      stopped[...] |= eligible_K[None, :, None] & (gain_BxS[:, None, :] >= theta_KxS[None])
+      stopped[...] |= eligible_K[None, :, None] & (gain_BxS[:, None, :] > theta_KxS[None])
     return np.where(stopped, remaining, 1.0 / n)
 
   a = project(proposal, n, r_min, r_max, (batch, k_heads, scenarios.NUM_SCENARIOS))
@@ -200,10 +201,11 @@ def oracle(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, score: ScoreFn,
            r_min: float = 0.0, r_max: float = 1.0) -> np.ndarray:
   """Best ex-post schedule per order, head and scenario, knowing every price in advance.
 
-  For each candidate last bar e the best schedule over bars 0..e gives every bar r_min and the rest to the best-priced bars
-  (lowest for buys, highest for sells) up to r_max. Both targets' achieved prices are
-  monotone in that allocation, so this is optimal for a fixed window; the best candidate by
-  the exact score is kept.
+  For each candidate last bar e, every bar 0..e gets r_min and the rest goes to the
+  best-priced bars there (lowest for buys, highest for sells) up to r_max each, with a sliver
+  on bar e so the window ends there. Both targets' achieved prices are monotone in the
+  allocation, so this is optimal for a given window (to within the sliver); the candidate
+  with the best exact score is kept per order, head and scenario.
 
   Returns:
     [B, N, K, S] float32 allocations.
@@ -239,6 +241,11 @@ def _greedy(prices_BxN, last: int, r_min: float, r_max: float, buy: bool) -> np.
     take = np.minimum(left, r_max - r_min)
     a[rows, order[:, j]] += take
     left -= take
+  # A sliver on bar `last` makes it the last traded bar, so the benchmark window ends there.
+  empty = a[:, last] <= 0.0
+  donor = np.argmax(a, axis=1)
+  a[rows[empty], donor[empty]] -= _SLIVER
+  a[rows[empty], last] += _SLIVER
   out = np.zeros((batch, n))
   out[:, :last + 1] = a
   return out.astype(np.float32)

@@ -28,7 +28,7 @@ class AllocatorConfig:
   n_ahead: int = 12              # N, execution bars
   width: int = 200               # hidden width of each head/scenario MLP
   variant: str = "per_step"      # "per_step": separate MLP per step; "shared": one MLP per head/scenario + step embedding
-  max_scale: float = 4.0         # the MLP's factor on the base schedule lies in (0, max_scale)
+  max_scale: float = 12.0        # the MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +173,33 @@ class EvalConfig:
 def train_config(cfg: Any) -> TrainConfig:
   """TrainConfig from a ConfigDict `train` section (unknown keys ignored)."""
   return _build(TrainConfig, cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Device mesh of a run (lemjax/sharding.py): batch over a `data` axis, parameters replicated."""
+  data: int = 0                  # devices on the `data` axis; 0 = every device of every process
+  fsdp: bool = False             # also shard large parameters and their optimiser state over `data`
+  fsdp_min_size: int = 1 << 18   # parameters with fewer elements stay replicated under fsdp
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+  """Multi-process setup for `jax.distributed.initialize` (lemjax/sharding.py)."""
+  enabled: str = "auto"          # "auto": only when the environment names a cluster; "on"; "off"
+  coordinator_address: str = ""  # host:port of process 0 ("" = JAX_COORDINATOR_ADDRESS / cluster)
+  num_processes: int = 0         # 0 = JAX_NUM_PROCESSES or the cluster's value
+  process_id: int = -1           # -1 = JAX_PROCESS_ID or the cluster's value
+
+
+def mesh_config(cfg: Any) -> MeshConfig:
+  """MeshConfig from a ConfigDict `mesh` section (unknown keys ignored)."""
+  return _build(MeshConfig, cfg)
+
+
+def distributed_config(cfg: Any) -> DistributedConfig:
+  """DistributedConfig from a ConfigDict `distributed` section (unknown keys ignored)."""
+  return _build(DistributedConfig, cfg)
 
 
 def eval_config(cfg: Any) -> EvalConfig:

@@ -52,17 +52,19 @@ class Encoder(nn.Module):
     if x_BxTxF.shape[-1] != cfg.n_features:
       raise ValueError(f"x_BxTxF has F={x_BxTxF.shape[-1]} features, "
                        f"config.n_features={cfg.n_features}")
-    # Embedding and variable selection (position-wise).
-    e_BxTxFxE = FeatureEmbedding(cfg.embed_dim, name="embedding")(x_BxTxF)
-    sel_BxTxH = VariableSelection(cfg.hidden, cfg.hidden, name="selection")(e_BxTxFxE)
-    sel_BxTxH = nn.Dropout(cfg.dropout)(sel_BxTxH, deterministic=deterministic)
+    b, t, f = x_BxTxF.shape
+    hid = cfg.hidden
+    # Embedding and variable selection, position-wise on flattened rows N = B * T.
+    e_NxFxE = FeatureEmbedding(cfg.embed_dim, name="embedding")(x_BxTxF.reshape(b * t, f))
+    sel_NxH = VariableSelection(hid, cfg.embed_dim, name="selection")(e_NxFxE)
+    sel_NxH = nn.Dropout(cfg.dropout)(sel_NxH, deterministic=deterministic)
     # Recurrent TKAN stack, forward in time.
-    h_BxTxH = sel_BxTxH
+    h_BxTxH = sel_NxH.reshape(b, t, hid)
     for i in range(cfg.n_tkan_layers):
-      h_BxTxH = TKAN(cfg.hidden, cfg.n_kan_sublayers, cfg.kan_grid, cfg.kan_order,
+      h_BxTxH = TKAN(hid, cfg.n_kan_sublayers, cfg.kan_grid, cfg.kan_order,
                      tuple(cfg.kan_range), cfg.kan_activation, name=f"tkan_{i}")(h_BxTxH)
-    # Gated skip around the stack, enrichment GRN, then causal attention.
-    h_BxTxH = GatedSkipNorm(name="skip")(h_BxTxH, sel_BxTxH)
-    h_BxTxH = GRN(cfg.hidden, cfg.hidden, name="grn")(h_BxTxH)
+    # Gated skip around the stack and enrichment GRN (position-wise), then causal attention.
+    h_NxH = GatedSkipNorm(name="skip")(h_BxTxH.reshape(b * t, hid), sel_NxH)
+    h_NxH = GRN(hid, hid, name="grn")(h_NxH)
     return CausalSelfAttention(cfg.n_attention_heads, cfg.dropout, name="attention")(
-        h_BxTxH, deterministic=deterministic)
+        h_NxH.reshape(b, t, hid), deterministic=deterministic)

@@ -10,27 +10,53 @@ from lemjax.kan import PRECISION
 
 
 class FeatureEmbedding(nn.Module):
-  """Each scalar feature through its own affine map: [B, T, F] -> [B, T, F, E]."""
+  """Each scalar feature through its own affine map: [..., F] -> [..., F, E], one einsum."""
   embed_dim: int
 
   @nn.compact
-  def __call__(self, x_BxTxF: jax.Array) -> jax.Array:
-    if x_BxTxF.ndim != 3:
-      raise ValueError(f"FeatureEmbedding input must be [B, T, F], got shape {x_BxTxF.shape}")
-    f = x_BxTxF.shape[-1]
+  def __call__(self, x_NxF: jax.Array) -> jax.Array:
+    if x_NxF.ndim < 1:
+      raise ValueError(f"FeatureEmbedding input needs a feature axis, got shape {x_NxF.shape}")
+    f = x_NxF.shape[-1]
     w_FxE = self.param("kernel", nn.initializers.normal(1.0), (f, self.embed_dim))
     b_FxE = self.param("bias", nn.initializers.zeros_init(), (f, self.embed_dim))
-    e_BxTxFxE = jnp.einsum("btf,fe->btfe", x_BxTxF, w_FxE, precision=PRECISION)
-    return e_BxTxFxE + b_FxE[None, None]
+    e_NxFxE = jnp.einsum("...f,fe->...fe", x_NxF, w_FxE, precision=PRECISION)
+    return e_NxFxE + b_FxE.reshape((1,) * (x_NxF.ndim - 1) + b_FxE.shape)
 
 
-class GatedLinearUnit(nn.Module):
-  """`dense(x) * sigmoid(dense(x))`: [..., D] -> [..., O], one fused matmul."""
+class GroupedDense(nn.Module):
+  """G independent dense maps applied group-wise in one batched matmul: [G, N, D] -> [G, N, O]."""
   features: int
 
   @nn.compact
+  def __call__(self, x_GxNxD: jax.Array) -> jax.Array:
+    if x_GxNxD.ndim != 3:
+      raise ValueError(f"GroupedDense input must be [G, N, D], got shape {x_GxNxD.shape}")
+    g, _, d = x_GxNxD.shape
+    init = nn.initializers.lecun_normal(batch_axis=(0,))
+    w_GxDxO = self.param("kernel", init, (g, d, self.features))
+    b_GxO = self.param("bias", nn.initializers.zeros_init(), (g, self.features))
+    y_GxNxO = jnp.einsum("gnd,gdo->gno", x_GxNxD, w_GxDxO, precision=PRECISION)
+    return y_GxNxO + b_GxO[:, None, :]
+
+
+def _dense(features: int, grouped: bool, name: str) -> nn.Module:
+  if grouped:
+    return GroupedDense(features, name=name)
+  return nn.Dense(features, precision=PRECISION, name=name)
+
+
+class GatedLinearUnit(nn.Module):
+  """`dense(x) * sigmoid(dense(x))`: [..., D] -> [..., O], one fused matmul.
+
+  With `grouped`, the input is [G, N, D] and every group has its own weights.
+  """
+  features: int
+  grouped: bool = False
+
+  @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    both = nn.Dense(2 * self.features, precision=PRECISION, name="dense")(x)
+    both = _dense(2 * self.features, self.grouped, "dense")(x)
     value, gate = jnp.split(both, 2, axis=-1)
     return value * nn.sigmoid(gate)
 
@@ -41,19 +67,21 @@ class GRN(nn.Module):
   Attributes:
     hidden: width of the two inner dense layers.
     features: output width O; the skip is a linear map when the input width differs.
+    grouped: input is [G, N, D] and each of the G groups has its own weights.
   """
   hidden: int
   features: int
+  grouped: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    """Maps [..., D] to [..., O]."""
-    hidden = nn.elu(nn.Dense(self.hidden, precision=PRECISION, name="dense_0")(x))
-    hidden = nn.Dense(self.hidden, precision=PRECISION, name="dense_1")(hidden)
-    gated = GatedLinearUnit(self.features, name="glu")(hidden)
+    """Maps [..., D] (or [G, N, D] when grouped) to [..., O]."""
+    hidden = nn.elu(_dense(self.hidden, self.grouped, "dense_0")(x))
+    hidden = _dense(self.hidden, self.grouped, "dense_1")(hidden)
+    gated = GatedLinearUnit(self.features, self.grouped, name="glu")(hidden)
     skip = x
     if x.shape[-1] != self.features:
-      skip = nn.Dense(self.features, precision=PRECISION, name="skip")(x)
+      skip = _dense(self.features, self.grouped, "skip")(x)
     return nn.LayerNorm(name="norm")(skip + gated)
 
 
@@ -61,18 +89,18 @@ class GatedSkipNorm(nn.Module):
   """`layer_norm(skip + GLU(x))`, the gated skip connection around a block."""
 
   @nn.compact
-  def __call__(self, x_BxTxH: jax.Array, skip_BxTxH: jax.Array) -> jax.Array:
-    if x_BxTxH.shape != skip_BxTxH.shape:
-      raise ValueError(f"x shape {x_BxTxH.shape} != skip shape {skip_BxTxH.shape}")
-    gated = GatedLinearUnit(x_BxTxH.shape[-1], name="glu")(x_BxTxH)
-    return nn.LayerNorm(name="norm")(skip_BxTxH + gated)
+  def __call__(self, x_NxH: jax.Array, skip_NxH: jax.Array) -> jax.Array:
+    if x_NxH.shape != skip_NxH.shape:
+      raise ValueError(f"x shape {x_NxH.shape} != skip shape {skip_NxH.shape}")
+    gated = GatedLinearUnit(x_NxH.shape[-1], name="glu")(x_NxH)
+    return nn.LayerNorm(name="norm")(skip_NxH + gated)
 
 
 class VariableSelection(nn.Module):
-  """Softmax-weighted sum of per-feature GRNs: [B, T, F, E] -> [B, T, H].
+  """Softmax-weighted sum of per-feature GRNs: [N, F, E] -> [N, H].
 
   A GRN over the flattened embeddings gives weights over the F features; every feature has
-  its own GRN (parameters stacked on a leading F axis, evaluated in one batched matmul).
+  its own GRN (weights stacked on a leading F axis, all evaluated in batched matmuls).
 
   Attributes:
     hidden: H, output width (and inner width of the weighting GRN).
@@ -82,13 +110,13 @@ class VariableSelection(nn.Module):
   feature_hidden: int
 
   @nn.compact
-  def __call__(self, e_BxTxFxE: jax.Array) -> jax.Array:
-    if e_BxTxFxE.ndim != 4:
-      raise ValueError(f"VariableSelection input must be [B, T, F, E], got {e_BxTxFxE.shape}")
-    b, t, f, e = e_BxTxFxE.shape
-    flat_BxTxFE = e_BxTxFxE.reshape(b, t, f * e)
-    weights_BxTxF = nn.softmax(GRN(self.hidden, f, name="weights")(flat_BxTxFE), axis=-1)
-    per_feature = nn.vmap(GRN, variable_axes={"params": 0}, split_rngs={"params": True},
-                          in_axes=2, out_axes=2)
-    z_BxTxFxH = per_feature(self.feature_hidden, self.hidden, name="features")(e_BxTxFxE)
-    return jnp.einsum("btf,btfh->bth", weights_BxTxF, z_BxTxFxH, precision=PRECISION)
+  def __call__(self, e_NxFxE: jax.Array) -> jax.Array:
+    if e_NxFxE.ndim != 3:
+      raise ValueError(f"VariableSelection input must be [N, F, E], got {e_NxFxE.shape}")
+    n, f, e = e_NxFxE.shape
+    logits_NxF = GRN(self.hidden, f, name="weights")(e_NxFxE.reshape(n, f * e))
+    weights_FxN = jnp.transpose(nn.softmax(logits_NxF, axis=-1))
+    z_FxNxH = GRN(self.feature_hidden, self.hidden, grouped=True, name="features")(
+        jnp.transpose(e_NxFxE, (1, 0, 2)))
+    # Weighted sum as a fused multiply-reduce: output [N, H] only.
+    return jnp.sum(weights_FxN[:, :, None] * z_FxNxH, axis=0)

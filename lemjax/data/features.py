@@ -18,7 +18,7 @@ FEATURE_NAMES = (
 )
 N_FEATURES = len(FEATURE_NAMES)
 ARRIVAL_FEATURE = FEATURE_NAMES.index("price_vs_arrival_bps")
-_VOLUME_FLOOR = 0.01  # keeps log finite for zero-volume bars: log(0.01) = -4.6
+VOLUME_FLOOR = 0.01  # keeps log finite for zero-volume bars: log(0.01) = -4.6
 
 
 def bar_features(table: pl.DataFrame, step_ms: int, volume_window_ms: int) -> np.ndarray:
@@ -39,14 +39,27 @@ def bar_features(table: pl.DataFrame, step_ms: int, volume_window_ms: int) -> np
   ratio_N = np.divide(volume_N, mean_N, out=np.zeros_like(volume_N), where=mean_N > 0)
   return_N = np.zeros_like(close_N)
   return_N[1:] = 1e4 * (close_N[1:] / close_N[:-1] - 1.0)
-  tod_N = 2 * np.pi * (time_N % tables.MS_PER_DAY) / tables.MS_PER_DAY
-  dow_N = 2 * np.pi * ((time_N // tables.MS_PER_DAY + 3) % 7) / 7.0  # epoch day 0: Thursday
-  feats = np.stack([
-      np.log(ratio_N + _VOLUME_FLOOR), return_N, np.zeros_like(close_N),
-      np.sin(tod_N), np.cos(tod_N), np.sin(dow_N), np.cos(dow_N),
-      np.full_like(close_N, np.log(step_ms / 3_600_000)),
+  feats = np.concatenate([
+      np.stack([np.log(ratio_N + VOLUME_FLOOR), return_N, np.zeros_like(close_N)], axis=-1),
+      calendar_features(time_N, step_ms),
   ], axis=-1)
   return feats.astype(np.float32)
+
+
+def calendar_features(time_N: np.ndarray, step_ms: int) -> np.ndarray:
+  """The features known before a bar opens: time of day, day of week, bar length [n, 5] (float64).
+
+  Args:
+    time_N: bar open times, epoch ms (int64).
+    step_ms: nominal bar length in ms.
+  Returns:
+    cal_Nx5: the last five columns of `FEATURE_NAMES`.
+  """
+  time_N = np.asarray(time_N, np.int64)
+  tod_N = 2 * np.pi * (time_N % tables.MS_PER_DAY) / tables.MS_PER_DAY
+  dow_N = 2 * np.pi * ((time_N // tables.MS_PER_DAY + 3) % 7) / 7.0  # epoch day 0: Thursday
+  return np.stack([np.sin(tod_N), np.cos(tod_N), np.sin(dow_N), np.cos(dow_N),
+                   np.full(tod_N.shape, np.log(step_ms / 3_600_000))], axis=-1)
 
 
 def trailing_mean(time_N: np.ndarray, value_N: np.ndarray, span_ms: int) -> np.ndarray:

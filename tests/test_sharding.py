@@ -1,0 +1,141 @@
+"""Sharded training on 4 forced CPU devices (in a subprocess) against the single-device step."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from lemjax import checkpoint as ckpt_lib
+from lemjax import config as config_lib
+from lemjax import sharding
+from lemjax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICES = 4
+
+# Shared by the 4-device subprocess and this (1-device) process: a tiny model and batch.
+_SETUP = """
+import jax, jax.numpy as jnp, numpy as np
+from lemjax import config as C, train
+MODEL = C.ModelConfig(lookback=6, n_ahead=3, encoder=C.EncoderConfig(
+    n_features=3, embed_dim=4, hidden=8, n_attention_heads=2),
+    allocator=C.AllocatorConfig(n_ahead=3, width=8))
+TRAIN = C.TrainConfig(batch_size=8, steps=10, warmup_steps=1, schedule="constant")
+def make_state():
+  return train.create_train_state(jax.random.PRNGKey(0), MODEL, TRAIN, C.LossConfig())
+def make_batch():
+  r = np.random.default_rng(0)
+  return {"inputs": r.normal(size=(8, MODEL.seq_len, 3)).astype(np.float32),
+          "prices": (1 + 0.01 * r.normal(size=(8, 3))).astype(np.float32),
+          "volumes": r.uniform(0.5, 1.5, size=(8, 3)).astype(np.float32)}
+"""
+
+# Runs with 4 CPU devices: plain steps, then data-parallel and FSDP steps; saves the FSDP state.
+_SCRIPT = _SETUP + """
+import json, sys
+from lemjax import checkpoint as ckpt_lib, sharding
+from lemjax.config import MeshConfig
+assert jax.device_count() == 4, jax.devices()
+copy = lambda s: jax.tree.map(jnp.array, s)
+state, batch, rng = make_state(), make_batch(), jax.random.PRNGKey(1)
+single, metrics_1 = copy(state), []
+for _ in range(2):   # the warm-up learning rate is 0 at step 0: step twice so parameters move
+  single, m = train.train_step_jit(single, batch, rng)
+  metrics_1.append(m)
+out = {}
+for name, cfg in (("dp", MeshConfig(data=4)), ("fsdp", MeshConfig(data=4, fsdp=True, fsdp_min_size=64))):
+  mesh = sharding.make_mesh(cfg)
+  shardings = sharding.tree_shardings(state, mesh, cfg)
+  step = sharding.jit_sharded_step(train.train_step, shardings, mesh)
+  sharded, b4 = sharding.shard_tree(copy(state), shardings), sharding.put_batch(batch, mesh)
+  metrics_4 = []
+  for _ in range(2):
+    sharded, m = step(sharded, b4, rng)
+    metrics_4.append(m)
+  diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
+                          zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  out[name] = {"params": diff(single.params, sharded.params),
+               "opt_state": diff(single.opt_state, sharded.opt_state),
+               "metrics": diff(metrics_1, metrics_4),
+               "moved": diff(state.params, sharded.params),
+               "split_leaves": sum(len(l.sharding.device_set) == 4 and not l.is_fully_replicated
+                                   for l in jax.tree.leaves(sharded.params))}
+ckpt = ckpt_lib.Checkpointer(sys.argv[1])
+ckpt.save(2, {**sharded.arrays(), "rng": rng}, {"note": "fsdp"})
+ckpt.close()
+np.savez(sys.argv[1] + "/expected.npz", *[np.asarray(x) for x in jax.tree.leaves(sharded.params)])
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+  """Runs the 4-device script once; returns (diffs per mode, checkpoint work directory)."""
+  workdir = str(tmp_path_factory.mktemp("sharded"))
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT, workdir], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
+  return json.loads(line[len("RESULT"):]), workdir
+
+
+@pytest.mark.parametrize("mode", ["dp", "fsdp"])
+def test_sharded_step_equals_single_device(four_devices, mode):
+  diffs = four_devices[0][mode]
+  assert diffs["moved"] > 1e-5, "parameters did not move: the comparison would be vacuous"
+  assert diffs["params"] < 1e-6, diffs
+  assert diffs["opt_state"] < 1e-6, diffs
+  assert diffs["metrics"] < 1e-6, diffs
+
+
+def test_fsdp_splits_parameters(four_devices):
+  assert four_devices[0]["dp"]["split_leaves"] == 0
+  assert four_devices[0]["fsdp"]["split_leaves"] > 0
+
+
+def test_checkpoint_saved_on_4_devices_restores_on_1(four_devices):
+  workdir = four_devices[1]
+  assert jax.device_count() == 1  # this process keeps the default single CPU device
+  scope = {}
+  exec(_SETUP, scope)  # pylint: disable=exec-used
+  state = scope["make_state"]()
+  target = {**state.arrays(), "rng": jax.random.PRNGKey(0)}
+  checkpointer = ckpt_lib.Checkpointer(workdir)
+  arrays, meta = checkpointer.restore(target)
+  checkpointer.close()
+  assert meta["note"] == "fsdp"
+  expected = np.load(os.path.join(workdir, "expected.npz"))
+  restored = jax.tree.leaves(arrays["params"])
+  assert len(restored) == len(expected.files)
+  for i, leaf in enumerate(restored):
+    assert len(leaf.sharding.device_set) == 1
+    np.testing.assert_array_equal(np.asarray(leaf), expected[f"arr_{i}"])
+
+
+def test_leaf_spec_rules():
+  fsdp = config_lib.MeshConfig(fsdp=True, fsdp_min_size=100)
+  assert sharding.leaf_spec((11, 13, 8, 200, 200), 4, fsdp) == PartitionSpec(None, None, None, None, "data")
+  assert sharding.leaf_spec((7, 30), 4, fsdp) == PartitionSpec(None, "data")
+  assert sharding.leaf_spec((7, 31), 4, fsdp) == PartitionSpec()          # nothing divisible
+  assert sharding.leaf_spec((4, 5), 4, fsdp) == PartitionSpec()           # too small
+  assert sharding.leaf_spec((11, 200), 4, config_lib.MeshConfig()) == PartitionSpec()
+
+
+def test_mesh_and_batch_checks():
+  mesh = sharding.make_mesh(config_lib.MeshConfig())
+  assert mesh.shape["data"] == jax.device_count()
+  with pytest.raises(ValueError, match="MeshConfig.data"):
+    sharding.make_mesh(config_lib.MeshConfig(data=jax.device_count() + 1))
+  with pytest.raises(ValueError, match="enabled"):
+    sharding.initialize_distributed(config_lib.DistributedConfig(enabled="maybe"))
+  assert not sharding.initialize_distributed(config_lib.DistributedConfig(enabled="off"))
+  np.testing.assert_array_equal(sharding.host_rows(np.arange(8)), np.arange(8))
+  assert sharding.is_primary()
