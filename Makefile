@@ -37,5 +37,9 @@ data: $(STAMP)
 null-test: $(STAMP)
 	$(PY) -m lemjax.main --mode=null_test --config=experiments/null_test.py $(WORKDIR_FLAG) $(ARGS)
 
+# Compile time, train-step throughput, peak memory, parameters, decision latency -> bench.json.
+bench: $(STAMP)
+	$(PY) -m lemjax.bench $(ARGS)
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

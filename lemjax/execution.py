@@ -140,7 +140,6 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
     FileNotFoundError when there is no config.json or checkpoint; ValueError when the saved
     config or parameter shapes do not match this code.
   """
-  from lemjax import evaluate  # pylint: disable=g-import-not-at-top
   workdir = _find_workdir(workdir_or_checkpoint)
   with open(os.path.join(workdir, "config.json")) as f:
     saved = json.load(f)
@@ -154,17 +153,38 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
   if os.path.isfile(report_file):  # the bar length the data layer actually used
     with open(report_file) as f:
       interval = (json.load(f).get("report") or {}).get("interval") or interval
-  cfgs = {"model": model, "train": config_lib.train_config(resolved.get("train", {})),
-          "loss": config_lib._build(config_lib.LossConfig, resolved.get("loss", {}))}  # pylint: disable=protected-access
-  try:
-    params, info = evaluate.load_params(workdir, cfgs, which)
-  except (FileNotFoundError, ValueError):
-    raise
-  except Exception as err:  # pylint: disable=broad-except  # orbax raises several types when shapes or trees differ
-    raise ValueError(f"the checkpoint in {workdir} does not match its config.json: {err}") from err
+  params, where = _restore_params(workdir, resolved, model, which)
   _check_param_shapes(params, model, workdir)
   return Policy(params, model, tables.interval_ms(interval), tables.interval_ms(data["volume_window"]),
-                f"{info['directory']} step {info['step']}")
+                where)
+
+
+def _restore_params(workdir: str, resolved: Mapping, model: ModelConfig, which: str):
+  """(params, description) of the best or latest checkpoint; the state's shapes come from
+  `jax.eval_shape`, so nothing is compiled."""
+  from lemjax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from lemjax import train  # pylint: disable=g-import-not-at-top
+  if which not in ("best", "latest"):
+    raise ValueError(f"which={which!r} is not 'best' or 'latest'")
+  directory = os.path.join(workdir, "checkpoints", which)
+  if not os.path.isdir(directory) or not os.listdir(directory):
+    raise FileNotFoundError(f"no {which} checkpoint in {directory}; train first with `python -m "
+                            f"lemjax.main --mode=train --config=<experiment file> --workdir={workdir}`")
+  train_cfg = config_lib.train_config(resolved.get("train", {}))
+  loss_cfg = config_lib._build(config_lib.LossConfig, resolved.get("loss", {}))  # pylint: disable=protected-access
+  key = jax.random.PRNGKey(0)
+  target = jax.eval_shape(lambda: {**train.create_train_state(key, model, train_cfg, loss_cfg).arrays(),
+                                   "rng": key})
+  checkpointer = ckpt_lib.Checkpointer(workdir)
+  try:
+    step = checkpointer.latest_step(best=which == "best")
+    arrays, _ = checkpointer.restore(target, best=which == "best")
+    params = jax.tree.unflatten(jax.tree.structure(target["params"]), jax.tree.leaves(arrays["params"]))
+  except Exception as err:  # pylint: disable=broad-except  # orbax raises several types
+    raise ValueError(f"the checkpoint in {directory} does not match its config.json: {err}") from err
+  finally:
+    checkpointer.close()
+  return params, f"{directory} step {step}"
 
 
 def _check_param_shapes(params, model: ModelConfig, where: str) -> None:
@@ -221,7 +241,7 @@ class Order:
     try:
       allocation.validate_bounds(self.r_min, self.r_max, n_ahead)
     except ValueError as err:
-      raise ValueError(f"Order {err} (Order.r_min / Order.r_max)") from None
+      raise ValueError(f"Order: {err}") from None
     return head, scenario
 
 
@@ -333,7 +353,8 @@ def check_bar(policy: Policy, state: State, bar) -> LiveBar:
   Raises:
     ValueError naming the field (and order index) of a bar whose time is not after the
     previous bar, skips bars, or has another length than the model's; whose price or volume
-    is NaN, infinite or negative; or arriving after the order completed. `state` is untouched.
+    is NaN, infinite or negative; or arriving after a single order completed (stacked orders
+    that are done are left unchanged by `step`). `state` is untouched.
   """
   values = _bar_arrays(bar)
   shape = np.shape(state.day)
@@ -342,10 +363,9 @@ def check_bar(policy: Policy, state: State, bar) -> LiveBar:
               for k, v in values.items()}
   except ValueError:
     raise ValueError(f"bar fields have shape {np.shape(values['time'])}, the states {shape}") from None
-  done = np.atleast_1d(np.asarray(state.done))
-  if done.any():
-    which = f" (order index {int(np.argmax(done))})" if done.size > 1 else ""
-    raise ValueError(f"the order is already complete{which}: start a new order")
+  # Stacked orders that are done stay frozen in `step`; a single one gets a clear error.
+  if not shape and bool(state.done):
+    raise ValueError("the order is already complete: start a new order")
   if "length_ms" in values and np.any(values["length_ms"] != policy.step_ms):
     raise ValueError(f"bar field 'length_ms' = {np.atleast_1d(values['length_ms'])[0]}: the model's "
                      f"bars are {policy.step_ms} ms long")

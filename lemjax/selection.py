@@ -82,7 +82,14 @@ class GRN(nn.Module):
     skip = x
     if x.shape[-1] != self.features:
       skip = _dense(self.features, self.grouped, "skip")(x)
-    return nn.LayerNorm(name="norm")(skip + gated)
+    if not self.grouped:
+      return nn.LayerNorm(name="norm")(skip + gated)
+    # Per-group layer-norm scale and bias, shaped [G, O] like the grouped dense biases.
+    normed = nn.LayerNorm(use_scale=False, use_bias=False)(skip + gated)
+    g = x.shape[0]
+    scale_GxO = self.param("norm_scale", nn.initializers.ones_init(), (g, self.features))
+    bias_GxO = self.param("norm_bias", nn.initializers.zeros_init(), (g, self.features))
+    return normed * scale_GxO[:, None, :] + bias_GxO[:, None, :]
 
 
 class GatedSkipNorm(nn.Module):

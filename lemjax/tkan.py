@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lemjax.kan import PRECISION, KANLinear
+from lemjax.kan import PRECISION, KANLinear, _bspline_bases, activation, uniform_grid
 
 # carry = (h_BxH, c_BxH, sub_BxMxH); per-step inputs = (gates_Bx3H, sub_BxMxH), pre-projected.
 Carry = tuple[jax.Array, jax.Array, jax.Array]
@@ -29,6 +29,16 @@ def initial_carry(batch: int, hidden: int, n_sublayers: int) -> Carry:
   """Zero TKAN state: (h [B, H], c [B, H], sub [B, M, H])."""
   zeros_BxH = jnp.zeros((batch, hidden), jnp.float32)
   return zeros_BxH, zeros_BxH, jnp.zeros((batch, n_sublayers, hidden), jnp.float32)
+
+
+def _tail(z_gates_Bx3H, c_BxH, z_out_BxH, out_BxMxH, sub_BxMxH, w_out_MxH, w_state_MxH):
+  """Elementwise end of a step: LSTM gates, cell state, output gate, sub-state mix."""
+  i_BxH, f_BxH, g_BxH = jnp.split(z_gates_Bx3H, 3, axis=-1)
+  c_BxH = nn.sigmoid(f_BxH) * c_BxH + nn.sigmoid(i_BxH) * jnp.tanh(g_BxH)
+  h_BxH = nn.sigmoid(z_out_BxH) * jnp.tanh(c_BxH)
+  # Learned elementwise mix of the new KAN output and the previous sub-state.
+  sub_BxMxH = w_out_MxH[None] * out_BxMxH + w_state_MxH[None] * sub_BxMxH
+  return h_BxH, c_BxH, sub_BxMxH
 
 
 class TKANCell(nn.Module):
@@ -54,27 +64,24 @@ class TKANCell(nn.Module):
     h_BxH, c_BxH, sub_BxMxH = carry
     gates_Bx3H, sub_in_BxMxH = inputs_t
     hid, m = self.hidden, self.n_sublayers
-    # LSTM input and forget gates and cell candidate.
-    gates_Bx3H = gates_Bx3H + nn.Dense(
+    # Pre-activations of the input/forget gates and the cell candidate.
+    z_gates_Bx3H = gates_Bx3H + nn.Dense(
         3 * hid, use_bias=False, precision=PRECISION,
         kernel_init=nn.initializers.orthogonal(), name="recurrent")(h_BxH)
-    i_BxH, f_BxH, g_BxH = jnp.split(gates_Bx3H, 3, axis=-1)
-    c_BxH = nn.sigmoid(f_BxH) * c_BxH + nn.sigmoid(i_BxH) * jnp.tanh(g_BxH)
     # Each KAN sub-layer reads the input and its own previous sub-state.
     w_sub_MxHxH = self.param("sub_recurrent", nn.initializers.orthogonal(), (m, hid, hid))
-    sub_in_BxMxH = sub_in_BxMxH + jnp.einsum(
+    z_sub_BxMxH = sub_in_BxMxH + jnp.einsum(
         "bmh,mhk->bmk", sub_BxMxH, w_sub_MxHxH, precision=PRECISION)
     out_BxMxH = jnp.stack([
         KANLinear(hid, self.grid_size, self.order, self.grid_range, self.base_activation,
-                  name=f"kan_{j}")(sub_in_BxMxH[:, j]) for j in range(m)], axis=1)
-    # Learned elementwise mix of the new KAN output and the previous sub-state.
+                  name=f"kan_{j}")(z_sub_BxMxH[:, j]) for j in range(m)], axis=1)
     w_out_MxH = self.param("sub_mix_out", nn.initializers.constant(0.5), (m, hid))
     w_state_MxH = self.param("sub_mix_state", nn.initializers.constant(0.5), (m, hid))
-    sub_BxMxH = w_out_MxH[None] * out_BxMxH + w_state_MxH[None] * sub_BxMxH
-    # Output gate from the aggregated sub-layer outputs.
-    o_BxH = nn.sigmoid(nn.Dense(hid, precision=PRECISION, name="output_gate")(
-        out_BxMxH.reshape(out_BxMxH.shape[0], m * hid)))
-    h_BxH = o_BxH * jnp.tanh(c_BxH)
+    # Output gate pre-activation from the aggregated sub-layer outputs.
+    z_out_BxH = nn.Dense(hid, precision=PRECISION, name="output_gate")(
+        out_BxMxH.reshape(out_BxMxH.shape[0], m * hid))
+    h_BxH, c_BxH, sub_BxMxH = _tail(z_gates_Bx3H, c_BxH, z_out_BxH, out_BxMxH, sub_BxMxH,
+                                    w_out_MxH, w_state_MxH)
     return (h_BxH, c_BxH, sub_BxMxH), h_BxH
 
 
@@ -94,67 +101,140 @@ def tkan_step(cell: TKANCell, params: Any, carry: Carry, inputs_t: StepInputs
   return cell.apply({"params": params}, carry, inputs_t)
 
 
-def _merge_time(tree: Any) -> Any:
-  """[T, B, ...] leaves -> [T * B, ...]: the cell treats rows independently."""
-  return jax.tree.map(lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), tree)
+# ---------------------------------------------------------------------------------------
+# Fast path: the same step as TKANCell written on its parameter tree, with a hand-written
+# reverse pass. Only carry/input cotangents run inside the reverse scan; all weight
+# gradients are big [T * B]-row matmuls after it (T small matmuls per weight otherwise).
+# ---------------------------------------------------------------------------------------
+Settings = tuple[int, tuple[float, ...], int, str]  # (M, knots, order, activation name)
+
+
+def _dot(a, b):
+  return jnp.dot(a, b, precision=PRECISION)
+
+
+def _kan_inputs(p_kan: Any, z_NxH: jax.Array, settings: Settings):
+  """KANLinear's front: layer norm, then the inputs of its two matmuls (act(x), basis)."""
+  _, knots, order, act_name = settings
+  xn_NxH = nn.LayerNorm(parent=None).apply({"params": p_kan["norm"]}, z_NxH)
+  basis_NxCxH = jnp.stack(_bspline_bases(xn_NxH, np.asarray(knots), order), axis=-2)
+  return activation(act_name)(xn_NxH), basis_NxCxH.reshape(z_NxH.shape[0], -1)
+
+
+def _step(p: Any, carry: Carry, inputs_t: StepInputs, settings: Settings):
+  """TKANCell's step on its parameter tree; also returns what the reverse pass needs."""
+  h_BxH, c_BxH, sub_BxMxH = carry
+  gates_Bx3H, sub_in_BxMxH = inputs_t
+  m = settings[0]
+  z_gates = gates_Bx3H + _dot(h_BxH, p["recurrent"]["kernel"])
+  z_sub = sub_in_BxMxH + jnp.einsum("bmh,mhk->bmk", sub_BxMxH, p["sub_recurrent"],
+                                    precision=PRECISION)
+  outs = []
+  for j in range(m):
+    pk = p[f"kan_{j}"]
+    act_BxH, basis_BxCH = _kan_inputs(pk, z_sub[:, j], settings)
+    base = _dot(act_BxH, pk["base"]["kernel"]) + pk["base"]["bias"][None]
+    outs.append(base + _dot(basis_BxCH, pk["spline"]["kernel"]))
+  out_BxMxH = jnp.stack(outs, axis=1)
+  z_out = (_dot(out_BxMxH.reshape(out_BxMxH.shape[0], -1), p["output_gate"]["kernel"])
+           + p["output_gate"]["bias"][None])
+  new = _tail(z_gates, c_BxH, z_out, out_BxMxH, sub_BxMxH, p["sub_mix_out"], p["sub_mix_state"])
+  return new, (h_BxH, c_BxH, sub_BxMxH, z_gates, z_sub, z_out, out_BxMxH)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def scan_cell(step: Callable, params: Any, carry: Carry, xs_T: Any) -> tuple[Carry, jax.Array]:
-  """`lax.scan` of `step(params, carry, x_t)` over the leading (time) axis of `xs_T`.
-
-  Same values as `jax.lax.scan(lambda c, x: step(params, c, x), carry, xs_T)`, with a
-  cheaper gradient: the reverse scan only propagates carry and input cotangents, and the
-  parameter gradient is one pass of `step` over all T * B rows at once (big matmuls instead
-  of T small ones accumulated in the loop). This needs every row of the batch to be
-  independent inside `step`, which holds for a recurrent cell.
+def fast_scan(settings: Settings, params: Any, carry: Carry, xs_T: StepInputs
+              ) -> tuple[Carry, jax.Array]:
+  """Scan of the TKAN step over time-major inputs; values equal a `lax.scan` of TKANCell.
 
   Args:
-    step: pure `(params, carry, x_t) -> (carry, y_t)`, batch on axis 0 of every leaf.
-    params: parameter pytree.
-    carry: initial carry, leaves [B, ...].
-    xs_T: per-step inputs, leaves [T, B, ...].
+    settings: (M, knots, order, activation name), static.
+    params: a TKANCell parameter tree.
+    carry: initial (h [B, H], c [B, H], sub [B, M, H]).
+    xs_T: pre-projected inputs (gates [T, B, 3H], sub [T, B, M, H]).
 
   Returns:
-    (final carry, ys [T, B, ...]).
+    (final carry, h [T, B, H]).
   """
-  return jax.lax.scan(lambda c, x: step(params, c, x), carry, xs_T)
+  return _fast_scan_fwd(settings, params, carry, xs_T)[0]
 
 
-def _scan_cell_fwd(step, params, carry, xs_T):
-  def body(c, x):
-    c_next, y = step(params, c, x)
-    return c_next, (y, c)
-  carry_T, (ys_T, carries_T) = jax.lax.scan(body, carry, xs_T)
-  return (carry_T, ys_T), (params, carries_T, xs_T)
+def _fast_scan_fwd(settings, params, carry, xs_T):
+  def body(c, x_t):
+    new, res = _step(params, c, x_t, settings)
+    return new, (new[0], res)
+  carry_T, (h_TxBxH, res_T) = jax.lax.scan(body, carry, xs_T)
+  return (carry_T, h_TxBxH), (params, res_T)
 
 
-def _scan_cell_bwd(step, residuals, cotangents):
-  params, carries_T, xs_T = residuals
-  g_carry, g_ys_T = cotangents
+def _fast_scan_bwd(settings, residuals, cotangents):
+  params, res_T = residuals
+  (g_h, g_c, g_sub), g_h_TxBxH = cotangents
+  m = settings[0]
+  kernels = {j: (params[f"kan_{j}"]["base"]["kernel"], params[f"kan_{j}"]["spline"]["kernel"])
+             for j in range(m)}
 
-  def body(g_next, inputs):
-    c_prev, x, g_y = inputs
-    _, vjp = jax.vjp(lambda c, x_t: step(params, c, x_t), c_prev, x)
-    g_prev, g_x = vjp((g_next, g_y))
-    # g_next is the cotangent of this step's output carry, kept for the parameter pass.
-    return g_prev, (g_x, g_next)
+  def body(g_carry, inputs):
+    (h_prev, c_prev, sub_prev, z_gates, z_sub, z_out, out), g_y = inputs
+    g_h, g_c, g_sub = g_carry
+    _, tail_vjp = jax.vjp(_tail, z_gates, c_prev, z_out, out, sub_prev,
+                          params["sub_mix_out"], params["sub_mix_state"])
+    g_zg, g_c, g_zo, g_out, g_sub, g_mix_out, g_mix_state = tail_vjp((g_h + g_y, g_c, g_sub))
+    g_out = g_out + _dot(g_zo, params["output_gate"]["kernel"].T).reshape(g_out.shape)
+    g_zs, g_norms = [], []
+    for j in range(m):
+      base_k, spline_k = kernels[j]
+      _, kan_vjp = jax.vjp(lambda z, pk: _kan_inputs(pk, z, settings), z_sub[:, j],
+                           params[f"kan_{j}"])
+      g_z, g_pk = kan_vjp((_dot(g_out[:, j], base_k.T), _dot(g_out[:, j], spline_k.T)))
+      g_zs.append(g_z)
+      g_norms.append(g_pk["norm"])
+    g_zs = jnp.stack(g_zs, axis=1)
+    g_sub = g_sub + jnp.einsum("bmk,mhk->bmh", g_zs, params["sub_recurrent"],
+                               precision=PRECISION)
+    g_h = _dot(g_zg, params["recurrent"]["kernel"].T)
+    return (g_h, g_c, g_sub), (g_zg, g_zs, g_zo, g_out, g_mix_out, g_mix_state, g_norms)
 
-  g_carry0, (g_xs_T, g_carries_T) = jax.lax.scan(
-      body, g_carry, (carries_T, xs_T, g_ys_T), reverse=True)
-  _, vjp_params = jax.vjp(lambda p: step(p, _merge_time(carries_T), _merge_time(xs_T)), params)
-  (g_params,) = vjp_params((_merge_time(g_carries_T), _merge_time(g_ys_T)))
-  return g_params, g_carry0, g_xs_T
+  g_carry0, g_T = jax.lax.scan(body, (g_h, g_c, g_sub), (res_T, g_h_TxBxH), reverse=True)
+  g_zg, g_zs, g_zo, g_out, g_mix_out, g_mix_state, g_norms = g_T
+  g_params = _weight_grads(params, settings, res_T, g_zg, g_zs, g_zo, g_out)
+  g_params["sub_mix_out"] = g_mix_out.sum(0)
+  g_params["sub_mix_state"] = g_mix_state.sum(0)
+  for j in range(m):
+    g_params[f"kan_{j}"]["norm"] = jax.tree.map(lambda a: a.sum(0), g_norms[j])
+  return g_params, g_carry0, (g_zg, g_zs)
 
 
-scan_cell.defvjp(_scan_cell_fwd, _scan_cell_bwd)
+def _weight_grads(params, settings, res_T, g_zg, g_zs, g_zo, g_out):
+  """Gradients of every matmul weight from all T * B rows at once."""
+  h_prev, _, sub_prev, _, z_sub, _, out = res_T
+  m = settings[0]
+  rows = lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+  h_prev, sub_prev, z_sub, out = rows(h_prev), rows(sub_prev), rows(z_sub), rows(out)
+  g_zg, g_zs, g_zo, g_out = rows(g_zg), rows(g_zs), rows(g_zo), rows(g_out)
+  grads = {
+      "recurrent": {"kernel": _dot(h_prev.T, g_zg)},
+      "sub_recurrent": jnp.einsum("nmh,nmk->mhk", sub_prev, g_zs, precision=PRECISION),
+      "output_gate": {"kernel": _dot(out.reshape(out.shape[0], -1).T, g_zo),
+                      "bias": g_zo.sum(0)},
+  }
+  for j in range(m):
+    act, basis = _kan_inputs(params[f"kan_{j}"], z_sub[:, j], settings)
+    grads[f"kan_{j}"] = {
+        "base": {"kernel": _dot(act.T, g_out[:, j]), "bias": g_out[:, j].sum(0)},
+        "spline": {"kernel": _dot(basis.T, g_out[:, j])},
+    }
+  return grads
+
+
+fast_scan.defvjp(_fast_scan_fwd, _fast_scan_bwd)
 
 
 class TKAN(nn.Module):
   """A TKAN layer over a whole sequence: [B, T, D] -> [B, T, H] (every step's output).
 
-  Attributes: as `TKANCell`; `batched_param_grads` selects `scan_cell` (True) or a plain
-  `lax.scan` (False, same values, slower gradient).
+  Attributes: as `TKANCell`; `fast_grad` selects `fast_scan` (True) or a plain `lax.scan`
+  of the linen cell (False; same values, slower gradient).
   """
   hidden: int
   n_sublayers: int = 1
@@ -162,7 +242,7 @@ class TKAN(nn.Module):
   order: int = 3
   grid_range: tuple[float, float] = (-1.0, 1.0)
   base_activation: str = "silu"
-  batched_param_grads: bool = True
+  fast_grad: bool = True
 
   def make_cell(self) -> TKANCell:
     """A standalone cell with this layer's settings; its parameters are `params["cell"]`."""
@@ -201,10 +281,12 @@ class TKAN(nn.Module):
     if self.is_initializing():
       self.cell(carry, jax.tree.map(lambda a: a[0], xs_T))
     params = self.cell.variables["params"]
-    cell = self.make_cell()
-    step = lambda p, c, x_t: cell.apply({"params": p}, c, x_t)
-    if self.batched_param_grads:
-      _, h_TxBxH = scan_cell(step, params, carry, xs_T)
+    if self.fast_grad:
+      knots = tuple(float(k) for k in uniform_grid(self.grid_size, self.order, self.grid_range))
+      settings = (self.n_sublayers, knots, self.order, self.base_activation)
+      _, h_TxBxH = fast_scan(settings, params, carry, xs_T)
     else:
-      _, h_TxBxH = jax.lax.scan(lambda c, x_t: step(params, c, x_t), carry, xs_T)
+      cell = self.make_cell()
+      step = lambda c, x_t: cell.apply({"params": params}, c, x_t)
+      _, h_TxBxH = jax.lax.scan(step, carry, xs_T)
     return jnp.swapaxes(h_TxBxH, 0, 1)

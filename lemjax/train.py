@@ -35,7 +35,8 @@ class TrainState:
   apply_fn: Callable = flax.struct.field(pytree_node=False)
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
   loss_config: config_lib.LossConfig = flax.struct.field(pytree_node=False)
-  train_config: config_lib.TrainConfig = flax.struct.field(pytree_node=False)
+  r_min_range: tuple[float, float] = flax.struct.field(pytree_node=False, default=(0.0, 0.0))
+  r_max_range: tuple[float, float] = flax.struct.field(pytree_node=False, default=(1.0, 1.0))
 
   def arrays(self) -> dict:
     """The checkpointed part of the state."""
@@ -64,9 +65,22 @@ def make_schedule(cfg: config_lib.TrainConfig) -> optax.Schedule:
   raise ValueError(f"TrainConfig.schedule={cfg.schedule!r} is not 'cosine' or 'constant'")
 
 
-@functools.lru_cache(maxsize=None)
+OPTIMIZER_FIELDS = ("learning_rate", "schedule", "warmup_steps", "final_lr_fraction", "steps",
+                    "weight_decay", "clip_norm")
+
+
 def make_optimizer(cfg: config_lib.TrainConfig) -> optax.GradientTransformation:
-  """AdamW on the warm-up schedule after global-norm clipping (cached per config)."""
+  """AdamW on the warm-up schedule after global-norm clipping.
+
+  Cached on the fields it reads, so runs that differ only in logging or checkpoint cadence
+  share one transformation object and hence one compiled train step.
+  """
+  return _optimizer(tuple(getattr(cfg, f) for f in OPTIMIZER_FIELDS))
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer(values: tuple) -> optax.GradientTransformation:
+  cfg = config_lib.TrainConfig(**dict(zip(OPTIMIZER_FIELDS, values)))
   adamw = optax.adamw(make_schedule(cfg), weight_decay=cfg.weight_decay)
   if cfg.clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw)
@@ -97,14 +111,24 @@ def create_train_state(rng: jax.Array, model_config: config_lib.ModelConfig,
                        loss_config: config_lib.LossConfig) -> TrainState:
   """Initialises parameters and optimiser state for `model_config`."""
   model = build_model(model_config)
-  n, t, f = model_config.n_ahead, model_config.seq_len, model_config.encoder.n_features
-  # Jitted: an eager init dispatches every op of the scans one by one (tens of seconds).
-  params = jax.jit(model.init)(rng, jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)),
-                               jnp.ones((1, n)), jnp.ones((1, n)))["params"]
+  params = _init_fn(model_config)(rng)
   tx = make_optimizer(train_config)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     apply_fn=model.apply, tx=tx, loss_config=loss_config,
-                    train_config=train_config)
+                    r_min_range=tuple(train_config.r_min_range),
+                    r_max_range=tuple(train_config.r_max_range))
+
+
+@functools.lru_cache(maxsize=None)
+def _init_fn(model_config: config_lib.ModelConfig):
+  """Jitted parameter init (an eager one dispatches every op of the scans one by one)."""
+  model = build_model(model_config)
+  n, t, f = model_config.n_ahead, model_config.seq_len, model_config.encoder.n_features
+
+  def init(rng):
+    return model.init(rng, jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)),
+                      jnp.ones((1, n)), jnp.ones((1, n)))["params"]
+  return jax.jit(init)
 
 
 # --- Steps ----------------------------------------------------------------------------------------
@@ -131,15 +155,14 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   """
   rng = jax.random.fold_in(rng, state.step)
   k_terms, k_dropout = jax.random.split(rng)
-  cfg = state.train_config
-  r_min_B, r_max_B = sample_order_terms(k_terms, batch["prices"].shape[0],
-                                        batch["prices"].shape[1], cfg.r_min_range, cfg.r_max_range)
+  r_min_B, r_max_B = sample_order_terms(k_terms, batch["prices"].shape[0], batch["prices"].shape[1],
+                                        state.r_min_range, state.r_max_range)
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
   (loss, (aux, _)), grads = grad_fn(state.params, state, batch, r_min_B, r_max_B,
                                     {"dropout": k_dropout})
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
              **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -376,6 +399,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     sampler.restore(saved["sampler"])
     meta.update({k: saved[k] for k in meta})
     logging.info("resumed from step %d in %s", int(state.step), checkpointer.root)
+  # Commit state and key to one device either way: restored arrays come back committed, and a
+  # different commitment would compile the step a second time.
+  state, rng = jax.device_put((state, rng), jax.devices()[0])
   step = int(state.step)
   writer.truncate_after(step)
   if meta["finished"] or step >= tcfg.steps:

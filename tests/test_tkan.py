@@ -14,8 +14,23 @@ B, T, D, H, M = 3, 7, 5, 6, 2
 def setup():
   layer = tkan.TKAN(H, n_sublayers=M)
   x = jax.random.normal(jax.random.key(0), (B, T, D))
-  params = layer.init(jax.random.key(1), x)["params"]
+  params = jax.jit(layer.init)(jax.random.key(1), x)["params"]
   return layer, params, x
+
+
+def _loss(layer, params, x):
+  y = layer.apply({"params": params}, x)
+  return jnp.sum(jnp.sin(3.0 * y) * jnp.arange(1.0, T + 1.0)[None, :, None])
+
+
+def _grad(layer):
+  return jax.jit(jax.grad(lambda p, x_: _loss(layer, p, x_), argnums=(0, 1)))
+
+
+@pytest.fixture(scope="module")
+def grads(setup):
+  layer, params, x = setup
+  return _grad(layer)(params, x)
 
 
 def test_scan_equals_python_loop_over_cell(setup):
@@ -35,32 +50,24 @@ def test_scan_equals_python_loop_over_cell(setup):
   np.testing.assert_allclose(y_scan[:, -1], carry[0], rtol=1e-5, atol=1e-6)
 
 
-def _loss(layer, params, x):
-  y = layer.apply({"params": params}, x)
-  return jnp.sum(jnp.sin(3.0 * y) * jnp.arange(1.0, T + 1.0)[None, :, None])
-
-
-def test_outputs_and_gradients_finite_and_nonzero(setup):
+def test_outputs_and_gradients_finite_and_nonzero(setup, grads):
   layer, params, x = setup
-  y = layer.apply({"params": params}, x)
+  y = jax.jit(layer.apply)({"params": params}, x)
   assert np.all(np.isfinite(y))
-  grads = jax.jit(jax.grad(lambda p: _loss(layer, p, x)))(params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     name = jax.tree_util.keystr(path)
     assert np.all(np.isfinite(g)), name
     assert float(jnp.max(jnp.abs(g))) > 0.0, name
 
 
-def test_batched_parameter_gradient_equals_plain_scan_gradient(setup):
+def test_batched_parameter_gradient_equals_plain_scan_gradient(setup, grads):
   layer, params, x = setup
-  plain = tkan.TKAN(H, n_sublayers=M, batched_param_grads=False)
-  grad = lambda lay: jax.jit(jax.grad(lambda p, x_: _loss(lay, p, x_), argnums=(0, 1)))
-  g_fast = grad(layer)(params, x)
-  g_plain = grad(plain)(params, x)
-  for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain)):
+  plain = tkan.TKAN(H, n_sublayers=M, fast_grad=False)
+  g_plain = _grad(plain)(params, x)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(g_plain)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  np.testing.assert_array_equal(plain.apply({"params": params}, x),
-                                layer.apply({"params": params}, x))
+  np.testing.assert_array_equal(jax.jit(plain.apply)({"params": params}, x),
+                                jax.jit(layer.apply)({"params": params}, x))
 
 
 def test_stacked_layers_are_causal(setup):

@@ -1,0 +1,251 @@
+"""Benchmark: compile time, train-step throughput, peak memory, parameters and decision latency.
+
+Run:  make bench                      (paper and smoke sizes; writes bench.json)
+      make bench ARGS="--configs=smoke --steps=10"
+      make bench ARGS="--configs=paper --override=model.allocator.variant=shared"
+Each configuration runs in a fresh subprocess so that its compile time and peak memory are its
+own. The same command runs on CPU and, unchanged, on a GPU (peak memory is then the device's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+
+from experiments import base
+from lemjax import objectives
+from lemjax import train
+
+_CONFIGS = flags.DEFINE_list("configs", ["paper", "smoke"], "Sizes to run: paper, smoke.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (the median is reported).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed train steps after compilation.")
+_OVERRIDE = flags.DEFINE_list("override", [], "key=value config overrides, e.g. "
+                              "model.allocator.variant=shared,train.batch_size=128.")
+_BREAKDOWN = flags.DEFINE_bool("breakdown", True, "Also time encoder, allocator+loss and optimiser "
+                               "separately (extra compiles).")
+_LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per timed decision.")
+_OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
+_CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
+
+N_FEATURES = 8
+_MARK = "BENCH_RESULT "
+
+
+# --- Configurations -------------------------------------------------------------------------------
+
+def _parse_value(text: str):
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    return text
+
+
+def make_config(name: str, overrides: list[str]):
+  """The experiment ConfigDict of size `name` (paper or smoke) with `overrides` applied."""
+  config = base.with_variant(base.get_config(), name)
+  config.model.encoder.n_features = N_FEATURES
+  for item in overrides:
+    key, _, value = item.partition("=")
+    node, *path = key.strip().split(".")
+    target = config[node]
+    for part in path[:-1]:
+      target = target[part]
+    target[path[-1]] = _parse_value(value)
+  return config
+
+
+def synthetic_batch(batch: int, seq_len: int, n_ahead: int, seed: int = 0) -> dict:
+  """A random Batch of the model's shapes: prices near 1, positive volumes."""
+  r = np.random.default_rng(seed)
+  return {"inputs": r.normal(size=(batch, seq_len, N_FEATURES)).astype(np.float32),
+          "prices": (1.0 + 0.01 * r.normal(size=(batch, n_ahead))).astype(np.float32),
+          "volumes": r.uniform(0.5, 1.5, size=(batch, n_ahead)).astype(np.float32)}
+
+
+# --- Measurements ---------------------------------------------------------------------------------
+
+def _timed(fn, *args, repeats: int) -> list[float]:
+  """Wall times of `repeats` blocking calls (after the caller's warm-up)."""
+  times = []
+  for _ in range(repeats):
+    tick = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - tick)
+  return times
+
+
+def _compiled(fn, *args):
+  tick = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  return compiled, time.perf_counter() - tick
+
+
+def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
+  """Median seconds of the step's parts, each jitted alone: encoder forward+backward,
+  allocator scan + loss forward+backward (from a fixed context), optimiser update."""
+  from lemjax import allocation  # pylint: disable=g-import-not-at-top
+  from lemjax.encoder import Encoder  # pylint: disable=g-import-not-at-top
+  enc = Encoder(mcfg.encoder)
+  b = batch["prices"].shape[0]
+  r_min, r_max = jnp.zeros((b,)), jnp.ones((b,))
+  ctx = enc.apply({"params": state.params["encoder"]}, batch["inputs"])
+  cot = jnp.ones_like(ctx) / ctx.size
+
+  def encoder_grad(p, x):
+    return jax.grad(lambda p: jnp.sum(enc.apply({"params": p}, x) * cot))(p)
+
+  def allocator_grad(p, c):
+    def loss(p, c):
+      alloc = allocation.allocate(p, mcfg.allocator, mcfg.lookback, c, r_min, r_max,
+                                  batch["prices"], batch["volumes"])
+      return objectives.lem_loss(alloc, batch["prices"], batch["volumes"])[0]
+    return jax.grad(loss, argnums=(0, 1))(p, c)
+
+  def optimizer(params, opt_state, grads):
+    updates, opt_state = state.tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  parts = {"encoder_fwd_bwd": (encoder_grad, state.params["encoder"], batch["inputs"]),
+           "allocator_loss_fwd_bwd": (allocator_grad, state.params["allocator"], ctx),
+           "optimizer_update": (optimizer, state.params, state.opt_state, state.params)}
+  out = {}
+  for name, (fn, *args) in parts.items():
+    compiled, _ = _compiled(fn, *args)
+    jax.block_until_ready(compiled(*args))
+    out[name + "_s"] = float(np.median(_timed(compiled, *args, repeats=repeats)))
+  return out
+
+
+def peak_memory_bytes() -> dict:
+  """Peak device memory where the backend reports it (GPU), and the process's peak RSS."""
+  out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    out["peak_device_bytes"] = int(stats["peak_bytes_in_use"])
+  return out
+
+
+def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_breakdown: bool,
+            latency_orders: list[int]) -> dict:
+  """All measurements of one configuration (in this process)."""
+  config = make_config(name, overrides)
+  cfgs = train.resolve_configs(config, N_FEATURES)
+  mcfg, tcfg = cfgs["model"], cfgs["train"]
+  tick = time.perf_counter()
+  state = train.create_train_state(jax.random.PRNGKey(0), mcfg, tcfg, cfgs["loss"])
+  jax.block_until_ready(state.params)
+  init_s = time.perf_counter() - tick
+  batch = jax.device_put(synthetic_batch(tcfg.batch_size, mcfg.seq_len, mcfg.n_ahead))
+  rng = jax.random.PRNGKey(1)
+  n_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
+  n_alloc = int(sum(x.size for x in jax.tree.leaves(state.params["allocator"])))
+  # --- Compile, warm up, then time single steps (each blocks, so each time is one step).
+  tick = time.perf_counter()
+  step = train.train_step_jit.lower(state, batch, rng).compile()
+  compile_s = time.perf_counter() - tick
+  for _ in range(warmup):
+    state, metrics = step(state, batch, rng)
+  jax.block_until_ready(metrics if warmup else state)
+  times = []
+  for _ in range(steps):
+    tick = time.perf_counter()
+    state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - tick)
+  step_s = float(np.median(times))
+  result = {
+      "config": name, "overrides": overrides, "batch_size": tcfg.batch_size,
+      "lookback": mcfg.lookback, "n_ahead": mcfg.n_ahead, "hidden": mcfg.encoder.hidden,
+      "embed_dim": mcfg.encoder.embed_dim, "attention_heads": mcfg.encoder.n_attention_heads,
+      "tkan_layers": mcfg.encoder.n_tkan_layers, "allocator_variant": mcfg.allocator.variant,
+      "allocator_width": mcfg.allocator.width, "n_features": N_FEATURES,
+      "params": n_params, "allocator_params": n_alloc,
+      "init_s": init_s, "compile_s": compile_s, "step_s_median": step_s,
+      "step_s_min": float(np.min(times)), "step_s_all": times,
+      "samples_per_s": tcfg.batch_size / step_s, "loss_finite": bool(np.isfinite(metrics["loss"])),
+  }
+  result.update(peak_memory_bytes())  # before the breakdown and latency runs add their own
+  if with_breakdown:
+    result["breakdown"] = breakdown(state, batch, mcfg, max(steps // 2, 3))
+  from lemjax import execution  # pylint: disable=g-import-not-at-top
+  policy = execution.init_policy(mcfg)
+  result["decision_latency"] = {
+      str(n): execution.step_latency(policy, n_orders=n, repeats=5 if n > 64 else 20)
+      for n in latency_orders}
+  return result
+
+
+# --- Driver ---------------------------------------------------------------------------------------
+
+def _run_child(name: str) -> dict:
+  """Runs one configuration in a fresh interpreter (own compile caches and peak memory)."""
+  argv = [sys.executable, "-m", "lemjax.bench", f"--child={name}", f"--steps={_STEPS.value}",
+          f"--warmup={_WARMUP.value}", f"--breakdown={_BREAKDOWN.value}",
+          f"--latency_orders={','.join(_LATENCY.value)}"]
+  if _OVERRIDE.value:
+    argv.append(f"--override={','.join(_OVERRIDE.value)}")
+  proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith(_MARK)]
+  if proc.returncode or not lines:
+    raise RuntimeError(f"benchmark of {name!r} failed:\n{proc.stderr[-4000:]}")
+  return json.loads(lines[-1][len(_MARK):])
+
+
+def format_table(results: list[dict]) -> str:
+  """One row per configuration, the numbers the README quotes."""
+  header = ("config", "params", "compile s", "step s", "samples/s", "peak MB",
+            "latency 1 ms", "latency 1024 ms")
+  rows = [header]
+  for r in results:
+    peak = r.get("peak_device_bytes", r["peak_rss_bytes"]) / 2**20
+    lat = {k: v["median_s"] * 1e3 for k, v in r["decision_latency"].items()}
+    rows.append((r["config"] + ("+" + "+".join(r["overrides"]) if r["overrides"] else ""),
+                 f"{r['params'] / 1e6:.2f}M", f"{r['compile_s']:.1f}", f"{r['step_s_median']:.3f}",
+                 f"{r['samples_per_s']:.1f}", f"{peak:.0f}", f"{lat.get('1', float('nan')):.1f}",
+                 f"{lat.get('1024', float('nan')):.1f}"))
+  widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+  lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows]
+  for r in results:
+    if "breakdown" in r:
+      parts = ", ".join(f"{k[:-2]} {v:.3f}s" for k, v in r["breakdown"].items())
+      lines.append(f"{r['config']} breakdown: {parts}")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  if _CHILD.value:
+    result = run_one(_CHILD.value, _OVERRIDE.value, _STEPS.value, _WARMUP.value,
+                     _BREAKDOWN.value, [int(n) for n in _LATENCY.value])
+    print(_MARK + json.dumps(result), flush=True)
+    return
+  if _STEPS.value < 1:
+    raise app.UsageError("--steps must be >= 1")
+  results = []
+  for name in _CONFIGS.value:
+    print(f"benchmarking {name} ...", flush=True)
+    results.append(_run_child(name))
+  table = format_table(results)
+  print(table)
+  env = {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
+         "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version(),
+         "machine": platform.machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  with open(_OUT.value, "w") as f:
+    json.dump({"environment": env, "results": results, "table": table}, f, indent=2)
+  print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

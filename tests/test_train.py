@@ -1,0 +1,178 @@
+"""Tests of training: schedule, order terms, the jitted step, resume equality, NaN stop, golden loss."""
+
+import copy
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import crypto_intraday
+from lemjax import checkpoint as ckpt_lib
+from lemjax import config as config_lib
+from lemjax import train as train_lib
+from lemjax.data import Sampler
+
+
+def smoke_config(**train):
+  config = crypto_intraday.get_config("smoke")
+  config.train.progress = False
+  for key, value in train.items():
+    config.train[key] = value
+  return config
+
+
+def _latest(workdir):
+  """(arrays, meta) of the latest checkpoint, restored without a template."""
+  checkpointer = ckpt_lib.Checkpointer(workdir)
+  try:
+    step = checkpointer.latest_step()
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    manager = checkpointer._latest  # pylint: disable=protected-access
+    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                        meta=ocp.args.JsonRestore()))
+    return out["state"], dict(out["meta"])
+  finally:
+    checkpointer.close()
+
+
+def _train_records(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  for r in records:
+    r.pop("samples_per_s", None)
+  return records
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """An uninterrupted smoke run, and one killed after step 12 then resumed (checkpoints at 8, 16, 24)."""
+  root = tmp_path_factory.mktemp("train")
+  full, killed = str(root / "full"), str(root / "killed")
+  compiled_before = train_lib.train_step_jit._cache_size()  # pylint: disable=protected-access
+  summary_full = train_lib.train_and_evaluate(smoke_config(), full)
+  interrupted = train_lib.train_and_evaluate(smoke_config(stop_after=12), killed)
+  after_kill = ckpt_lib.Checkpointer(killed)
+  kill_step = after_kill.latest_step()
+  after_kill.close()
+  summary_resumed = train_lib.train_and_evaluate(smoke_config(), killed)
+  compiled = train_lib.train_step_jit._cache_size() - compiled_before  # pylint: disable=protected-access
+  return dict(full=full, killed=killed, summary_full=summary_full, interrupted=interrupted,
+              kill_step=kill_step, summary_resumed=summary_resumed, compiled=compiled)
+
+
+def test_sample_order_terms_are_always_feasible():
+  n = 12
+  r_min, r_max = train_lib.sample_order_terms(jax.random.PRNGKey(0), 4096, n, (0.0, 0.5), (0.0, 1.0))
+  r_min, r_max = np.asarray(r_min), np.asarray(r_max)
+  assert (r_min * n <= 1 + 1e-6).all() and (r_max * n >= 1 - 1e-6).all() and (r_min <= r_max).all()
+  assert r_min.std() > 0 and r_max.std() > 0  # drawn per order, not one contract for the batch
+
+
+def test_schedule_warms_up_then_decays():
+  cfg = config_lib.TrainConfig(learning_rate=1e-2, warmup_steps=10, steps=100, final_lr_fraction=0.1)
+  sched = train_lib.make_schedule(cfg)
+  np.testing.assert_allclose([sched(0), sched(10), sched(100)], [0.0, 1e-2, 1e-3], rtol=1e-5, atol=1e-9)
+  flat = train_lib.make_schedule(config_lib.TrainConfig(learning_rate=1e-2, warmup_steps=10,
+                                                        schedule="constant"))
+  np.testing.assert_allclose([flat(5), flat(50), flat(5000)], [5e-3, 1e-2, 1e-2], rtol=1e-5)
+  with pytest.raises(ValueError, match="schedule"):
+    train_lib.make_schedule(config_lib.TrainConfig(schedule="step"))
+
+
+def test_interrupted_run_resumes_to_identical_parameters(runs):
+  assert runs["interrupted"]["interrupted"] and runs["kill_step"] == 8
+  full, _ = _latest(runs["full"])
+  resumed, meta = _latest(runs["killed"])
+  assert int(full["step"]) == int(resumed["step"]) == 24 and meta["finished"]
+  jax.tree.map(np.testing.assert_array_equal, full["params"], resumed["params"])
+  jax.tree.map(np.testing.assert_array_equal, full["opt_state"], resumed["opt_state"])
+  # The killed run's metrics past its checkpoint were dropped and written again, identically.
+  assert _train_records(runs["full"]) == _train_records(runs["killed"])
+  assert runs["summary_full"]["best_step"] == runs["summary_resumed"]["best_step"]
+
+
+def test_no_recompilation_across_steps_and_runs(runs):
+  assert runs["compiled"] <= 1  # three runs (one resumed from disk) share one compiled step
+  config = smoke_config()
+  train_ds, _, _, _, _ = train_lib.load_data(config)
+  cfgs = train_lib.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], cfgs["loss"])
+  state, rng = jax.device_put((state, jax.random.PRNGKey(1)), jax.devices()[0])  # as the loop does
+  sampler = Sampler(train_ds.num_windows, cfgs["train"].batch_size, 0)
+  sizes = []
+  for _ in range(3):
+    batch = train_lib.model_batch(train_ds.batch(sampler.next_indices()))
+    state, metrics = train_lib.train_step_jit(state, batch, rng)
+    sizes.append(train_lib.train_step_jit._cache_size())  # pylint: disable=protected-access
+  assert sizes[1] == sizes[2] == sizes[0] and int(state.step) == 3
+  assert isinstance(metrics["loss"], jax.Array)  # metrics stay on device until fetched
+
+
+def test_run_directory_holds_config_metrics_and_report(runs):
+  files = set(os.listdir(runs["full"]))
+  assert {"config.json", "data_report.json", "metrics.jsonl", "checkpoints", "SYNTHETIC_DATA.txt",
+          "train_summary.json"} <= files
+  with open(os.path.join(runs["full"], "config.json")) as f:
+    saved = json.load(f)
+  assert saved["resolved"]["model"]["encoder"]["n_features"] > 0
+  assert saved["data_source"].startswith("Data source: SYNTHETIC")
+  steps = [r["step"] for r in _train_records(runs["full"]) if r["split"] == "val"]
+  assert steps == [8, 16, 24]
+
+
+def test_finished_run_is_not_trained_again(runs):
+  before = _latest(runs["full"])[1]
+  summary = train_lib.train_and_evaluate(smoke_config(), runs["full"])
+  assert summary["step"] == 24 and _latest(runs["full"])[1] == before
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+  calls = {"n": 0}
+  real = train_lib.model_batch
+
+  def poisoned(batch):
+    out = real(batch)
+    if out["prices"].shape[0] == 16:  # training batches (validation ones hold 32 orders)
+      calls["n"] += 1
+      if calls["n"] == 10:  # the batch of step 10
+        out["prices"][:] = np.nan
+    return out
+
+  monkeypatch.setattr(train_lib, "model_batch", poisoned)
+  with pytest.raises(FloatingPointError, match="step 10.*last good checkpoint is step 8"):
+    train_lib.train_and_evaluate(smoke_config(), str(tmp_path))
+  checkpointer = ckpt_lib.Checkpointer(str(tmp_path))
+  assert checkpointer.latest_step() == 8
+  checkpointer.close()
+
+
+def test_default_workdir_says_synthetic():
+  config = smoke_config()
+  assert train_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke_SYNTHETIC")
+  config.data.source = "files"
+  assert train_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke")
+
+
+def test_golden_loss_after_one_step():
+  """Pinned loss of the smoke config's first step and of the same batch after that step.
+
+  Update these numbers only when a change is meant to alter the model's numbers (the
+  encoder, allocator, objectives, initialisation, optimiser, synthetic market or sampler),
+  and say so in the commit message.
+  """
+  config = smoke_config()
+  train_ds, _, _, _, _ = train_lib.load_data(config)
+  cfgs = train_lib.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  state = train_lib.create_train_state(init_rng, cfgs["model"], cfgs["train"], cfgs["loss"])
+  state, rng = jax.device_put((state, rng), jax.devices()[0])
+  batch = train_lib.model_batch(train_ds.batch(Sampler(train_ds.num_windows, 16, 0).next_indices()))
+  state, metrics = train_lib.train_step_jit(state, copy.deepcopy(batch), rng)
+  r_min, r_max = np.zeros(16, np.float32), np.ones(16, np.float32)
+  after = train_lib.eval_step_jit(state, batch, r_min, r_max)
+  np.testing.assert_allclose([float(metrics["loss"]), float(after["loss"])], GOLDEN, rtol=2e-5)
+
+
+GOLDEN = (0.0, 0.0)
