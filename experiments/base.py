@@ -82,7 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   # --- train: optimiser, order terms, validation, checkpoints ----------------------------------
   train = config.train = ml_collections.ConfigDict()
   train.batch_size = 64       # B, parent orders per step
-  train.steps = 3000          # optimiser steps
+  train.steps = 2000          # optimiser steps (~25 min at the default sizes on 2 CPU cores)
   train.learning_rate = 1e-3  # peak learning rate
   train.schedule = "cosine"   # "cosine" (warm-up + cosine decay) or "constant" (warm-up + flat)
   train.warmup_steps = 100    # linear warm-up steps

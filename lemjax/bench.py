@@ -10,6 +10,7 @@ own. The same command runs on CPU and, unchanged, on a GPU (peak memory is then 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import resource
@@ -128,6 +129,27 @@ def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
   return out
 
 
+def same_step_latency(mcfg, params, n_orders: int, repeats: int) -> dict:
+  """Median seconds of one decision for `n_orders` orders at the same step, batched: the
+  encoder over each order's window, then `allocation.decide` (a lower bound for the API)."""
+  from lemjax import allocation  # pylint: disable=g-import-not-at-top
+  from lemjax.encoder import Encoder  # pylint: disable=g-import-not-at-top
+  enc, acfg, s = Encoder(mcfg.encoder), mcfg.allocator, mcfg.n_ahead // 2
+
+  def decide(params, inputs_BxTxF, carry, r_min_B, r_max_B):
+    ctx_BxTxH = enc.apply({"params": params["encoder"]}, inputs_BxTxF)
+    return allocation.decide(allocation.step_params(params["allocator"], s), acfg, carry,
+                             ctx_BxTxH[:, mcfg.lookback - 1 + s], s, r_min_B, r_max_B)
+
+  batch = synthetic_batch(n_orders, mcfg.seq_len, mcfg.n_ahead, seed=1)
+  args = (params, jnp.asarray(batch["inputs"]), allocation.init_carry(acfg, n_orders),
+          jnp.zeros((n_orders,)), jnp.ones((n_orders,)))
+  compiled, _ = _compiled(decide, *args)
+  jax.block_until_ready(compiled(*args))
+  return {"n_orders": n_orders, "median_s": float(np.median(_timed(compiled, *args,
+                                                                     repeats=repeats)))}
+
+
 def peak_memory_bytes() -> dict:
   """Peak device memory where the backend reports it (GPU), and the process's peak RSS."""
   out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
@@ -177,13 +199,22 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
       "samples_per_s": tcfg.batch_size / step_s, "loss_finite": bool(np.isfinite(metrics["loss"])),
   }
   result.update(peak_memory_bytes())  # before the breakdown and latency runs add their own
+  logging.info("%s: %.3f s/step, compile %.1f s", name, step_s, compile_s)
   if with_breakdown:
     result["breakdown"] = breakdown(state, batch, mcfg, max(steps // 2, 3))
   from lemjax import execution  # pylint: disable=g-import-not-at-top
   policy = execution.init_policy(mcfg)
-  result["decision_latency"] = {
-      str(n): execution.step_latency(policy, n_orders=n, repeats=5 if n > 64 else 20)
-      for n in latency_orders}
+  result["decision_latency"], result["decision_latency_same_step"] = {}, {}
+  for n in latency_orders:
+    logging.info("%s: decision latency for %d orders", name, n)
+    repeats = 5 if n > 64 else 20
+    try:
+      result["decision_latency"][str(n)] = execution.step_latency(policy, n, repeats)
+    except Exception as e:  # pylint: disable=broad-except
+      # Recorded, not raised: one failing size should not hide the other measurements.
+      result["decision_latency"][str(n)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    result["decision_latency_same_step"][str(n)] = same_step_latency(mcfg, policy.params, n,
+                                                                     repeats)
   return result
 
 
@@ -210,7 +241,7 @@ def format_table(results: list[dict]) -> str:
   rows = [header]
   for r in results:
     peak = r.get("peak_device_bytes", r["peak_rss_bytes"]) / 2**20
-    lat = {k: v["median_s"] * 1e3 for k, v in r["decision_latency"].items()}
+    lat = {k: v.get("median_s", float("nan")) * 1e3 for k, v in r["decision_latency"].items()}
     rows.append((r["config"] + ("+" + "+".join(r["overrides"]) if r["overrides"] else ""),
                  f"{r['params'] / 1e6:.2f}M", f"{r['compile_s']:.1f}", f"{r['step_s_median']:.3f}",
                  f"{r['samples_per_s']:.1f}", f"{peak:.0f}", f"{lat.get('1', float('nan')):.1f}",

@@ -1,9 +1,12 @@
-"""Market-context encoder: embedding, variable selection, TKAN stack, gated skip, GRN, causal attention."""
+"""Market-context encoder: selection, TKAN stack, gated skip, GRN, causal attention."""
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lemjax.attention import CausalSelfAttention
 from lemjax.config import EncoderConfig
@@ -26,6 +29,58 @@ def check_config(config: EncoderConfig) -> None:
   activation(config.kan_activation)
 
 
+class _SelectBlock(nn.Module):
+  """Embedding then variable selection of one chunk of rows: [R, F] -> [R, H]."""
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, carry, x_RxF):
+    e_RxFxE = FeatureEmbedding(self.config.embed_dim, name="embedding")(x_RxF)
+    return carry, VariableSelection(self.config.hidden, self.config.embed_dim,
+                                    name="selection")(e_RxFxE)
+
+
+class _EnrichBlock(nn.Module):
+  """Gated skip around the TKAN stack, then the GRN, on one chunk of rows: [R, H] -> [R, H]."""
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, carry, inputs):
+    h_RxH, sel_RxH = inputs
+    h_RxH = GatedSkipNorm(name="skip")(h_RxH, sel_RxH)
+    return carry, GRN(self.config.hidden, self.config.hidden, name="grn")(h_RxH)
+
+
+class _AttendBlock(nn.Module):
+  """Causal self-attention of one chunk of whole sequences: [R, T, H] -> [R, T, H]."""
+  config: EncoderConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, carry, h_RxTxH):
+    att = CausalSelfAttention(self.config.n_attention_heads, self.config.dropout, name="mha")
+    return carry, att(h_RxTxH, deterministic=self.deterministic)
+
+
+def _by_row_chunks(block: nn.Module, name: str, inputs, max_rows: int):
+  """Applies a row-wise `block` (a partial of its class) to inputs [N, ...] in remat'd chunks.
+
+  Returns:
+    the block's output rows, [N, ...].
+  """
+  n = jax.tree.leaves(inputs)[0].shape[0]
+  chunks = -(-n // max(1, max_rows))
+  rows = -(-n // chunks)
+  # Zero-pad to chunks * rows; rows are independent, so padding never mixes into real rows.
+  pad = lambda a: jnp.pad(a, [(0, chunks * rows - n)] + [(0, 0)] * (a.ndim - 1))
+  inputs = jax.tree.map(lambda a: pad(a).reshape(chunks, rows, *a.shape[1:]), inputs)
+  scan = nn.scan(nn.remat(block.func), variable_broadcast="params",
+                 split_rngs={"params": False, "dropout": True}, in_axes=0, out_axes=0,
+                 length=chunks)
+  _, out = scan(*block.args, **block.keywords, name=name)(None, inputs)
+  return out.reshape(chunks * rows, *out.shape[2:])[:n]
+
+
 class Encoder(nn.Module):
   """Causal market-context encoder: features [B, T, F] -> context [B, T, H].
 
@@ -33,6 +88,13 @@ class Encoder(nn.Module):
   masked attention, so the context at t depends only on inputs at positions <= t.
   """
   config: EncoderConfig
+  # Position-wise blocks run over row chunks of at most `chunk_rows` rows (attention over
+  # `chunk_sequences` whole sequences), each rematerialised in the backward pass: the
+  # [rows, F, H] per-feature GRN tensors then stay small and cache-resident instead of
+  # streaming ~50 MB tensors through memory (about 2-3x faster on CPU). Values do not depend
+  # on the chunking beyond float rounding.
+  chunk_rows: int = 512
+  chunk_sequences: int = 8
 
   @nn.compact
   def __call__(self, x_BxTxF: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -55,16 +117,18 @@ class Encoder(nn.Module):
     b, t, f = x_BxTxF.shape
     hid = cfg.hidden
     # Embedding and variable selection, position-wise on flattened rows N = B * T.
-    e_NxFxE = FeatureEmbedding(cfg.embed_dim, name="embedding")(x_BxTxF.reshape(b * t, f))
-    sel_NxH = VariableSelection(hid, cfg.embed_dim, name="selection")(e_NxFxE)
+    select = functools.partial(_SelectBlock, cfg)
+    sel_NxH = _by_row_chunks(select, "select", x_BxTxF.reshape(b * t, f), self.chunk_rows)
     sel_NxH = nn.Dropout(cfg.dropout)(sel_NxH, deterministic=deterministic)
     # Recurrent TKAN stack, forward in time.
     h_BxTxH = sel_NxH.reshape(b, t, hid)
     for i in range(cfg.n_tkan_layers):
       h_BxTxH = TKAN(hid, cfg.n_kan_sublayers, cfg.kan_grid, cfg.kan_order,
                      tuple(cfg.kan_range), cfg.kan_activation, name=f"tkan_{i}")(h_BxTxH)
-    # Gated skip around the stack and enrichment GRN (position-wise), then causal attention.
-    h_NxH = GatedSkipNorm(name="skip")(h_BxTxH.reshape(b * t, hid), sel_NxH)
-    h_NxH = GRN(hid, hid, name="grn")(h_NxH)
-    return CausalSelfAttention(cfg.n_attention_heads, cfg.dropout, name="attention")(
-        h_NxH.reshape(b, t, hid), deterministic=deterministic)
+    # Gated skip around the stack and enrichment GRN (position-wise), then causal attention
+    # over chunks of whole sequences.
+    enrich = functools.partial(_EnrichBlock, cfg)
+    h_NxH = _by_row_chunks(enrich, "enrich", (h_BxTxH.reshape(b * t, hid), sel_NxH),
+                           self.chunk_rows)
+    attend = functools.partial(_AttendBlock, cfg, deterministic)
+    return _by_row_chunks(attend, "attention", h_NxH.reshape(b, t, hid), self.chunk_sequences)

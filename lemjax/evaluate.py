@@ -19,6 +19,8 @@ from lemjax import report as report_lib
 from lemjax import train as train_lib
 
 STRATEGIES = ("LEM", "uniform", "vwap_profile", "optional_stopping", "oracle")
+_SYNTHETIC_KEYS = ("synthetic_regime", "synthetic_seed", "synthetic_assets", "synthetic_bars",
+                   "martingale")
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 
 
@@ -160,8 +162,13 @@ def evaluate(config, workdir: str) -> dict:
   if ecfg.r_min * n > 1 + 1e-9 or ecfg.r_max * n < 1 - 1e-9 or ecfg.r_min > ecfg.r_max:
     raise ValueError(f"eval bounds r_min={ecfg.r_min}, r_max={ecfg.r_max} are infeasible for N={n}")
 
+  if train_ds.num_windows < 1:
+    raise ValueError("the training split holds no windows, but the VWAP-profile and optional-"
+                     "stopping baselines are fitted on it; set data.train_start/train_end")
+
   # --- Model and orders.
   params, ckpt_info = load_params(workdir, cfgs, ecfg.checkpoint, config.seed)
+  outdir = report_dir(workdir, data_config)
   idx = select_orders(test_ds, n, ecfg)
   test = gather(test_ds, idx)
   tune_idx = np.unique(np.linspace(0, train_ds.num_windows, min(ecfg.tune_orders, train_ds.num_windows),
@@ -179,11 +186,36 @@ def evaluate(config, workdir: str) -> dict:
   # --- Report, tables, per-order results and plots.
   source = train_lib.data_source_line(data_config, report)
   context = report_lib.Context(
-      workdir=workdir, config=config, cfgs=cfgs, source_line=source, checkpoint=ckpt_info,
+      workdir=outdir, config=config, cfgs=cfgs, source_line=source, checkpoint=ckpt_info,
       asset_names=tuple(test_ds.asset_names), split_ranges=_split_ranges(report, train_ds, test["origin"]))
   out = report_lib.write_all(context, test, allocs, results, fitted)
   logging.info("report written to %s", out["report"])
   return out
+
+
+def report_dir(workdir: str, data_config: config_lib.DataConfig) -> str:
+  """The work directory itself, or `<workdir>/eval_<folder>` when evaluating on other data.
+
+  A model trained on one folder of bars can be evaluated on another (asset identity is not an
+  input); that report then lives next to, not over, the report of the training data.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return workdir
+  with open(path) as f:
+    trained = json.load(f).get("resolved", {}).get("data", {})
+  synthetic = data_config.source == "synthetic"
+  if synthetic and trained.get("source") == "synthetic":
+    same = all(trained.get(k) == getattr(data_config, k) for k in _SYNTHETIC_KEYS)
+  elif not synthetic and trained.get("source") != "synthetic":
+    same = os.path.abspath(trained.get("path", "")) == os.path.abspath(data_config.path)
+  else:
+    same = False
+  if same:
+    return workdir
+  if synthetic:
+    return os.path.join(workdir, f"eval_synthetic_seed{data_config.synthetic_seed}")
+  return os.path.join(workdir, f"eval_{os.path.basename(os.path.normpath(data_config.path))}")
 
 
 def _split_ranges(report, train_ds, test_origins) -> dict:

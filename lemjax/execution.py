@@ -181,7 +181,10 @@ def _restore_params(workdir: str, resolved: Mapping, model: ModelConfig, which: 
     arrays, _ = checkpointer.restore(target, best=which == "best")
     params = jax.tree.unflatten(jax.tree.structure(target["params"]), jax.tree.leaves(arrays["params"]))
   except Exception as err:  # pylint: disable=broad-except  # orbax raises several types
-    raise ValueError(f"the checkpoint in {directory} does not match its config.json: {err}") from err
+    reason = str(err).split(" Metadata keys")[0]  # orbax appends every saved key
+    reason = reason if len(reason) < 400 else reason[:400] + " ..."
+    raise ValueError(f"the checkpoint in {directory} does not match its config.json and this "
+                     f"code (written by another model version or config?): {reason}") from None
   finally:
     checkpointer.close()
   return params, f"{directory} step {step}"

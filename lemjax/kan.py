@@ -54,12 +54,14 @@ def _bspline_bases(x: jax.Array, grid: np.ndarray, order: int) -> list[jax.Array
   """
   grid = np.asarray(grid, np.float64)
   if grid.ndim != 1 or grid.shape[0] < order + 2:
-    raise ValueError(f"grid must be 1-D with at least order + 2 = {order + 2} knots, got {grid.shape}")
+    raise ValueError(f"grid must be 1-D with at least order + 2 = {order + 2} knots, "
+                     f"got shape {grid.shape}")
   if np.any(np.diff(grid) <= 0):
     raise ValueError(f"grid knots must be strictly increasing, got {grid}")
   knots = [float(v) for v in grid]
   # Order 0: indicators of the half-open knot intervals.
-  bases = [jnp.logical_and(x >= lo, x < hi).astype(x.dtype) for lo, hi in zip(knots[:-1], knots[1:])]
+  bases = [jnp.logical_and(x >= lo, x < hi).astype(x.dtype)
+           for lo, hi in zip(knots[:-1], knots[1:])]
   for j in range(1, order + 1):
     # Static knots: the reciprocal denominators are Python constants.
     bases = [

@@ -250,12 +250,12 @@ def _markdown(ctx: Context, all_stats, paired, per_asset, test, s_buy, s_sell, k
   lines = [
       ctx.source_line, "",
       f"# Evaluation report: {ctx.config.name}", "",
-      f"- Splits (configured): {splits['configured']}",
+      "- Splits: " + "; ".join(f"{k} {v}" for k, v in splits["configured"].items()),
       f"- Order origins: train {splits['train_origins'][0]} .. {splits['train_origins'][1]}; "
       f"test {splits['test_origins'][0]} .. {splits['test_origins'][1]}",
       f"- Checkpoint: {ck['which']} at step {ck['step']} ({ck['directory']}), validation loss "
       f"{val.get('loss', float('nan')):.5f}",
-      f"- Config: {os.path.join(ctx.workdir, 'config.json')} (experiment `{ctx.config.name}`); "
+      f"- Config: config.json of the run (experiment `{ctx.config.name}`); "
       f"seed {ctx.config.seed}",
       f"- Test orders: {test['prices'].shape[0]} over {len(np.unique(test['asset']))} assets, one "
       f"every {ecfg.order_stride or n} windows per asset; N={n}, per-step bounds "

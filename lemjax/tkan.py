@@ -1,4 +1,4 @@
-"""Temporal KAN: an LSTM-like cell whose output gate comes from recurrent KAN sub-layers, run by scan."""
+"""Temporal KAN: an LSTM-like cell whose output gate comes from recurrent KAN sub-layers."""
 
 from __future__ import annotations
 

@@ -1,0 +1,158 @@
+"""End-to-end evaluation on the smoke config: report, CSVs, plots, per-order results, other data."""
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import polars as pl
+import polars.selectors as cs
+import pytest
+from absl import flags
+
+from experiments import crypto_intraday
+from lemjax import evaluate as evaluate_lib
+from lemjax import main as main_lib
+from lemjax import objectives
+from lemjax import report as report_lib
+from lemjax import scenarios
+from lemjax import train as train_lib
+from lemjax.data import synthetic_market
+
+N = 4  # the smoke config's horizon
+K, S = N + 1, scenarios.NUM_SCENARIOS
+CSVS = ("stats.csv", "headline.csv", "paired_differences.csv", "per_asset.csv")
+PLOTS = ("improvement_vs_min_period.png", "allocation_curves.png", "improvement_distribution.png")
+
+
+def smoke_config():
+  config = crypto_intraday.get_config("smoke")
+  config.train.progress = False
+  return config
+
+
+def run_main(*args):
+  """Runs the command-line entry point in this process (compiled functions are reused)."""
+  argv = ["lemjax.main", *args]
+  saved = sys.argv
+  sys.argv = argv  # config_flags reads `--config.*` overrides from sys.argv
+  try:
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    main_lib.main(argv[:1])
+  finally:
+    sys.argv = saved
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("eval") / "run")
+  train_lib.train_and_evaluate(smoke_config(), path)
+  run_main("--mode=eval", "--config=experiments/crypto_intraday.py:smoke", f"--workdir={path}",
+           "--config.eval.bootstrap=300")
+  return path
+
+
+def test_report_tables_and_plots_exist_with_finite_numbers(workdir):
+  for name in CSVS:
+    frame = pl.read_csv(os.path.join(workdir, name))
+    numbers = frame.select(cs.numeric()).to_numpy().astype(np.float64)
+    assert frame.height > 0 and np.isfinite(numbers).all(), name
+  for name in PLOTS:
+    with open(os.path.join(workdir, name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+  stats = pl.read_csv(os.path.join(workdir, "stats.csv"))
+  assert set(stats["strategy"]) == set(evaluate_lib.STRATEGIES)
+  assert stats.height == len(evaluate_lib.STRATEGIES) * K * S
+  assert (stats["ci_lo"] <= stats["mean_bps"]).all() and (stats["mean_bps"] <= stats["ci_hi"]).all()
+
+
+def test_report_states_its_provenance_and_sign_convention(workdir):
+  with open(os.path.join(workdir, "report.md")) as f:
+    text = f.read()
+  assert text.startswith("Data source: SYNTHETIC")
+  for needle in ("Checkpoint: best at step", "seed 0", "Splits: train", "## Headline",
+                 "## Paired differences", "## Share of orders ended early", "## Per asset"):
+    assert needle in text, needle
+  tables = text.count("\n| min period |") + text.count("\n| strategy |") + text.count("\n| asset |")
+  assert text.count(report_lib.SIGN_CONVENTION) >= tables - 1  # all but the ended-early table
+  assert text.count("## Table 1 - ") == len(evaluate_lib.STRATEGIES)
+
+
+def test_orders_file_reproduces_the_report(workdir):
+  orders = pl.read_parquet(os.path.join(workdir, "orders.parquet"))
+  market = pl.read_parquet(os.path.join(workdir, "market.parquet"))
+  n_orders = market.height
+  assert orders.height == n_orders * len(evaluate_lib.STRATEGIES) * K * S
+  # A report number recomputed from the per-order rows.
+  stats = pl.read_csv(os.path.join(workdir, "stats.csv"))
+  key = dict(strategy="LEM", side="sell", benchmark="vwap", target="quantity", head=1)
+  rows = orders.filter(*[pl.col(k) == v for k, v in key.items()])
+  reported = stats.filter(*[pl.col(k) == v for k, v in key.items()])["mean_bps"][0]
+  assert rows.height == n_orders
+  np.testing.assert_allclose(rows["improvement_bps"].mean(), reported, rtol=1e-5, atol=1e-6)
+  # The improvement column recomputed from the allocation and the market bars.
+  lem = orders.filter(pl.col("strategy") == "LEM").sort(["order", "head"])
+  alloc = lem.select([f"alloc_{i}" for i in range(N)]).to_numpy().reshape(n_orders, K, S, N)
+  prices = market.sort("order").select([f"price_{i}" for i in range(N)]).to_numpy()
+  volumes = market.sort("order").select([f"volume_{i}" for i in range(N)]).to_numpy()
+  imp = np.asarray(objectives.improvement_bps(np.moveaxis(alloc, 3, 1), prices, volumes))
+  np.testing.assert_allclose(imp.ravel(), lem["improvement_bps"].to_numpy(), atol=1e-3)
+
+
+def test_oracle_bounds_every_strategy(workdir):
+  orders = pl.read_parquet(os.path.join(workdir, "orders.parquet"))
+  imp = orders.pivot(on="strategy", index=["order", "head", "side", "benchmark", "target"],
+                     values="improvement_bps")
+  for name in evaluate_lib.STRATEGIES:
+    assert (imp["oracle"] >= imp[name] - 0.05).all(), name
+
+
+def test_missing_checkpoint_names_directory_and_command(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"no best checkpoint in .*empty.*make train"):
+    evaluate_lib.evaluate(smoke_config(), str(tmp_path / "empty"))
+
+
+def _write_klines(folder, seed):
+  """Two synthetic assets under new names, as Binance kline CSV files."""
+  frames = synthetic_market("crypto", 2, 900, seed=seed, interval="1h", start="2023-03-01")
+  for name, frame in zip(("AAAUSDT", "BBBUSDT"), frames.values()):
+    pl.DataFrame({
+        "open_time": frame["time"], "open": frame["open"], "high": frame["high"],
+        "low": frame["low"], "close": frame["close"], "volume": frame["volume"],
+        "close_time": frame["time"] + 3_599_999, "quote_volume": frame["notional"],
+        "count": pl.Series([10] * frame.height), "taker_buy_volume": frame["volume"] / 2,
+        "taker_buy_quote_volume": frame["notional"] / 2,
+    }).write_csv(os.path.join(folder, f"{name}_1h.csv"))
+
+
+def test_trained_model_evaluates_on_unseen_assets_from_files(workdir, tmp_path):
+  data = tmp_path / "other_market"
+  data.mkdir()
+  _write_klines(str(data), seed=7)
+  run = str(tmp_path / "run")
+  shutil.copytree(workdir, run)
+  run_main("--mode=eval", "--config=experiments/crypto_intraday.py:smoke", f"--workdir={run}",
+           f"--config.data.path={data}", "--config.data.source=files",
+           "--config.data.train_start=2023-03-01", "--config.data.train_end=2023-03-24",
+           "--config.data.val_start=2023-03-25", "--config.data.val_end=2023-03-26",
+           "--config.data.test_start=2023-03-27", "--config.data.test_end=",
+           "--config.eval.bootstrap=100")
+  out = os.path.join(run, "eval_other_market")
+  with open(os.path.join(out, "report.md")) as f:
+    first = f.readline()
+  assert first.startswith("Data source: ") and "AAAUSDT_1h.csv" in first and "SYNTHETIC" not in first
+  assets = set(pl.read_csv(os.path.join(out, "per_asset.csv"))["asset"])
+  assert assets == {"AAAUSDT", "BBBUSDT"}
+  # The run's own report was left alone.
+  with open(os.path.join(run, "report.md")) as f:
+    assert f.readline().startswith("Data source: SYNTHETIC")
+
+
+def test_null_test_verdict_flags_a_significant_gain():
+  stats = {k: np.zeros((K, S)) for k in ("mean_bps", "ci_lo", "ci_hi")}
+  stats["ci_lo"][:], stats["ci_hi"][:] = -1.0, 1.0
+  assert report_lib.null_test_verdict(stats, N)["passed"]
+  stats["ci_lo"][N, scenarios.scenario_index("sell", "vwap", "notional")] = 0.2
+  verdict = report_lib.null_test_verdict(stats, N)
+  assert not verdict["passed"] and [r["significant_gain"] for r in verdict["rows"]].count(True) == 1
