@@ -37,6 +37,8 @@ def run_main(*args):
   saved = sys.argv
   sys.argv = argv  # config_flags reads `--config.*` overrides from sys.argv
   try:
+    for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+      delattr(flags.FLAGS, name)  # override flags of an earlier parse would be defined twice
     flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
     main_lib.main(argv[:1])
@@ -92,12 +94,13 @@ def test_orders_file_reproduces_the_report(workdir):
   assert rows.height == n_orders
   np.testing.assert_allclose(rows["improvement_bps"].mean(), reported, rtol=1e-5, atol=1e-6)
   # The improvement column recomputed from the allocation and the market bars.
-  lem = orders.filter(pl.col("strategy") == "LEM").sort(["order", "head"])
+  lem = orders.filter(pl.col("strategy") == "LEM").sort(["order", "head"], maintain_order=True)
   alloc = lem.select([f"alloc_{i}" for i in range(N)]).to_numpy().reshape(n_orders, K, S, N)
   prices = market.sort("order").select([f"price_{i}" for i in range(N)]).to_numpy()
   volumes = market.sort("order").select([f"volume_{i}" for i in range(N)]).to_numpy()
   imp = np.asarray(objectives.improvement_bps(np.moveaxis(alloc, 3, 1), prices, volumes))
-  np.testing.assert_allclose(imp.ravel(), lem["improvement_bps"].to_numpy(), atol=1e-3)
+  # float32 accounting: prices near 1 carry ~6e-8 relative rounding, i.e. ~1e-3 bps.
+  np.testing.assert_allclose(imp.ravel(), lem["improvement_bps"].to_numpy(), atol=5e-3)
 
 
 def test_oracle_bounds_every_strategy(workdir):
