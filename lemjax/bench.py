@@ -37,6 +37,9 @@ _OVERRIDE = flags.DEFINE_list("override", [], "key=value config overrides, e.g. 
 _BREAKDOWN = flags.DEFINE_bool("breakdown", True, "Also time encoder, allocator+loss and optimiser "
                                "separately (extra compiles).")
 _LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per timed decision.")
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "train", ["train", "fused"],
+                                "train: the optimiser of lemjax/train.py; fused: "
+                                "lemjax.optim.clipped_adamw with the same settings.")
 _OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
 
@@ -95,7 +98,8 @@ def _compiled(fn, *args):
 
 def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
   """Median seconds of the step's parts, each jitted alone: encoder forward+backward,
-  allocator scan + loss forward+backward (from a fixed context), optimiser update."""
+  allocator scan forward+backward (from a fixed context), loss forward+backward (from fixed
+  allocations), optimiser update."""
   from lemjax import allocation  # pylint: disable=g-import-not-at-top
   from lemjax.encoder import Encoder  # pylint: disable=g-import-not-at-top
   enc = Encoder(mcfg.encoder)
@@ -107,19 +111,27 @@ def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
   def encoder_grad(p, x):
     return jax.grad(lambda p: jnp.sum(enc.apply({"params": p}, x) * cot))(p)
 
+  def allocate(p, c):
+    return allocation.allocate(p, mcfg.allocator, mcfg.lookback, c, r_min, r_max,
+                               batch["prices"], batch["volumes"])
+
+  alloc = allocate(state.params["allocator"], ctx)
+  alloc_cot = jnp.ones_like(alloc) / alloc.size
+
   def allocator_grad(p, c):
-    def loss(p, c):
-      alloc = allocation.allocate(p, mcfg.allocator, mcfg.lookback, c, r_min, r_max,
-                                  batch["prices"], batch["volumes"])
-      return objectives.lem_loss(alloc, batch["prices"], batch["volumes"])[0]
-    return jax.grad(loss, argnums=(0, 1))(p, c)
+    return jax.grad(lambda p, c: jnp.sum(allocate(p, c) * alloc_cot), argnums=(0, 1))(p, c)
+
+  def loss_grad(a):
+    return jax.grad(lambda a: objectives.lem_loss(a, batch["prices"], batch["volumes"],
+                                                  state.loss_config)[0])(a)
 
   def optimizer(params, opt_state, grads):
     updates, opt_state = state.tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
   parts = {"encoder_fwd_bwd": (encoder_grad, state.params["encoder"], batch["inputs"]),
-           "allocator_loss_fwd_bwd": (allocator_grad, state.params["allocator"], ctx),
+           "allocator_scan_fwd_bwd": (allocator_grad, state.params["allocator"], ctx),
+           "loss_fwd_bwd": (loss_grad, alloc),
            "optimizer_update": (optimizer, state.params, state.opt_state, state.params)}
   out = {}
   for name, (fn, *args) in parts.items():
@@ -159,24 +171,35 @@ def peak_memory_bytes() -> dict:
   return out
 
 
+def fused_optimizer(state, cfg):
+  """`state` with the clipped AdamW of TrainConfig `cfg` as `lemjax.optim.clipped_adamw`."""
+  from lemjax import optim  # pylint: disable=g-import-not-at-top
+  tx = optim.clipped_adamw(train.make_schedule(cfg), weight_decay=cfg.weight_decay,
+                           clip_norm=cfg.clip_norm)
+  return state.replace(tx=tx, opt_state=tx.init(state.params))
+
+
 def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_breakdown: bool,
-            latency_orders: list[int]) -> dict:
+            latency_orders: list[int], optimizer: str = "train") -> dict:
   """All measurements of one configuration (in this process)."""
   config = make_config(name, overrides)
   cfgs = train.resolve_configs(config, N_FEATURES)
   mcfg, tcfg = cfgs["model"], cfgs["train"]
   tick = time.perf_counter()
   state = train.create_train_state(jax.random.PRNGKey(0), mcfg, tcfg, cfgs["loss"])
-  jax.block_until_ready(state.params)
+  if optimizer == "fused":
+    state = fused_optimizer(state, tcfg)
+  jax.block_until_ready(state.opt_state)
   init_s = time.perf_counter() - tick
   batch = jax.device_put(synthetic_batch(tcfg.batch_size, mcfg.seq_len, mcfg.n_ahead))
   rng = jax.random.PRNGKey(1)
   n_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
   n_alloc = int(sum(x.size for x in jax.tree.leaves(state.params["allocator"])))
   # --- Compile, warm up, then time single steps (each blocks, so each time is one step).
-  tick = time.perf_counter()
+  # CPU time next to wall time: on a shared machine it is the steadier of the two.
+  tick, cpu_tick = time.perf_counter(), time.process_time()
   step = train.train_step_jit.lower(state, batch, rng).compile()
-  compile_s = time.perf_counter() - tick
+  compile_s, compile_cpu_s = time.perf_counter() - tick, time.process_time() - cpu_tick
   for _ in range(warmup):
     state, metrics = step(state, batch, rng)
   jax.block_until_ready(metrics if warmup else state)
@@ -194,7 +217,8 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
       "tkan_layers": mcfg.encoder.n_tkan_layers, "allocator_variant": mcfg.allocator.variant,
       "allocator_width": mcfg.allocator.width, "n_features": N_FEATURES,
       "params": n_params, "allocator_params": n_alloc,
-      "init_s": init_s, "compile_s": compile_s, "step_s_median": step_s,
+      "optimizer": optimizer, "init_s": init_s, "compile_s": compile_s,
+      "compile_cpu_s": compile_cpu_s, "step_s_median": step_s,
       "step_s_min": float(np.min(times)), "step_s_all": times,
       "samples_per_s": tcfg.batch_size / step_s, "loss_finite": bool(np.isfinite(metrics["loss"])),
   }
@@ -224,7 +248,7 @@ def _run_child(name: str) -> dict:
   """Runs one configuration in a fresh interpreter (own compile caches and peak memory)."""
   argv = [sys.executable, "-m", "lemjax.bench", f"--child={name}", f"--steps={_STEPS.value}",
           f"--warmup={_WARMUP.value}", f"--breakdown={_BREAKDOWN.value}",
-          f"--latency_orders={','.join(_LATENCY.value)}"]
+          f"--latency_orders={','.join(_LATENCY.value)}", f"--optimizer={_OPTIMIZER.value}"]
   if _OVERRIDE.value:
     argv.append(f"--override={','.join(_OVERRIDE.value)}")
   proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -236,14 +260,17 @@ def _run_child(name: str) -> dict:
 
 def format_table(results: list[dict]) -> str:
   """One row per configuration, the numbers the README quotes."""
-  header = ("config", "params", "compile s", "step s", "samples/s", "peak MB",
+  header = ("config", "params", "compile s (cpu)", "step s", "samples/s", "peak MB",
             "latency 1 ms", "latency 1024 ms")
   rows = [header]
   for r in results:
     peak = r.get("peak_device_bytes", r["peak_rss_bytes"]) / 2**20
     lat = {k: v.get("median_s", float("nan")) * 1e3 for k, v in r["decision_latency"].items()}
-    rows.append((r["config"] + ("+" + "+".join(r["overrides"]) if r["overrides"] else ""),
-                 f"{r['params'] / 1e6:.2f}M", f"{r['compile_s']:.1f}", f"{r['step_s_median']:.3f}",
+    label = r["config"] + "".join("+" + o for o in r["overrides"])
+    label += "+fused_adamw" if r["optimizer"] == "fused" else ""
+    rows.append((label,
+                 f"{r['params'] / 1e6:.2f}M",
+                 f"{r['compile_s']:.1f} ({r['compile_cpu_s']:.1f})", f"{r['step_s_median']:.3f}",
                  f"{r['samples_per_s']:.1f}", f"{peak:.0f}", f"{lat.get('1', float('nan')):.1f}",
                  f"{lat.get('1024', float('nan')):.1f}"))
   widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
@@ -259,7 +286,7 @@ def main(argv):
   del argv
   if _CHILD.value:
     result = run_one(_CHILD.value, _OVERRIDE.value, _STEPS.value, _WARMUP.value,
-                     _BREAKDOWN.value, [int(n) for n in _LATENCY.value])
+                     _BREAKDOWN.value, [int(n) for n in _LATENCY.value], _OPTIMIZER.value)
     print(_MARK + json.dumps(result), flush=True)
     return
   if _STEPS.value < 1:

@@ -158,10 +158,8 @@ def evaluate(config, workdir: str) -> dict:
   ecfg, n = cfgs["eval"], cfgs["model"].n_ahead
   if not 1 <= ecfg.min_period <= n:
     raise ValueError(f"eval.min_period={ecfg.min_period} must lie in [1, N={n}]")
-  baselines_r = (ecfg.r_min, ecfg.r_max)
   if ecfg.r_min * n > 1 + 1e-9 or ecfg.r_max * n < 1 - 1e-9 or ecfg.r_min > ecfg.r_max:
     raise ValueError(f"eval bounds r_min={ecfg.r_min}, r_max={ecfg.r_max} are infeasible for N={n}")
-
   if train_ds.num_windows < 1:
     raise ValueError("the training split holds no windows, but the VWAP-profile and optional-"
                      "stopping baselines are fitted on it; set data.train_start/train_end")
@@ -178,7 +176,7 @@ def evaluate(config, workdir: str) -> dict:
                len(np.unique(test["asset"])), ckpt_info["which"], ckpt_info["step"])
 
   # --- Strategies, all scored by the same accounting.
-  allocs = {"LEM": lem_allocations(params, cfgs["model"], test, *baselines_r, ecfg.batch_size)}
+  allocs = {"LEM": lem_allocations(params, cfgs["model"], test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)}
   base_allocs, fitted = baseline_allocations(test, tune, test_ds.store.step_ms, ecfg)
   allocs.update(base_allocs)
   results = summaries(allocs, test["prices"], test["volumes"])

@@ -20,6 +20,7 @@ import tqdm
 
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
+from lemjax import data as data_lib
 from lemjax import objectives
 from lemjax.model import LEM
 
@@ -168,10 +169,15 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
 
 
 def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.Array) -> dict:
-  """Validation loss and mean hard-window improvement (bps) of a batch, without dropout."""
+  """Validation loss and hard-window metrics (bps) of a batch, without dropout.
+
+  imp_flexible_bps: mean improvement of the flexible heads (every scenario); abs_fixed_bps:
+  mean |improvement| of the fixed head, its tracking error (its signed mean cancels over sides).
+  """
   loss, (_, alloc_BxNxKxS) = _loss(state.params, state, batch, r_min_B, r_max_B)
   imp_BxKxS = objectives.improvement_bps(alloc_BxNxKxS, batch["prices"], batch["volumes"])
-  return {"loss": loss, "imp_bps": jnp.mean(imp_BxKxS), "imp_fixed_bps": jnp.mean(imp_BxKxS[:, -1])}
+  return {"loss": loss, "imp_flexible_bps": jnp.mean(imp_BxKxS[:, :-1]),
+          "abs_fixed_bps": jnp.mean(jnp.abs(imp_BxKxS[:, -1]))}
 
 
 train_step_jit = jax.jit(train_step, donate_argnums=0)
@@ -212,7 +218,6 @@ def validate(state: TrainState, batches: list) -> dict:
 
 def uses_synthetic(data_config: config_lib.DataConfig) -> bool:
   """True when the run trains on the embedded synthetic market (no bar files, or asked for)."""
-  from lemjax import data as data_lib  # pylint: disable=g-import-not-at-top
   if data_config.source == "synthetic":
     return True
   if data_config.source != "auto":
@@ -288,7 +293,6 @@ def resolve_configs(config, n_features: int) -> dict:
 
 def load_data(config):
   """(train, val, test, report, data_config), logging a banner when the market is synthetic."""
-  from lemjax import data as data_lib  # pylint: disable=g-import-not-at-top
   data_config = config_lib.data_config(config.data)
   if data_config.lookback != config.model.lookback or data_config.n_ahead != config.model.n_ahead:
     raise ValueError(f"data.lookback/n_ahead ({data_config.lookback}, {data_config.n_ahead}) differ "
@@ -375,7 +379,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   resuming) and the best one (lowest validation loss, for evaluation) live in
   `<workdir>/checkpoints/`. Returns a summary dict (final step, best step and loss).
   """
-  from lemjax import data as data_lib  # pylint: disable=g-import-not-at-top
   # --- Data, configs and run files.
   train_ds, val_ds, _, report, data_config = load_data(config)
   cfgs = resolve_configs(config, int(train_ds.batch(np.arange(1))["inputs"].shape[-1]))
