@@ -54,6 +54,22 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return out["state"], dict(out["meta"])
 
+  def restore_subset(self, target: Any, *, best: bool = False, step: int | None = None):
+    """Restores only the entries named in `target` (e.g. params and step), ignoring the rest.
+
+    Evaluation needs no optimiser state, so it reads checkpoints of any optimiser.
+    """
+    manager = self._best if best else self._latest
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    state = ocp.args.PyTreeRestore(
+        abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True)
+    out = manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
+    return out["state"], dict(out["meta"])
+
   def close(self) -> None:
     self._latest.close()
     self._best.close()

@@ -39,13 +39,17 @@ def load_params(workdir: str, cfgs: dict, which: str = "best", seed: int = 0):
     raise FileNotFoundError(
         f"no {which} checkpoint in {directory}; train first with `python -m lemjax.main "
         f"--mode=train --config=<experiment file> --workdir={workdir}` (or `make train EXP=<name>`)")
-  state = train_lib.create_train_state(jax.random.PRNGKey(seed), cfgs["model"], cfgs["train"],
-                                       cfgs["loss"])
-  target = {**state.arrays(), "rng": jax.random.PRNGKey(0)}
+  params = train_lib.init_params(cfgs["model"], jax.random.PRNGKey(seed))
+  target = {"step": jnp.zeros((), jnp.int32), "params": params}
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
     step = checkpointer.latest_step(best=which == "best")
-    arrays, meta = checkpointer.restore(target, best=which == "best")
+    arrays, meta = checkpointer.restore_subset(target, best=which == "best")
+  except ValueError as err:
+    raise ValueError(
+        f"the checkpoint in {directory} does not fit the model of this config and code (it was "
+        f"trained with other model sizes or an older model); evaluate with the config it was "
+        f"trained with, or retrain into a fresh work directory. Orbax said: {str(err)[:300]}") from err
   finally:
     checkpointer.close()
   params = jax.tree.unflatten(jax.tree.structure(target["params"]), jax.tree.leaves(arrays["params"]))

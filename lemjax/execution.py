@@ -5,6 +5,9 @@ a time. Each order keeps a small state pytree holding all that its next decision
   * the encoder input buffer [T, F]: the history's features, then each executed bar's
     features as it arrives; positions not yet seen stay zero. The encoder is causal, so
     decision s, read at position L-1+s, never depends on them (SPEC section 2);
+  * the encoder's incremental state (`online_encoder.Cache`: TKAN carries and attention
+    keys/values of the positions seen): `start` prefills the L history positions in one pass,
+    then each bar costs one encoder position (`online_encoder.extend`), not T;
   * the allocator's carry for every head and scenario (`allocation.init_carry`/`advance`);
   * a rolling buffer of recent volumes (the trailing-mean volume feature), the last close,
     the arrival price and the lookback mean volume; prices are float32 (hi, lo) pairs so
@@ -24,7 +27,6 @@ continue an order.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -39,11 +41,11 @@ import polars as pl
 
 from lemjax import allocation
 from lemjax import config as config_lib
+from lemjax import online_encoder
 from lemjax import scenarios
 from lemjax.config import ModelConfig
 from lemjax.data import features
 from lemjax.data import tables
-from lemjax.encoder import Encoder
 
 _MS_PER_DAY = tables.MS_PER_DAY
 _EMPTY_AGE = 2**30         # age (in bars) of an empty volume-buffer slot: never inside the window
@@ -390,6 +392,7 @@ def check_bar(policy: Policy, state: State, bar) -> LiveBar:
 class State(NamedTuple):
   """One live order (or several, stacked on leading axes): a pytree of small arrays."""
   inputs_TxF: jax.Array          # encoder input buffer; unseen positions are zero
+  encoder: online_encoder.Cache  # encoder state after the positions seen (batch of 1)
   carry: allocation.Carry        # allocator accounting, batch of 1, every head and scenario
   next_KxS: jax.Array            # allocations decided for the next bar, every head and scenario
   volume_W: jax.Array            # raw volumes of the latest W bars, newest last
@@ -476,7 +479,8 @@ def start(policy: Policy, order: Order, history_bars) -> State:
   age_W[tail] = (hist["time"][-1] - hist["time"][tail]) // policy.step_ms
   k, s = policy.n_ahead + 1, scenarios.NUM_SCENARIOS
   state = State(
-      inputs_TxF=inputs_TxF, carry=allocation.init_carry(cfg.allocator, 1),
+      inputs_TxF=inputs_TxF, encoder=online_encoder.init_cache(cfg.encoder, 1, cfg.seq_len),
+      carry=allocation.init_carry(cfg.allocator, 1),
       next_KxS=np.zeros((k, s), np.float32), volume_W=volume_W, age_W=age_W,
       close_2=_split(arrival), arrival_2=_split(arrival), mean_volume_2=_split(mean_volume),
       day=np.int32(hist["time"][-1] // _MS_PER_DAY), ms=np.int32(hist["time"][-1] % _MS_PER_DAY),
@@ -501,11 +505,6 @@ def next_child(state: State):
 # ----------------------------------------------------------------------------- the pure step
 
 
-@functools.lru_cache(maxsize=None)
-def _encoder(config) -> Encoder:
-  return Encoder(config)
-
-
 def _ratio(a_2, b_2):
   """float32 a / b of (hi, lo) pairs, correcting the quotient of the his by the los."""
   q = a_2[0] / b_2[0]
@@ -517,22 +516,35 @@ def _rel_bps(a_2, b_2):
   return 1e4 * ((a_2[0] - b_2[0]) + (a_2[1] - b_2[1])) / b_2[0]
 
 
-def _decide_next(policy: Policy, inputs_TxF, carry, s, r_min, r_max):
-  """Allocations [K, S] of bar s: the model's decision for s <= N-2, the remainder at N-1."""
+def _decide_next(policy: Policy, ctx_H, carry, s, r_min, r_max):
+  """Allocations [K, S] of bar s from the context at position L-1+s: the model's decision for
+  s <= N-2, the remainder at N-1."""
   cfg = policy.model_config
-  n, lb = cfg.n_ahead, cfg.lookback
-  ctx_TxH = _encoder(cfg.encoder).apply({"params": policy.params["encoder"]}, inputs_TxF[None])[0]
+  n = cfg.n_ahead
   s_dec = jnp.clip(s, 0, n - 2)
-  ctx_H = jax.lax.dynamic_index_in_dim(ctx_TxH, lb - 1 + s_dec, keepdims=False)
-  a_KxS = allocation.decide(allocation.step_params(policy.params["allocator"], s_dec), cfg.allocator,
-                            carry, ctx_H[None], s_dec, r_min[None], r_max[None])[0]
+
+  def decide_at(step):
+    return allocation.decide(allocation.step_params(policy.params["allocator"], step),
+                             cfg.allocator, carry, ctx_H[None], step, r_min[None], r_max[None])[0]
+
+  if cfg.allocator.variant == "per_step":
+    # A branch per step: vmapped over orders, a traced `step_params(params, s)` would copy a
+    # whole step's MLP per order (1024 orders at paper size: 38 GB); the switch becomes a
+    # select over the N-1 steps' [K, S] outputs instead.
+    a_KxS = jax.lax.switch(s_dec, [lambda i=i: decide_at(i) for i in range(n - 1)])
+  else:
+    a_KxS = decide_at(s_dec)
   a_KxS = jnp.where(s == n - 1, carry.remaining_BxKxS[0], a_KxS)
   return jnp.where(s >= n, 0.0, a_KxS)
 
 
 def _first_decision(policy: Policy, state: State) -> State:
-  return state._replace(next_KxS=_decide_next(policy, state.inputs_TxF, state.carry, 0,
-                                              state.r_min, state.r_max))
+  """Prefills the encoder with the L history positions (one batched pass), then decides bar 0."""
+  cfg = policy.model_config
+  ctx_1xLxH, cache = online_encoder.prefill(cfg.encoder, policy.params["encoder"],
+                                            state.inputs_TxF[None, :cfg.lookback], cfg.seq_len)
+  next_KxS = _decide_next(policy, ctx_1xLxH[0, -1], state.carry, 0, state.r_min, state.r_max)
+  return state._replace(encoder=cache, next_KxS=next_KxS)
 
 
 def _feature_row(policy: Policy, state: State, bar: LiveBar, volume_W, age_W):
@@ -587,12 +599,16 @@ def step(policy: Policy, state: State, bar: LiveBar) -> tuple[State, StepOutput]
   age_W = jnp.concatenate([age_W[1:], jnp.zeros((1,), jnp.int32)])
   row_F = _feature_row(policy, state, bar, volume_W, age_W)
   inputs_TxF = state.inputs_TxF.at[lb + s].set(row_F, mode="drop")
-  next_KxS = _decide_next(policy, inputs_TxF, carry, s + 1, state.r_min, state.r_max)
+  # One encoder position (L + s, the cache's next) gives the context of decision s + 1.
+  ctx_1xH, cache = online_encoder.extend(cfg.encoder, policy.params["encoder"], state.encoder,
+                                         row_F[None])
+  next_KxS = _decide_next(policy, ctx_1xH[0], carry, s + 1, state.r_min, state.r_max)
   # Done once complete and past the minimum period (the benchmark window has closed).
   remaining = carry.remaining_BxKxS[0, state.head, state.scenario]
   done = (carry.step >= n) | ((remaining <= 0) & (carry.step > state.head))
-  new = state._replace(inputs_TxF=inputs_TxF, carry=carry, next_KxS=next_KxS, volume_W=volume_W,
-                       age_W=age_W, close_2=bar.close_2, day=bar.day, ms=bar.ms, done=done)
+  new = state._replace(inputs_TxF=inputs_TxF, encoder=cache, carry=carry, next_KxS=next_KxS,
+                       volume_W=volume_W, age_W=age_W, close_2=bar.close_2, day=bar.day, ms=bar.ms,
+                       done=done)
   new = jax.tree.map(lambda x, y: jnp.where(state.done, y, x), new, state)
   return new, _output(new)
 
@@ -641,9 +657,11 @@ def state_from_dict(policy: Policy, arrays: Mapping[str, np.ndarray]) -> State:
 def _template_state(policy: Policy) -> State:
   cfg, k, s, w = policy.model_config, policy.n_ahead + 1, scenarios.NUM_SCENARIOS, policy.window_bars
   f32, i32 = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
-  return State(jnp.zeros((cfg.seq_len, features.N_FEATURES)), allocation.init_carry(cfg.allocator, 1),
-               jnp.zeros((k, s)), jnp.zeros((w,)), jnp.zeros((w,), jnp.int32), jnp.zeros(2),
-               jnp.zeros(2), jnp.zeros(2), i32, i32, i32, i32, f32, f32, f32, jnp.zeros((), bool))
+  return State(jnp.zeros((cfg.seq_len, features.N_FEATURES)),
+               online_encoder.init_cache(cfg.encoder, 1, cfg.seq_len),
+               allocation.init_carry(cfg.allocator, 1), jnp.zeros((k, s)), jnp.zeros((w,)),
+               jnp.zeros((w,), jnp.int32), jnp.zeros(2), jnp.zeros(2), jnp.zeros(2), i32, i32, i32,
+               i32, f32, f32, f32, jnp.zeros((), bool))
 
 
 def save_state(path: str, state: State) -> None:

@@ -112,12 +112,17 @@ def create_train_state(rng: jax.Array, model_config: config_lib.ModelConfig,
                        loss_config: config_lib.LossConfig) -> TrainState:
   """Initialises parameters and optimiser state for `model_config`."""
   model = build_model(model_config)
-  params = _init_fn(model_config)(rng)
+  params = init_params(model_config, rng)
   tx = make_optimizer(train_config)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     apply_fn=model.apply, tx=tx, loss_config=loss_config,
                     r_min_range=tuple(train_config.r_min_range),
                     r_max_range=tuple(train_config.r_max_range))
+
+
+def init_params(model_config: config_lib.ModelConfig, rng: jax.Array):
+  """Freshly initialised parameters of the LEM for `model_config`."""
+  return _init_fn(model_config)(rng)
 
 
 @functools.lru_cache(maxsize=None)
