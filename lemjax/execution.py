@@ -27,6 +27,7 @@ continue an order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -394,7 +395,7 @@ class State(NamedTuple):
   inputs_TxF: jax.Array          # encoder input buffer; unseen positions are zero
   encoder: online_encoder.Cache  # encoder state after the positions seen (batch of 1)
   carry: allocation.Carry        # allocator accounting, batch of 1, every head and scenario
-  next_KxS: jax.Array            # allocations decided for the next bar, every head and scenario
+  next_KxS: jax.Array            # allocation of the next bar at [head, scenario], zero elsewhere
   volume_W: jax.Array            # raw volumes of the latest W bars, newest last
   age_W: jax.Array               # int32, bars between each of them and the latest bar
   close_2: jax.Array             # last close (hi, lo)
@@ -516,25 +517,36 @@ def _rel_bps(a_2, b_2):
   return 1e4 * ((a_2[0] - b_2[0]) + (a_2[1] - b_2[1])) / b_2[0]
 
 
-def _decide_next(policy: Policy, ctx_H, carry, s, r_min, r_max):
-  """Allocations [K, S] of bar s from the context at position L-1+s: the model's decision for
-  s <= N-2, the remainder at N-1."""
+def _own_head(tree, head, scenario, k: int, s: int):
+  """Slices every leaf with adjacent [K, S] axes (allocator parameters, carry) to [1, 1] at the
+  order's (head, scenario); other leaves pass through.
+
+  Heads and scenarios are independent MLPs with independent accounting, so an order's decision
+  needs only its own slice. Vmapped over orders at different steps, picking a traced step's
+  parameters copies them per order: cut to one head first, that is one small MLP per order
+  instead of all K x S (1024 orders at paper size: 38 GB).
+  """
+  def pick(a):
+    axes = [i for i in range(a.ndim - 1) if a.shape[i:i + 2] == (k, s)]
+    if not axes:
+      return a
+    a = jax.lax.dynamic_slice_in_dim(a, head, 1, axis=axes[0])
+    return jax.lax.dynamic_slice_in_dim(a, scenario, 1, axis=axes[0] + 1)
+  return jax.tree.map(pick, tree)
+
+
+def _decide_next(policy: Policy, ctx_H, carry, s, state: State):
+  """Allocations [K, S] of bar s from the context at position L-1+s, decided for the order's own
+  head and scenario (zero elsewhere): the model's decision for s <= N-2, the remainder at N-1."""
   cfg = policy.model_config
-  n = cfg.n_ahead
+  n, k, sc = cfg.n_ahead, cfg.n_ahead + 1, scenarios.NUM_SCENARIOS
   s_dec = jnp.clip(s, 0, n - 2)
-
-  def decide_at(step):
-    return allocation.decide(allocation.step_params(policy.params["allocator"], step),
-                             cfg.allocator, carry, ctx_H[None], step, r_min[None], r_max[None])[0]
-
-  if cfg.allocator.variant == "per_step":
-    # A branch per step: vmapped over orders, a traced `step_params(params, s)` would copy a
-    # whole step's MLP per order (1024 orders at paper size: 38 GB); the switch becomes a
-    # select over the N-1 steps' [K, S] outputs instead.
-    a_KxS = jax.lax.switch(s_dec, [lambda i=i: decide_at(i) for i in range(n - 1)])
-  else:
-    a_KxS = decide_at(s_dec)
-  a_KxS = jnp.where(s == n - 1, carry.remaining_BxKxS[0], a_KxS)
+  own = functools.partial(_own_head, head=state.head, scenario=state.scenario, k=k, s=sc)
+  a = allocation.decide(allocation.step_params(own(policy.params["allocator"]), s_dec),
+                        cfg.allocator, own(carry), ctx_H[None], s_dec, state.r_min[None],
+                        state.r_max[None])[0, 0, 0]
+  a = jnp.where(s == n - 1, carry.remaining_BxKxS[0, state.head, state.scenario], a)
+  a_KxS = jnp.zeros((k, sc), jnp.float32).at[state.head, state.scenario].set(a)
   return jnp.where(s >= n, 0.0, a_KxS)
 
 
@@ -543,7 +555,7 @@ def _first_decision(policy: Policy, state: State) -> State:
   cfg = policy.model_config
   ctx_1xLxH, cache = online_encoder.prefill(cfg.encoder, policy.params["encoder"],
                                             state.inputs_TxF[None, :cfg.lookback], cfg.seq_len)
-  next_KxS = _decide_next(policy, ctx_1xLxH[0, -1], state.carry, 0, state.r_min, state.r_max)
+  next_KxS = _decide_next(policy, ctx_1xLxH[0, -1], state.carry, 0, state)
   return state._replace(encoder=cache, next_KxS=next_KxS)
 
 
@@ -602,7 +614,7 @@ def step(policy: Policy, state: State, bar: LiveBar) -> tuple[State, StepOutput]
   # One encoder position (L + s, the cache's next) gives the context of decision s + 1.
   ctx_1xH, cache = online_encoder.extend(cfg.encoder, policy.params["encoder"], state.encoder,
                                          row_F[None])
-  next_KxS = _decide_next(policy, ctx_1xH[0], carry, s + 1, state.r_min, state.r_max)
+  next_KxS = _decide_next(policy, ctx_1xH[0], carry, s + 1, state)
   # Done once complete and past the minimum period (the benchmark window has closed).
   remaining = carry.remaining_BxKxS[0, state.head, state.scenario]
   done = (carry.step >= n) | ((remaining <= 0) & (carry.step > state.head))
