@@ -5,7 +5,8 @@ scenario (S = 8) runs its own small MLP on
   * the encoder context at the position of bar s-1 (sequence position L-1+s, SPEC section 2),
   * the order's terms (r_min, r_max, scaled by N so the uniform schedule reads 1),
   * its own allocations and average fill price so far (fixed-size buffers, zero beyond s),
-  * the running market VWAP and TWAP of the bars executed so far,
+  * the running market VWAP and TWAP of the bars executed so far, and the last executed
+    bar's fill price with its gaps to both (what an optional-stopping rule reads),
 with prices as bps relative to the arrival price (divided by 100 so the inputs are O(1)).
 The MLP's output is a factor in (0, max_scale) on the share of the remaining order that a
 learned base schedule (a softmax over steps per head and scenario) would trade at step s.
@@ -70,6 +71,7 @@ class Carry(NamedTuple):
   mkt_price_sum_B: jax.Array      # sum of executed bars' prices
   mkt_vwap_bps_BxN: jax.Array     # running market VWAP after each executed bar, bps vs arrival
   mkt_twap_bps_BxN: jax.Array     # running market TWAP after each executed bar, bps vs arrival
+  last_price_bps_B: jax.Array     # fill price of the last executed bar, bps vs arrival (0 before bar 0)
 
 
 # ----------------------------------------------------------------------------- order bounds
@@ -143,7 +145,8 @@ def project(proposal_BxKxS, remaining_BxKxS, s, n_ahead: int, r_min_B, r_max_B):
 def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
   """(Dc, Do): widths of the inputs shared by all heads and of each head's own inputs."""
   n = config.n_ahead
-  d_ctx = hidden + 2 + 2 * (n - 1)          # context, (r_min, r_max), market VWAP/TWAP curves
+  # context, (r_min, r_max), market VWAP/TWAP curves, last price and its gaps to both
+  d_ctx = hidden + 2 + 2 * (n - 1) + 3
   if config.variant == "shared":
     d_ctx += _STEP_EMBED_DIM
   d_own = 2 * (n - 1) + 1                   # own allocations, own average prices, remaining
@@ -232,7 +235,8 @@ def init_carry(config: AllocatorConfig, batch_size: int) -> Carry:
   return Carry(step=jnp.zeros((), jnp.int32), remaining_BxKxS=jnp.ones((b, k, s), jnp.float32),
                shares_BxKxS=z(b, k, s), cash_BxKxS=z(b, k, s), alloc_BxKxSxN=z(b, k, s, n),
                price_bps_BxKxSxN=z(b, k, s, n), mkt_volume_B=z(b), mkt_notional_B=z(b),
-               mkt_price_sum_B=z(b), mkt_vwap_bps_BxN=z(b, n), mkt_twap_bps_BxN=z(b, n))
+               mkt_price_sum_B=z(b), mkt_vwap_bps_BxN=z(b, n), mkt_twap_bps_BxN=z(b, n),
+               last_price_bps_B=z(b))
 
 
 def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, embed_E):
@@ -240,8 +244,15 @@ def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, 
   n = config.n_ahead
   scale = _PRICE_INPUT_SCALE
   terms_Bx2 = jnp.stack([r_min_B * n, jnp.minimum(r_max_B * n, float(n))], axis=-1)
+  # The last fill price against the running benchmarks is what an optional-stopping rule
+  # reads; giving it directly spares every per-step MLP from differencing the curves.
+  at_last_N = jax.nn.one_hot(carry.step - 1, n, dtype=jnp.float32)  # all zero before bar 0
+  vwap_B = jnp.sum(carry.mkt_vwap_bps_BxN * at_last_N[None], axis=-1)
+  twap_B = jnp.sum(carry.mkt_twap_bps_BxN * at_last_N[None], axis=-1)
+  last_Bx3 = jnp.stack([carry.last_price_bps_B, carry.last_price_bps_B - vwap_B,
+                        carry.last_price_bps_B - twap_B], axis=-1)
   parts = [ctx_BxH, terms_Bx2, carry.mkt_vwap_bps_BxN[:, :n - 1] * scale,
-           carry.mkt_twap_bps_BxN[:, :n - 1] * scale]
+           carry.mkt_twap_bps_BxN[:, :n - 1] * scale, last_Bx3 * scale]
   if embed_E is not None:
     parts.append(jnp.broadcast_to(embed_E[None, :], (ctx_BxH.shape[0], embed_E.shape[0])))
   x_ctx = jnp.concatenate(parts, axis=-1)
@@ -327,7 +338,8 @@ def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
       price_bps_BxKxSxN=carry.price_bps_BxKxSxN + avg_bps[..., None] * at_N[None, None, None],
       mkt_volume_B=mkt_volume, mkt_notional_B=mkt_notional, mkt_price_sum_B=mkt_price_sum,
       mkt_vwap_bps_BxN=carry.mkt_vwap_bps_BxN + ((vwap - 1.0) * 1e4)[:, None] * at_N[None],
-      mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + ((twap - 1.0) * 1e4)[:, None] * at_N[None])
+      mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + ((twap - 1.0) * 1e4)[:, None] * at_N[None],
+      last_price_bps_B=(price_B - 1.0) * 1e4)
 
 
 # ----------------------------------------------------------------------------- the scan
