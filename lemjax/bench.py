@@ -37,9 +37,6 @@ _OVERRIDE = flags.DEFINE_list("override", [], "key=value config overrides, e.g. 
 _BREAKDOWN = flags.DEFINE_bool("breakdown", True, "Also time encoder, allocator+loss and optimiser "
                                "separately (extra compiles).")
 _LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per timed decision.")
-_OPTIMIZER = flags.DEFINE_enum("optimizer", "train", ["train", "fused"],
-                                "train: the optimiser of lemjax/train.py; fused: "
-                                "lemjax.optim.clipped_adamw with the same settings.")
 _OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
 
@@ -171,24 +168,14 @@ def peak_memory_bytes() -> dict:
   return out
 
 
-def fused_optimizer(state, cfg):
-  """`state` with the clipped AdamW of TrainConfig `cfg` as `lemjax.optim.clipped_adamw`."""
-  from lemjax import optim  # pylint: disable=g-import-not-at-top
-  tx = optim.clipped_adamw(train.make_schedule(cfg), weight_decay=cfg.weight_decay,
-                           clip_norm=cfg.clip_norm)
-  return state.replace(tx=tx, opt_state=tx.init(state.params))
-
-
 def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_breakdown: bool,
-            latency_orders: list[int], optimizer: str = "train") -> dict:
+            latency_orders: list[int]) -> dict:
   """All measurements of one configuration (in this process)."""
   config = make_config(name, overrides)
   cfgs = train.resolve_configs(config, N_FEATURES)
   mcfg, tcfg = cfgs["model"], cfgs["train"]
   tick = time.perf_counter()
   state = train.create_train_state(jax.random.PRNGKey(0), mcfg, tcfg, cfgs["loss"])
-  if optimizer == "fused":
-    state = fused_optimizer(state, tcfg)
   jax.block_until_ready(state.opt_state)
   init_s = time.perf_counter() - tick
   batch = jax.device_put(synthetic_batch(tcfg.batch_size, mcfg.seq_len, mcfg.n_ahead))
@@ -217,7 +204,7 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
       "tkan_layers": mcfg.encoder.n_tkan_layers, "allocator_variant": mcfg.allocator.variant,
       "allocator_width": mcfg.allocator.width, "n_features": N_FEATURES,
       "params": n_params, "allocator_params": n_alloc,
-      "optimizer": optimizer, "init_s": init_s, "compile_s": compile_s,
+      "init_s": init_s, "compile_s": compile_s,
       "compile_cpu_s": compile_cpu_s, "step_s_median": step_s,
       "step_s_min": float(np.min(times)), "step_s_all": times,
       "samples_per_s": tcfg.batch_size / step_s, "loss_finite": bool(np.isfinite(metrics["loss"])),
@@ -248,7 +235,7 @@ def _run_child(name: str) -> dict:
   """Runs one configuration in a fresh interpreter (own compile caches and peak memory)."""
   argv = [sys.executable, "-m", "lemjax.bench", f"--child={name}", f"--steps={_STEPS.value}",
           f"--warmup={_WARMUP.value}", f"--breakdown={_BREAKDOWN.value}",
-          f"--latency_orders={','.join(_LATENCY.value)}", f"--optimizer={_OPTIMIZER.value}"]
+          f"--latency_orders={','.join(_LATENCY.value)}"]
   if _OVERRIDE.value:
     argv.append(f"--override={','.join(_OVERRIDE.value)}")
   proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -267,7 +254,6 @@ def format_table(results: list[dict]) -> str:
     peak = r.get("peak_device_bytes", r["peak_rss_bytes"]) / 2**20
     lat = {k: v.get("median_s", float("nan")) * 1e3 for k, v in r["decision_latency"].items()}
     label = r["config"] + "".join("+" + o for o in r["overrides"])
-    label += "+fused_adamw" if r["optimizer"] == "fused" else ""
     rows.append((label,
                  f"{r['params'] / 1e6:.2f}M",
                  f"{r['compile_s']:.1f} ({r['compile_cpu_s']:.1f})", f"{r['step_s_median']:.3f}",
@@ -286,7 +272,7 @@ def main(argv):
   del argv
   if _CHILD.value:
     result = run_one(_CHILD.value, _OVERRIDE.value, _STEPS.value, _WARMUP.value,
-                     _BREAKDOWN.value, [int(n) for n in _LATENCY.value], _OPTIMIZER.value)
+                     _BREAKDOWN.value, [int(n) for n in _LATENCY.value])
     print(_MARK + json.dumps(result), flush=True)
     return
   if _STEPS.value < 1:
