@@ -7,6 +7,9 @@ EXP ?= crypto_intraday
 WORKDIR ?=
 DATA ?=
 ARGS ?=
+VARIANT ?=
+# experiments/<EXP>.py, or a variant of it (VARIANT=smoke or VARIANT=paper).
+CONFIG := experiments/$(EXP).py$(if $(VARIANT),:$(VARIANT),)
 DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,)
 # Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
 WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
@@ -25,10 +28,10 @@ test: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q $(ARGS)
 
 train: $(STAMP)
-	$(PY) -m lemjax.main --mode=train --config=experiments/$(EXP).py $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
+	$(PY) -m lemjax.main --mode=train --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
 
 eval: $(STAMP)
-	$(PY) -m lemjax.main --mode=eval --config=experiments/$(EXP).py $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
+	$(PY) -m lemjax.main --mode=eval --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
 
 # Binance monthly klines for the experiment's symbols, interval and dates into data/binance/.
 data: $(STAMP)
