@@ -1,7 +1,8 @@
 """Every configuration field of a lemjax run, with its meaning and units; experiments override a few.
 
 Sections map one-to-one onto the frozen dataclasses of lemjax/config.py (`data` -> DataConfig,
-`model` -> ModelConfig, `loss` -> LossConfig, `train` -> TrainConfig, `eval` -> EvalConfig).
+`model` -> ModelConfig, `loss` -> LossConfig, `train` -> TrainConfig, `eval` -> EvalConfig,
+`mesh` -> MeshConfig, `distributed` -> DistributedConfig).
 `lookback` and `n_ahead` are shared references: overriding `--config.model.lookback=16` also
 moves `data.lookback`.
 """
@@ -99,6 +100,19 @@ def get_config() -> ml_collections.ConfigDict:
   train.max_checkpoints = 2   # rolling checkpoints kept for resuming
   train.stop_after = 0        # leave the loop after this step without saving (simulated kill); 0: off
   train.progress = True       # tqdm progress bar
+
+  # --- mesh: how a run spreads over devices (lemjax/sharding.py) -------------------------------
+  mesh = config.mesh = ml_collections.ConfigDict()
+  mesh.data = 0               # devices on the `data` axis (the batch is split over them); 0 = all
+  mesh.fsdp = False           # also shard large parameters + optimiser state over `data` (FSDP)
+  mesh.fsdp_min_size = 1 << 18  # parameters with fewer elements (count) stay replicated
+
+  # --- distributed: multi-process (multi-host) jobs -----------------------------------------
+  dist = config.distributed = ml_collections.ConfigDict()
+  dist.enabled = "auto"       # "auto": only inside a multi-process job; "on"; "off"
+  dist.coordinator_address = ""  # host:port of process 0; "" = JAX_COORDINATOR_ADDRESS/Slurm/MPI
+  dist.num_processes = 0      # 0 = JAX_NUM_PROCESSES or the cluster's value
+  dist.process_id = -1        # -1 = JAX_PROCESS_ID or the cluster's value
 
   # --- eval: test-split evaluation and report --------------------------------------------------
   ev = config.eval = ml_collections.ConfigDict()

@@ -7,7 +7,9 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from lemjax import config as config_lib
 from lemjax import evaluate
+from lemjax import sharding
 from lemjax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -31,8 +33,10 @@ class _QuietCheckpointLogs(logging.Filter):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  absl_logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   config = _CONFIG.value
+  # Before any JAX computation: joins the multi-process job when there is one.
+  sharding.initialize_distributed(config_lib.distributed_config(config.get("distributed")))
+  absl_logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   workdir = _WORKDIR.value or train.default_workdir(config)
   if _MODE.value == "train":
     train.train_and_evaluate(config, workdir)

@@ -22,6 +22,7 @@ from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
 from lemjax import objectives
+from lemjax import sharding
 from lemjax.model import LEM
 
 MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
@@ -191,8 +192,13 @@ eval_step_jit = jax.jit(eval_step)
 
 # --- Validation -----------------------------------------------------------------------------------
 
-def validation_batches(dataset, cfg: config_lib.TrainConfig, n_ahead: int, seed: int) -> list:
+def validation_batches(dataset, cfg: config_lib.TrainConfig, n_ahead: int, seed: int,
+                       mesh: jax.sharding.Mesh | None = None) -> list:
   """Fixed validation orders: evenly spaced windows with fixed, seeded order terms.
+
+  Args:
+    mesh: a mesh of several devices places each batch on it (`place_validation_batch`);
+      None or a single device keeps them on the default device.
 
   Returns:
     A list of (batch dict on device, r_min_B, r_max_B) with equal shapes.
@@ -208,13 +214,35 @@ def validation_batches(dataset, cfg: config_lib.TrainConfig, n_ahead: int, seed:
   for i, rows in enumerate(idx):
     r_min_B, r_max_B = sample_order_terms(jax.random.PRNGKey(seed + 7919 * (i + 1)), size, n_ahead,
                                           cfg.r_min_range, cfg.r_max_range)
-    out.append((jax.device_put(model_batch(dataset.batch(rows))), r_min_B, r_max_B))
+    if mesh is None or mesh.size == 1:
+      out.append((jax.device_put(model_batch(dataset.batch(rows))), r_min_B, r_max_B))
+    else:
+      out.append(place_validation_batch(model_batch(dataset.batch(rows)), r_min_B, r_max_B, mesh))
   return out
 
 
-def validate(state: TrainState, batches: list) -> dict:
+def place_validation_batch(batch: dict, r_min_B, r_max_B, mesh: jax.sharding.Mesh) -> tuple:
+  """(batch, r_min_B, r_max_B) as global arrays on `mesh`.
+
+  Every process builds the same full batch; each places its own rows. Split over `data` when
+  the batch size allows it, else replicated.
+  """
+  full = {**batch, "r_min": np.asarray(r_min_B), "r_max": np.asarray(r_max_B)}
+  rows = len(full["r_min"])
+  if rows % mesh.shape[sharding.DATA_AXIS] == 0 and rows % jax.process_count() == 0:
+    mine = sharding.host_rows(np.arange(rows))
+    placed = sharding.put_batch({k: v[mine] for k, v in full.items()}, mesh)
+  else:
+    rep = sharding.replicated(mesh)
+    placed = {k: jax.make_array_from_callback(v.shape, rep, lambda i, v=v: v[i])
+              for k, v in full.items()}
+  r_min, r_max = placed.pop("r_min"), placed.pop("r_max")
+  return placed, r_min, r_max
+
+
+def validate(state: TrainState, batches: list, eval_fn: Callable = eval_step_jit) -> dict:
   """Mean validation metrics over the fixed batches (one host sync)."""
-  metrics = [eval_step_jit(state, b, lo, hi) for b, lo, hi in batches]
+  metrics = [eval_fn(state, b, lo, hi) for b, lo, hi in batches]
   stacked = jax.device_get(metrics)
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
@@ -310,14 +338,15 @@ def load_data(config):
 
 
 class MetricWriter:
-  """Appends metric records to `<workdir>/metrics.jsonl`."""
+  """Appends metric records to `<workdir>/metrics.jsonl` (process 0 only in multi-process runs)."""
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = sharding.is_primary()
 
   def truncate_after(self, step: int) -> None:
     """Drops records past `step` (written by a run that was killed before its next checkpoint)."""
-    if not os.path.exists(self.path):
+    if not self.enabled or not os.path.exists(self.path):
       return
     with open(self.path) as f:
       keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
@@ -325,6 +354,8 @@ class MetricWriter:
       f.writelines(keep)
 
   def write(self, step: int, split: str, values: dict) -> None:
+    if not self.enabled:
+      return
     record = {"step": int(step), "split": split, **{k: to_jsonable(v) for k, v in values.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
@@ -377,22 +408,63 @@ def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Ar
   return state, arrays["rng"], meta
 
 
+def place_state(state: TrainState, rng: jax.Array, mesh: jax.sharding.Mesh,
+                mesh_config: config_lib.MeshConfig) -> tuple[TrainState, jax.Array, Any]:
+  """Puts the state and key on `mesh`: (state, rng, state shardings or None on one device).
+
+  One device: everything committed to it (restored arrays come back committed, and a different
+  commitment would compile the step a second time). Several: the state follows
+  `sharding.tree_shardings` (replicated, or FSDP), the key is replicated.
+  """
+  if mesh.size == 1:
+    state, rng = jax.device_put((state, rng), mesh.devices.flat[0])
+    return state, rng, None
+  shardings = sharding.tree_shardings(state, mesh, mesh_config)
+  state, rng = _to_mesh((state, rng), (shardings, sharding.replicated(mesh)))
+  return state, rng, shardings
+
+
+def _to_mesh(tree: Any, shardings: Any) -> Any:
+  """`sharding.shard_tree`, also from arrays that live on one device of this process.
+
+  Such arrays (freshly created ones) cannot be moved to other processes' devices; their host
+  copies, equal on every process, can.
+  """
+  placed = jax.tree.leaves(tree)
+  targets = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+  if jax.process_count() > 1 and not all(
+      isinstance(x, jax.Array) and x.sharding == s for x, s in zip(placed, targets)):
+    tree = jax.tree.map(np.asarray, tree)
+  return sharding.shard_tree(tree, shardings)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains the experiment in `config`, resuming from `workdir` when it holds a checkpoint.
 
   Validation runs every `train.eval_every` steps on a fixed set; the latest checkpoint (for
   resuming) and the best one (lowest validation loss, for evaluation) live in
   `<workdir>/checkpoints/`. Returns a summary dict (final step, best step and loss).
+
+  The batch is split over the `data` axis of a mesh of every device (`config.mesh`, see
+  lemjax/sharding.py); on one device the plain jitted step runs unchanged. In a multi-process
+  job each process loads its rows of every batch and process 0 writes the run files and metrics.
   """
   # --- Data, configs and run files.
   train_ds, val_ds, _, report, data_config = load_data(config)
   cfgs = resolve_configs(config, int(train_ds.batch(np.arange(1))["inputs"].shape[-1]))
   cfgs["data"] = data_config
   tcfg, mcfg = cfgs["train"], cfgs["model"]
+  mesh_cfg = config_lib.mesh_config(config.get("mesh"))
+  mesh = sharding.make_mesh(mesh_cfg)
+  sharding.check_batch_size(tcfg.batch_size, mesh)
   source = data_source_line(data_config, report)
-  write_run_files(workdir, config, cfgs, report, source)
+  if sharding.is_primary():
+    write_run_files(workdir, config, cfgs, report, source)
   logging.info("%s; %d train / %d validation windows; work directory %s", source,
                train_ds.num_windows, val_ds.num_windows, workdir)
+  if mesh.size > 1:
+    logging.info("mesh: %d devices on '%s' (%d processes), fsdp=%s", mesh.size,
+                 sharding.DATA_AXIS, jax.process_count(), mesh_cfg.fsdp)
 
   # --- State, sampler, resume.
   init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -401,15 +473,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
   checkpointer = ckpt_lib.Checkpointer(workdir, tcfg.max_checkpoints)
   writer = MetricWriter(workdir)
   meta = {"best_val": None, "best_step": None, "bad_rounds": 0, "finished": False}
+  if mesh.size > 1:  # first, so that a checkpoint is restored straight into the mesh layout
+    state, rng, _ = place_state(state, rng, mesh, mesh_cfg)
   restored = _restore(checkpointer, state, rng)
   if restored is not None:
     state, rng, saved = restored
     sampler.restore(saved["sampler"])
     meta.update({k: saved[k] for k in meta})
     logging.info("resumed from step %d in %s", int(state.step), checkpointer.root)
-  # Commit state and key to one device either way: restored arrays come back committed, and a
-  # different commitment would compile the step a second time.
-  state, rng = jax.device_put((state, rng), jax.devices()[0])
+  state, rng, state_shardings = place_state(state, rng, mesh, mesh_cfg)
   step = int(state.step)
   writer.truncate_after(step)
   if meta["finished"] or step >= tcfg.steps:
@@ -418,14 +490,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return {"step": step, **meta}
 
   # --- Loop: steps are dispatched asynchronously; the host syncs only at log/validation steps.
-  val_batches = validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed)
-  bar = tqdm.tqdm(total=tcfg.steps, initial=step, disable=not tcfg.progress, unit="step",
-                  dynamic_ncols=True)
+  if mesh.size == 1:
+    step_fn, eval_fn = train_step_jit, eval_step_jit
+  else:
+    step_fn = sharding.jit_sharded_step(train_step, state_shardings, mesh)
+    eval_fn = jax.jit(eval_step, out_shardings=sharding.replicated(mesh))
+  val_batches = validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed, mesh)
+  bar = tqdm.tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True,
+                  disable=not (tcfg.progress and sharding.is_primary()))
   pending, first, tick, last_good, postfix = [], step, time.perf_counter(), checkpointer.latest_step(), {}
   try:
     while step < tcfg.steps:
-      batch = model_batch(train_ds.batch(sampler.next_indices()))
-      state, metrics = train_step_jit(state, batch, rng)
+      indices = sampler.next_indices()
+      if mesh.size == 1:
+        batch = model_batch(train_ds.batch(indices))
+      else:  # every process draws the same global batch and loads only its own rows
+        batch = sharding.put_batch(model_batch(train_ds.batch(sharding.host_rows(indices))), mesh)
+      state, metrics = step_fn(state, batch, rng)
       pending.append(metrics)
       step += 1
       if tcfg.stop_after and step >= tcfg.stop_after:
@@ -439,7 +520,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         bar.update(step - first)
         pending, first, tick = [], step, time.perf_counter()
       if validate_now:
-        val = validate(state, val_batches)
+        val = validate(state, val_batches, eval_fn)
         writer.write(step, "val", val)
         if not math.isfinite(val["loss"]):
           raise FloatingPointError(f"non-finite validation loss at step {step}; the last good "
@@ -468,6 +549,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar.close()
     checkpointer.close()
   summary = {"step": step, **meta}
-  with open(os.path.join(workdir, "train_summary.json"), "w") as f:
-    json.dump(to_jsonable(summary), f, indent=2)
+  if sharding.is_primary():
+    with open(os.path.join(workdir, "train_summary.json"), "w") as f:
+      json.dump(to_jsonable(summary), f, indent=2)
   return summary
