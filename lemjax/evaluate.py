@@ -52,6 +52,14 @@ def load_params(workdir: str, cfgs: dict, which: str = "best", seed: int = 0):
         f"trained with, or retrain into a fresh work directory. Orbax said: {str(err)[:300]}") from err
   finally:
     checkpointer.close()
+  missing = [jax.tree_util.keystr(path) for path, leaf in
+             jax.tree_util.tree_flatten_with_path(arrays["params"])[0]
+             if isinstance(leaf, jax.ShapeDtypeStruct)]
+  if missing:  # a partial restore leaves what the checkpoint lacks as abstract placeholders
+    raise ValueError(
+        f"the checkpoint in {directory} does not fit the model of this config and code: it has no "
+        f"{missing[0]} (and {len(missing) - 1} more parameters); evaluate with the config it was "
+        f"trained with, or retrain into a fresh work directory")
   params = jax.tree.unflatten(jax.tree.structure(target["params"]), jax.tree.leaves(arrays["params"]))
   info = {"which": which, "step": int(step), "directory": directory, "val": meta.get("val")}
   return params, info
@@ -169,6 +177,7 @@ def evaluate(config, workdir: str) -> dict:
                      "stopping baselines are fitted on it; set data.train_start/train_end")
 
   # --- Model and orders.
+  cfgs["model"] = trained_model_config(workdir, cfgs["model"])
   params, ckpt_info = load_params(workdir, cfgs, ecfg.checkpoint, config.seed)
   outdir = report_dir(workdir, data_config)
   idx = select_orders(test_ds, n, ecfg)
@@ -193,6 +202,26 @@ def evaluate(config, workdir: str) -> dict:
   out = report_lib.write_all(context, test, allocs, results, fitted)
   logging.info("report written to %s", out["report"])
   return out
+
+
+def trained_model_config(workdir: str, model_config: config_lib.ModelConfig) -> config_lib.ModelConfig:
+  """The model config the run in `workdir` was trained with (its config.json), else `model_config`.
+
+  A checkpoint only fits the sizes it was trained with, so a later change of the experiment
+  file's model defaults must not break evaluating an earlier run.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return model_config
+  with open(path) as f:
+    saved = json.load(f).get("resolved", {}).get("model")
+  if not saved:
+    return model_config
+  trained = config_lib.model_config(saved)
+  if trained != model_config:
+    logging.warning("evaluating with the model config this run was trained with (%s), not the "
+                    "experiment file's current one", path)
+  return trained
 
 
 def report_dir(workdir: str, data_config: config_lib.DataConfig) -> str:

@@ -1,5 +1,6 @@
 """End-to-end evaluation on the smoke config: report, CSVs, plots, per-order results, other data."""
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -159,3 +160,19 @@ def test_null_test_verdict_flags_a_significant_gain():
   stats["ci_lo"][N, scenarios.scenario_index("sell", "vwap", "notional")] = 0.2
   verdict = report_lib.null_test_verdict(stats, N)
   assert not verdict["passed"] and [r["significant_gain"] for r in verdict["rows"]].count(True) == 1
+
+
+def test_evaluation_uses_the_model_config_the_run_was_trained_with(workdir):
+  trained = evaluate_lib.trained_model_config(workdir, None)
+  other = dataclasses.replace(trained, allocator=dataclasses.replace(
+      trained.allocator, width=trained.allocator.width + 3))
+  assert evaluate_lib.trained_model_config(workdir, other) == trained
+  assert trained.allocator.width == smoke_config().model.allocator.width
+
+
+def test_checkpoint_of_another_model_raises_a_clear_error(workdir):
+  trained = evaluate_lib.trained_model_config(workdir, None)
+  variant = "per_step" if trained.allocator.variant == "shared" else "shared"
+  other = dataclasses.replace(trained, allocator=dataclasses.replace(trained.allocator, variant=variant))
+  with pytest.raises(ValueError, match="does not fit the model"):
+    evaluate_lib.load_params(workdir, {"model": other})
