@@ -1,12 +1,14 @@
 """Intraday crypto execution: Binance 1h klines of several USDT pairs, L=120, N=12, one pooled model.
 
 Run:   make train EXP=crypto_intraday && make eval EXP=crypto_intraday
-       (variants: --config=experiments/crypto_intraday.py:smoke or :paper)
+       (variants: VARIANT=smoke or VARIANT=paper)
 Data:  data/binance/ after `make data`, else ../shared/data/crypto/1h; with neither, the embedded
        synthetic crypto market (the work directory then ends in _SYNTHETIC).
 Split: train 2022-01..2024-12, validation 2025-01..2025-06, test 2025-07..end.
-Expect: on real data the flexible heads beat VWAP by tens of bps on average (most of it the end-date
-       option, compare the optional-stopping baseline); the fixed head tracks VWAP within a few bps.
+Expect: on ../shared/data (default sizes, seed 0, 4172 test orders, VWAP, quantity) min period 1
+       improves on VWAP by +16.5 bps (buy) and +19.6 bps (sell), ahead of optional stopping by
+       +2.5 [+1.6, +3.5] (buy) and +0.4 [-0.5, +1.3] (sell); the fixed head tracks VWAP within
+       2.3 bps. Most of the gain is the end-date option.
 """
 
 from experiments import base

@@ -1,12 +1,14 @@
 """Multi-day equity execution: daily bars of the Dow constituents, orders of N=12 trading days, L=120.
 
 Run:   make train EXP=djia_multiday && make eval EXP=djia_multiday
-       (variants: --config=experiments/djia_multiday.py:smoke or :paper)
+       (variants: VARIANT=smoke or VARIANT=paper)
 Data:  ../shared/data/djia_daily (Kaggle-style daily CSVs); without it, the embedded synthetic
        equity-like market (the work directory then ends in _SYNTHETIC).
 Split: train 2006..2013, validation 2014..2015, test 2016..2017.
-Expect: flexible heads beat VWAP mostly through the end-date option (compare optional stopping);
-       the fixed head tracks the 12-day VWAP within a few bps.
+Expect: on ../shared/data (default sizes, seed 0, 961 test orders, VWAP, quantity) min period 1
+       improves on VWAP by +22.5 bps (buy) and +27.7 bps (sell), level with optional stopping
+       (LEM minus it: -0.7 [-3.1, +1.6] buy, -4.9 [-7.0, -2.9] sell); the fixed head tracks VWAP
+       within 2.6 bps. Most of the gain is the end-date option.
 """
 
 from experiments import base
