@@ -81,7 +81,7 @@ class WindowDataset:
             f"assets={len(self.asset_names)}, L={self.lookback}, N={self.n_ahead})")
 
   def batch(self, indices) -> dict[str, np.ndarray]:
-    """The Batch of windows `indices` (see BRIEF): inputs [B,T,F], prices [B,N], volumes [B,N],
+    """The batch of windows `indices`: inputs [B,T,F], prices [B,N], volumes [B,N],
     asset [B] int32, origin [B] int64.
 
     Args:
