@@ -77,6 +77,26 @@ def _build(cls, cfg: Any):
   return cls(**kwargs)
 
 
+def _check_saved_fields(section, cls, name: str, nested: tuple[str, ...] = ()) -> None:
+  """ValueError when a saved config section has fields this code does not know, or lacks some."""
+  known = {f.name for f in dataclasses.fields(cls)} - set(nested)
+  saved = set(section) - set(nested)
+  if saved - known:
+    raise ValueError(f"config field {name}.{sorted(saved - known)[0]} is not known to this version "
+                     "of lemjax: the checkpoint was written by different code")
+  if known - saved:
+    raise ValueError(f"config field {name}.{sorted(known - saved)[0]} is missing from the saved "
+                     "config: the checkpoint was written by different code")
+
+
+def saved_model_config(saved: Any) -> ModelConfig:
+  """ModelConfig from a run's saved `resolved.model` section, checking its fields against this code."""
+  _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
+  _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
+  _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")
+  return model_config(saved)
+
+
 def model_config(cfg: Any) -> ModelConfig:
   """ModelConfig from a ConfigDict `model` section (sub-sections `encoder`, `allocator`)."""
   items = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg or {})

@@ -217,7 +217,7 @@ def trained_model_config(workdir: str, model_config: config_lib.ModelConfig) -> 
     saved = json.load(f).get("resolved", {}).get("model")
   if not saved:
     return model_config
-  trained = config_lib.model_config(saved)
+  trained = config_lib.saved_model_config(saved)
   if trained != model_config:
     logging.warning("evaluating with the model config this run was trained with (%s), not the "
                     "experiment file's current one", path)

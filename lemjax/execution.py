@@ -106,23 +106,8 @@ def _find_workdir(path: str) -> str:
                           "(train first with `python -m lemjax.main --mode=train ...`)")
 
 
-def _check_fields(section: Mapping, cls, name: str, nested: tuple[str, ...] = ()) -> None:
-  """ValueError when a saved config section has fields this code does not know, or lacks some."""
-  known = {f.name for f in dataclasses.fields(cls)} - set(nested)
-  saved = set(section) - set(nested)
-  if saved - known:
-    raise ValueError(f"config field {name}.{sorted(saved - known)[0]} is not known to this version "
-                     "of lemjax: the checkpoint was written by different code")
-  if known - saved:
-    raise ValueError(f"config field {name}.{sorted(known - saved)[0]} is missing from the saved "
-                     "config: the checkpoint was written by different code")
-
-
 def _model_config(saved: Mapping) -> ModelConfig:
-  _check_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
-  _check_fields(saved["encoder"], config_lib.EncoderConfig, "model.encoder")
-  _check_fields(saved["allocator"], config_lib.AllocatorConfig, "model.allocator")
-  model = config_lib.model_config(saved)
+  model = config_lib.saved_model_config(saved)
   if model.encoder.n_features != features.N_FEATURES:
     raise ValueError(f"config model.encoder.n_features={model.encoder.n_features}, but the data "
                      f"layer computes {features.N_FEATURES} features")
