@@ -14,7 +14,7 @@ DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,
 # Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
 WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
 
-.PHONY: install test train eval bench data null-test clean
+.PHONY: install test train eval seeds bench data null-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ eval: $(STAMP)
 # Binance monthly klines for the experiment's symbols, interval and dates into data/binance/.
 data: $(STAMP)
 	$(PY) -m lemjax.data.download --config=experiments/$(EXP).py $(ARGS)
+
+# Trains and evaluates SEEDS seeds into runs/<name>_seed<i>; across-seed tables in runs/<name>_seeds/.
+SEEDS ?= 3
+seeds: $(STAMP)
+	$(PY) -m lemjax.main --mode=seeds --seeds=$(SEEDS) --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
 
 null-test: $(STAMP)
 	$(PY) -m lemjax.main --mode=null_test --config=experiments/null_test.py $(WORKDIR_FLAG) $(ARGS)

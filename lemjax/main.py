@@ -9,6 +9,7 @@ from ml_collections import config_flags
 
 from lemjax import config as config_lib
 from lemjax import evaluate
+from lemjax import seeds
 from lemjax import sharding
 from lemjax import train
 
@@ -18,9 +19,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", "", "Work directory of the run (default runs/<name>, with _SYNTHETIC on synthetic data).")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval", "null_test"],
+    "mode", "train", ["train", "eval", "null_test", "seeds"],
     "train: train (resuming) then stop; eval: evaluate the best checkpoint on the test split; "
-    "null_test: train and evaluate on the synthetic martingale, then judge the fixed head.")
+    "null_test: train and evaluate on the synthetic martingale, then apply the null-test verdict; "
+    "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread.")
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "--mode=seeds: how many seeds (config.seed, config.seed + 1, ...).")
 
 
 class _QuietCheckpointLogs(logging.Filter):
@@ -42,6 +46,8 @@ def main(argv):
     train.train_and_evaluate(config, workdir)
   elif _MODE.value == "eval":
     evaluate.evaluate(config, workdir)
+  elif _MODE.value == "seeds":
+    seeds.run_seeds(config, workdir, _SEEDS.value, train.train_and_evaluate, evaluate.evaluate)
   else:
     train.train_and_evaluate(config, workdir)
     evaluate.null_test(config, workdir)
