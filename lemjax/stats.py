@@ -87,10 +87,11 @@ def block_bootstrap_means(x_BxM, group_B, *, block_length: int, n_boot: int, see
                           max_cells: int = 4_000_000):
   """Moving-block bootstrap distribution of the column means, over start groups.
 
-  Each resample draws ceil(G / block_length) block starts uniformly from 0..G-1 (numpy
-  `default_rng(seed).integers(0, G, size=(rows, n_blocks))`); the block from start j holds the
-  groups j .. j+block_length-1, wrapping past G-1 to 0. Its mean is the sum of the chosen
-  groups' sums over the sum of their order counts.
+  Each resample draws ceil(G / block_length) block starts uniformly from 0..G-1, the rows of
+  `np.random.default_rng(seed).integers(0, G, size=(n_boot, n_blocks))` (drawn in chunks of
+  rows, the same starts for any max_cells); the block from start j holds the groups
+  j .. j+block_length-1, wrapping past G-1 to 0. A resample's mean is the sum of its groups' sums
+  over the sum of their order counts.
 
   Args:
     x_BxM: samples (numpy), B orders by M statistics.
@@ -106,8 +107,10 @@ def block_bootstrap_means(x_BxM, group_B, *, block_length: int, n_boot: int, see
     means_RxM, float64, R = n_boot.
   """
   x = np.asarray(x_BxM, np.float64)
-  if x.ndim != 2:
-    raise ValueError(f"x_BxM.shape={x.shape}, expected [B, M]")
+  if x.ndim != 2 or x.shape[0] < 1:
+    raise ValueError(f"x_BxM.shape={x.shape}, expected [B, M] with B >= 1")
+  if n_boot < 1:
+    raise ValueError(f"n_boot={n_boot} must be at least 1")
   group, g = _dense_groups(group_B, x.shape[0])
   n_blocks = _n_blocks(g, block_length)
   sums_GxM, counts_G = _block_sums(x, group, g, block_length)
