@@ -7,6 +7,8 @@ Shape legend (names carry their shape as a suffix, e.g. ``x_BxTxF``):
   S  scenarios, 8 (order in ``lemjax.scenarios.SCENARIOS``)
   F  input features                  E  per-feature embedding width
   H  hidden width                    A  assets in a pooled dataset
+  G  start groups (one start time)   M  statistics (columns)
+  R  bootstrap resamples             C  blocks per resample
 
 Units: prices and performance in basis points (bps); allocations are fractions of the
 parent order in [0, 1].

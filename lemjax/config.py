@@ -186,6 +186,7 @@ class EvalConfig:
                                        150.0, 250.0, 400.0, float("inf"))  # optional-stopping thresholds
   tune_orders: int = 2048        # training orders used to tune theta and the volume profile
   bootstrap: int = 2000          # bootstrap resamples for the 95% intervals
+  block_length: int = 5          # start times per bootstrap block (lemjax/stats.py)
   plot_orders: int = 3           # orders drawn in the allocation-curve plot
   seed: int = 0                  # bootstrap and order-selection seed
 

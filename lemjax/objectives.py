@@ -1,4 +1,4 @@
-"""Execution accounting, training loss and evaluation metrics (SPEC sections 1 and 4).
+"""Execution accounting and the training loss (SPEC sections 1 and 4); statistics are in stats.py.
 
 Accounting (every function is pure and vectorised over orders, heads and scenarios):
   * achieved price: quantity targets `P = sum a p / sum a`; notional targets
@@ -32,18 +32,15 @@ see lemjax/reference.py), and why:
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import polars as pl
 
 from lemjax import reference
 from lemjax import scenarios
 from lemjax.config import LossConfig
 
 _SIDE_S = scenarios.SIDE_SIGN_S
-_PERCENTILES = (5, 25, 50, 75, 95)
 
 
 def _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN=None) -> None:
@@ -202,119 +199,3 @@ def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = L
   aux = {"loss_flexible": jnp.mean(flex), "loss_fixed": jnp.mean(fixed),
          "imp_bps_KxS": jnp.mean(imp, axis=0)}
   return loss, aux
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-def bootstrap_means(x_BxM, *, n_boot: int = 1000, seed: int = 0, max_cells: int = 4_000_000):
-  """Bootstrap distribution of the mean over axis 0, for every column at once.
-
-  Args:
-    x_BxM: samples (numpy), B orders by M statistics.
-    n_boot: resamples.
-    seed: numpy seed; the same seed resamples the same orders for every column (and for
-      every call with the same B), which keeps paired comparisons consistent.
-    max_cells: bounds the [chunk, B] resampling-count matrix held in memory.
-
-  Returns:
-    means_RxM, float64.
-  """
-  x = np.asarray(x_BxM, np.float64)
-  b = x.shape[0]
-  rng = np.random.default_rng(seed)
-  chunk = max(1, max_cells // max(b, 1))
-  out = []
-  for start in range(0, n_boot, chunk):
-    counts = rng.multinomial(b, np.full(b, 1.0 / b), size=min(chunk, n_boot - start))
-    out.append(counts @ x / b)
-  return np.concatenate(out, axis=0)
-
-
-def paired_difference(a_Bx, b_Bx, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-  """Mean of a - b over the same orders, with a bootstrap interval.
-
-  Args:
-    a_Bx, b_Bx: per-order metrics of two strategies (e.g. improvement in bps), same shape,
-      orders on axis 0 and any trailing axes (e.g. [B, K, S]).
-    n_boot, seed, level: bootstrap resamples, numpy seed, interval coverage.
-
-  Returns:
-    dict of arrays over the trailing axes: mean, ci_lo, ci_hi, and n (orders).
-  """
-  a, b = np.asarray(a_Bx, np.float64), np.asarray(b_Bx, np.float64)
-  if a.shape != b.shape or a.ndim < 1:
-    raise ValueError(f"a_Bx.shape={a.shape} and b_Bx.shape={b.shape} must match (orders first)")
-  d = (a - b).reshape(a.shape[0], -1)
-  boot = bootstrap_means(d, n_boot=n_boot, seed=seed)
-  tail = (1.0 - level) / 2 * 100
-  lo, hi = np.percentile(boot, [tail, 100 - tail], axis=0)
-  shape = a.shape[1:]
-  return {"mean": d.mean(0).reshape(shape), "ci_lo": lo.reshape(shape),
-          "ci_hi": hi.reshape(shape), "n": a.shape[0]}
-
-
-def summarize_improvement(imp_BxKxS, ended_early_BxKxS, *, n_boot: int = 1000, seed: int = 0,
-                          level: float = 0.95):
-  """Evaluation statistics per head and scenario from per-order improvements.
-
-  Args:
-    imp_BxKxS: improvement in bps (hard windows), orders on axis 0.
-    ended_early_BxKxS: whether each order completed before its last bar.
-    n_boot, seed, level: bootstrap resamples, numpy seed, interval coverage.
-
-  Returns:
-    (stats, frame): stats is a dict of [K, S] numpy arrays (n, mean_bps, std_bps, median_bps,
-    p5_bps, q25_bps, q75_bps, p95_bps, ci_lo, ci_hi, ended_early); frame is the same as a
-    tidy polars DataFrame, one row per side x benchmark x target x head.
-  """
-  imp = np.asarray(imp_BxKxS, np.float64)
-  if imp.ndim != 3 or imp.shape[2] != scenarios.NUM_SCENARIOS:
-    raise ValueError(f"imp_BxKxS.shape={imp.shape}, expected [B, K, 8]")
-  b, k, s = imp.shape
-  early = np.asarray(ended_early_BxKxS, np.float64)
-  if early.shape != imp.shape:
-    raise ValueError(f"ended_early_BxKxS.shape={early.shape}, expected {imp.shape}")
-  pct = np.percentile(imp, _PERCENTILES, axis=0)
-  boot = bootstrap_means(imp.reshape(b, k * s), n_boot=n_boot, seed=seed)
-  tail = (1.0 - level) / 2 * 100
-  lo, hi = np.percentile(boot, [tail, 100 - tail], axis=0)
-  stats = {
-      "n": np.full((k, s), b), "mean_bps": imp.mean(0), "std_bps": imp.std(0, ddof=1) if b > 1
-      else np.zeros((k, s)), "median_bps": pct[2], "p5_bps": pct[0], "q25_bps": pct[1],
-      "q75_bps": pct[3], "p95_bps": pct[4], "ci_lo": lo.reshape(k, s), "ci_hi": hi.reshape(k, s),
-      "ended_early": early.mean(0)}
-  return stats, _stats_frame(stats, n_ahead=k - 1)
-
-
-def _stats_frame(stats: dict, n_ahead: int) -> pl.DataFrame:
-  """One row per (scenario, head), columns side, benchmark, target, head, min_period, ..."""
-  k, s = stats["mean_bps"].shape
-  rows = []
-  for si, (side, bench, target) in enumerate(scenarios.SCENARIOS[:s]):
-    for ki in range(k):
-      row = {"side": side, "benchmark": bench, "target": target, "head": ki,
-             "min_period": min(ki + 1, n_ahead), "fixed_duration": ki == n_ahead}
-      row.update({name: float(v[ki, si]) for name, v in stats.items() if name != "n"})
-      row["n"] = int(stats["n"][ki, si])
-      rows.append(row)
-  columns = ["side", "benchmark", "target", "head", "min_period", "fixed_duration", "n",
-             "mean_bps", "std_bps", "median_bps", "p5_bps", "q25_bps", "q75_bps", "p95_bps",
-             "ci_lo", "ci_hi", "ended_early"]
-  return pl.DataFrame(rows).select(columns)
-
-
-def evaluation_metrics(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, n_boot: int = 1000,
-                       seed: int = 0, level: float = 0.95):
-  """Hard-window evaluation of allocations: `summarize_improvement` of `execution_summary`.
-
-  Args:
-    alloc_BxNxKxS, prices_BxN, volumes_BxN: as in `execution_summary`.
-    n_boot, seed, level: bootstrap resamples, numpy seed, interval coverage.
-
-  Returns:
-    (stats dict of [K, S] arrays, polars DataFrame), see `summarize_improvement`.
-  """
-  summary = execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN)
-  return summarize_improvement(summary["improvement_bps"], summary["ended_early"], n_boot=n_boot,
-                               seed=seed, level=level)

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lemjax import objectives
 from lemjax import plots
 from lemjax import scenarios
+from lemjax import stats as stats_lib
 
 SIGN_CONVENTION = ("Sign convention: improvement = side x (1 - P / benchmark) x 1e4 bps, side +1 for "
                    "buys and -1 for sells, so **positive is better than the benchmark** for both sides.")
@@ -188,14 +188,17 @@ def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dic
 
   # Statistics and paired differences, all from the same per-order improvements.
   all_stats, frames = {}, []
+  group_B, _ = stats_lib.start_groups(test["origin"])
   for name, res in results.items():
-    stats, frame = objectives.summarize_improvement(res["improvement_bps"], res["ended_early"],
-                                                    n_boot=ecfg.bootstrap, seed=ecfg.seed)
+    stats, frame = stats_lib.summarize_improvement(res["improvement_bps"], res["ended_early"], group_B,
+                                                   block_length=ecfg.block_length,
+                                                   n_boot=ecfg.bootstrap, seed=ecfg.seed)
     all_stats[name] = stats
     frames.append(frame.with_columns(pl.lit(name).alias("strategy")))
-  paired = {name: objectives.paired_difference(results["LEM"]["improvement_bps"],
-                                               res["improvement_bps"], n_boot=ecfg.bootstrap,
-                                               seed=ecfg.seed)
+  paired = {name: stats_lib.paired_difference(results["LEM"]["improvement_bps"],
+                                              res["improvement_bps"], group_B,
+                                              block_length=ecfg.block_length, n_boot=ecfg.bootstrap,
+                                              seed=ecfg.seed)
             for name, res in results.items() if name != "LEM"}
   per_asset = per_asset_frame(results, test["asset"], ctx.asset_names)
 

@@ -8,6 +8,7 @@ import pytest
 
 from lemjax import objectives
 from lemjax import scenarios
+from lemjax import stats as stats_lib
 from lemjax.config import LossConfig
 
 N, K, S = 5, 6, 8
@@ -143,7 +144,7 @@ def test_summarize_matches_numpy_and_frame_is_tidy():
   rng = np.random.default_rng(5)
   imp = rng.standard_normal((200, K, S)) * 10 + 1.0
   early = rng.random((200, K, S)) < 0.3
-  stats, frame = objectives.summarize_improvement(imp, early, n_boot=500, seed=0)
+  stats, frame = stats_lib.summarize_improvement(imp, early, None, block_length=1, n_boot=500, seed=0)
   np.testing.assert_allclose(stats["mean_bps"], imp.mean(0))
   np.testing.assert_allclose(stats["std_bps"], imp.std(0, ddof=1))
   np.testing.assert_allclose(stats["p5_bps"], np.percentile(imp, 5, axis=0))
@@ -153,7 +154,7 @@ def test_summarize_matches_numpy_and_frame_is_tidy():
   # The 95% interval of a mean is about +-1.96 standard errors.
   half = (stats["ci_hi"] - stats["ci_lo"]) / 2 / (imp.std(0) / np.sqrt(200))
   assert 1.6 < np.median(half) < 2.3
-  again, _ = objectives.summarize_improvement(imp, early, n_boot=500, seed=0)
+  again, _ = stats_lib.summarize_improvement(imp, early, None, block_length=1, n_boot=500, seed=0)
   np.testing.assert_array_equal(again["ci_lo"], stats["ci_lo"])
   assert isinstance(frame, pl.DataFrame) and frame.height == K * S
   for col in ("side", "benchmark", "target", "head", "min_period", "n", "mean_bps", "ci_lo",
@@ -169,7 +170,7 @@ def test_evaluation_metrics_end_to_end():
   rng = np.random.default_rng(6)
   alloc = _random_alloc(rng, 40)
   prices, volumes = _market(rng, 40)
-  stats, frame = objectives.evaluation_metrics(alloc, prices, volumes, n_boot=200)
+  stats, frame = stats_lib.evaluation_metrics(alloc, prices, volumes, None, block_length=1, n_boot=200)
   imp = np.asarray(objectives.improvement_bps(alloc, prices, volumes))
   np.testing.assert_allclose(stats["mean_bps"], imp.mean(0, dtype=np.float64), atol=1e-5)
   assert frame.height == K * S and np.all(stats["n"] == 40)
@@ -178,15 +179,16 @@ def test_evaluation_metrics_end_to_end():
 def test_paired_difference():
   rng = np.random.default_rng(7)
   a = rng.standard_normal((300, K, S))
-  shifted = objectives.paired_difference(a + 2.5, a, n_boot=200)
+  shifted = stats_lib.paired_difference(a + 2.5, a, None, block_length=1, n_boot=200)
   np.testing.assert_allclose(shifted["mean"], 2.5)
   np.testing.assert_allclose(shifted["ci_lo"], 2.5)
   np.testing.assert_allclose(shifted["ci_hi"], 2.5)
-  noisy = objectives.paired_difference(a, rng.standard_normal((300, K, S)), n_boot=300, seed=1)
+  noisy = stats_lib.paired_difference(a, rng.standard_normal((300, K, S)), None, block_length=1,
+                                      n_boot=300, seed=1)
   assert noisy["mean"].shape == (K, S) and noisy["n"] == 300
   assert np.all(noisy["ci_lo"] < noisy["mean"]) and np.all(noisy["mean"] < noisy["ci_hi"])
   with pytest.raises(ValueError, match="a_Bx.shape"):
-    objectives.paired_difference(a, a[:10])
+    stats_lib.paired_difference(a, a[:10], None, block_length=1)
 
 
 def test_bad_shapes_raise():
@@ -197,4 +199,4 @@ def test_bad_shapes_raise():
   with pytest.raises(ValueError, match="K=5"):
     _summary(alloc[:, :, 1:], prices, prices)
   with pytest.raises(ValueError, match="imp_BxKxS"):
-    objectives.summarize_improvement(np.zeros((3, K)), np.zeros((3, K)))
+    stats_lib.summarize_improvement(np.zeros((3, K)), np.zeros((3, K)), None, block_length=1)
