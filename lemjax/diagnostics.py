@@ -1,0 +1,176 @@
+"""Diagnostics of an evaluation: head health, volatility regimes and the null-test verdict.
+
+Every interval here is the clustered (start-time block) bootstrap of `lemjax.stats`, so orders
+that start together and share a market move are never counted as independent evidence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import scipy.stats
+
+from lemjax import scenarios
+from lemjax import stats as stats_lib
+
+# A head "never ends early" below this share while a reference ends at least REFERENCE_EARLY.
+COLLAPSED_EARLY = 0.05
+REFERENCE_EARLY = 0.30
+# A head scoring below the next one by more than this (and beyond noise) breaks monotonicity.
+MONOTONE_TOLERANCE_BPS = 3.0
+
+
+def _z_pvalue(mean, lo, hi, level: float) -> np.ndarray:
+  """One-sided p-value of mean > 0 from a (clustered) interval, via its implied standard error."""
+  se = np.maximum((np.asarray(hi) - np.asarray(lo)) / (2.0 * scipy.stats.norm.ppf(0.5 + level / 2)),
+                  1e-12)
+  return scipy.stats.norm.sf(np.asarray(mean) / se)
+
+
+def holm_reject(pvalues: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+  """Holm's step-down test over a family of p-values: which hypotheses are rejected (bool)."""
+  p = np.asarray(pvalues, np.float64).ravel()
+  order = np.argsort(p, kind="stable")
+  thresholds = alpha / (p.size - np.arange(p.size))
+  passed = p[order] <= thresholds
+  n_reject = p.size if passed.all() else int(np.argmin(passed))
+  reject = np.zeros(p.size, bool)
+  reject[order[:n_reject]] = True
+  return reject.reshape(np.shape(pvalues))
+
+
+# --- Head health ----------------------------------------------------------------------------------
+
+def head_health(imp_BxKxS, early_BxKxS, reference_early_KxS, group_B, *, block_length: int,
+                n_boot: int, seed: int) -> pl.DataFrame:
+  """Flags flexible heads that never end early or score below the next head beyond noise.
+
+  A head with minimum k+1 has every option of the head with minimum k+2, so its mean
+  improvement should not be lower beyond noise (`monotonicity_break`: the clustered 95% interval
+  of head k minus head k+1 lies below 0), and a head should not stay on its full horizon where
+  a reference strategy (e.g. the best causal baseline) ends orders early (`collapsed`: ends fewer
+  than 5% early while the reference ends at least 30%).
+
+  Args:
+    imp_BxKxS, early_BxKxS: the strategy's per-order improvement (bps) and ended-early flags.
+    reference_early_KxS: share of orders the reference strategy ends early.
+    group_B: start-time group of every order (`stats.start_groups`).
+    block_length, n_boot, seed: bootstrap settings.
+
+  Returns:
+    one row per flexible head x scenario: head, min_period, scenario, ended_early, reference_early,
+    mean_bps, minus_next_bps, minus_next_lo, minus_next_hi, collapsed, monotonicity_break.
+  """
+  imp = np.asarray(imp_BxKxS, np.float64)
+  early_KxS = np.asarray(early_BxKxS, np.float64).mean(0)
+  n = imp.shape[1] - 1
+  flex = n  # heads 0..n-1 are flexible
+  # Head k minus head k+1 for k = 0..n-2 (the last flexible head has no flexible successor).
+  diff = stats_lib.paired_difference(imp[:, :flex - 1], imp[:, 1:flex], group_B,
+                                     block_length=block_length, n_boot=n_boot, seed=seed)
+  rows = []
+  for k in range(flex):
+    for s in range(imp.shape[2]):
+      has_next = k < flex - 1
+      lo = float(diff["ci_lo"][k, s]) if has_next else math.nan
+      hi = float(diff["ci_hi"][k, s]) if has_next else math.nan
+      rows.append({
+          "head": k, "min_period": k + 1, "scenario": scenarios.scenario_name(s),
+          "ended_early": float(early_KxS[k, s]), "reference_early": float(reference_early_KxS[k, s]),
+          "mean_bps": float(imp[:, k, s].mean()),
+          "minus_next_bps": float(diff["mean"][k, s]) if has_next else math.nan,
+          "minus_next_lo": lo, "minus_next_hi": hi,
+          "collapsed": bool(early_KxS[k, s] < COLLAPSED_EARLY
+                            and reference_early_KxS[k, s] >= REFERENCE_EARLY),
+          "monotonicity_break": bool(has_next and hi < 0.0
+                                     and diff["mean"][k, s] < -MONOTONE_TOLERANCE_BPS)})
+  return pl.DataFrame(rows)
+
+
+# --- Regimes --------------------------------------------------------------------------------------
+
+def tercile_edges(reference_vol_B) -> np.ndarray:
+  """The 1/3 and 2/3 quantiles of lookback volatility (from training orders: no test-set choice)."""
+  vol = np.asarray(reference_vol_B, np.float64)
+  vol = vol[np.isfinite(vol)]
+  if vol.size < 3:
+    raise ValueError(f"need at least 3 finite lookback volatilities for terciles, got {vol.size}")
+  return np.quantile(vol, [1 / 3, 2 / 3])
+
+
+def regime_of(vol_B, edges) -> np.ndarray:
+  """Tercile index (0 calm, 1 middle, 2 volatile) of every order."""
+  return np.searchsorted(np.asarray(edges), np.asarray(vol_B, np.float64), side="right")
+
+
+REGIMES = ("calm", "middle", "volatile")
+
+
+# --- Null test ------------------------------------------------------------------------------------
+
+def null_test_verdict(best_paired: dict, lem_stats: dict, n_ahead: int, *, level: float = 0.95,
+                      alpha: float = 0.05) -> dict:
+  """SPEC section 7 on a martingale market: is any gain beyond what a causal rule can earn?
+
+  (a) flexible heads: LEM minus the best causal baseline must not be significantly positive at
+  any min period (every side, benchmark and target); (b) the fixed head must not differ
+  significantly from its benchmark. Each row shows its clustered interval; "significant" is
+  decided by Holm's step-down test over the whole family of rows at family-wise level `alpha`,
+  with one-sided (a) or two-sided (b) p-values from the interval's implied standard error, so a
+  causal model is not failed by one of 96 intervals missing 0 by chance, while a leak (which
+  moves many cells by many standard errors) is caught.
+
+  Args:
+    best_paired: paired difference LEM minus best causal baseline, dict of [K, S] arrays (mean,
+      ci_lo, ci_hi) and n_clusters.
+    lem_stats: the LEM's summary (mean_bps, ci_lo, ci_hi as [K, S]).
+    n_ahead: N (head N is the fixed head).
+
+  Returns:
+    dict: rows (test, min_period, scenario, mean_bps, ci_lo, ci_hi, p_value, significant) and passed.
+  """
+  rows = []
+  for k in range(n_ahead + 1):
+    for s in range(scenarios.NUM_SCENARIOS):
+      if k < n_ahead:
+        src, test = best_paired, "LEM minus best causal baseline (flexible)"
+        mean, lo, hi = (float(src[key][k, s]) for key in ("mean", "ci_lo", "ci_hi"))
+        p = float(_z_pvalue(mean, lo, hi, level))
+      else:
+        src, test = lem_stats, "LEM fixed head vs its benchmark"
+        mean, lo, hi = (float(src[key][k, s]) for key in ("mean_bps", "ci_lo", "ci_hi"))
+        p = float(min(1.0, 2 * _z_pvalue(abs(mean), lo, hi, level)))
+      rows.append({"test": test, "min_period": k + 1 if k < n_ahead else f"fixed ({n_ahead})",
+                   "scenario": scenarios.scenario_name(s), "mean_bps": mean, "ci_lo": lo,
+                   "ci_hi": hi, "p_value": p})
+  reject = holm_reject(np.array([r["p_value"] for r in rows]), alpha)
+  for row, r in zip(rows, reject):
+    row["significant"] = bool(r)
+  return {"rows": rows, "passed": not reject.any(), "alpha": alpha, "level": level,
+          "n_clusters": int(best_paired.get("n_clusters", 0))}
+
+
+def null_test_markdown(verdict: dict) -> str:
+  """null_test.md: the verdict first, then the significant rows, then every row."""
+  significant = [r for r in verdict["rows"] if r["significant"]]
+  lines = ["# Null test (SPEC section 7) on a synthetic martingale", "",
+           "Positive is better than the benchmark for both sides. On a martingale a causal model can "
+           "earn only the end-date option, which the best causal stopping rule also earns.", "",
+           "- (a) flexible heads: LEM minus the best causal baseline (chosen on validation orders) "
+           "must not be significantly positive at any min period;",
+           "- (b) fixed head: LEM must not differ significantly from its benchmark.",
+           f"- Intervals: {verdict['level']:.0%} clustered bootstrap over "
+           f"{verdict['n_clusters']} start-time clusters; significance by Holm's step-down test "
+           f"over all {len(verdict['rows'])} rows at family-wise level {verdict['alpha']}.", "",
+           f"**Verdict: {'PASS' if verdict['passed'] else 'FAIL (possible leak)'}**", ""]
+  header = "| test | min period | scenario | mean (bps) | interval | p | significant |\n|---|---|---|---|---|---|---|"
+  def fmt(r):
+    return (f"| {r['test']} | {r['min_period']} | {r['scenario']} | {r['mean_bps']:+.2f} | "
+            f"[{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] | {r['p_value']:.3g} | "
+            f"{'YES' if r['significant'] else 'no'} |")
+  if significant:
+    lines += ["## Significant rows", "", header, *map(fmt, significant), ""]
+  lines += ["## All rows", "", header, *map(fmt, verdict["rows"])]
+  return "\n".join(lines) + "\n"
