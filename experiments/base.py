@@ -130,7 +130,11 @@ def get_config() -> ml_collections.ConfigDict:
   ev.target = "quantity"      # ("quantity"/"notional")
   ev.theta_grid_bps = (0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 250.0, 400.0,
                        float("inf"))  # optional-stopping thresholds tried (bps); inf = never stop
+  ev.vol_theta_grid = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+                       float("inf"))  # vol-scaled thresholds tried (x lookback vol x sqrt(bars left))
+  ev.lsm_ridge = 1e-3         # ridge penalty of the least-squares (Longstaff-Schwartz) stopping fit
   ev.tune_orders = 2048       # training orders used to tune theta and build the volume profile
+  ev.val_orders = 2048        # validation orders on which the best causal baseline is chosen
   ev.bootstrap = 2000         # bootstrap resamples of the 95% intervals
   ev.block_length = 5         # start times per bootstrap block, ~G^(1/3) of G=596 (crypto) / 31 (DJIA) test starts
   ev.plot_orders = 3          # orders drawn in the allocation-curve plot

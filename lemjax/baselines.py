@@ -1,4 +1,4 @@
-"""Baseline schedules on the same orders as the LEM: uniform, historical VWAP profile, optional stopping, oracle.
+"""Baseline schedules on the same orders as the LEM: uniform, VWAP profile, stopping rules, oracle.
 
 Every baseline returns allocations [B, N, K, S] so that the objectives module scores it with
 the same code as the model. All but the oracle are causal: the share traded at bar s depends
@@ -130,44 +130,59 @@ def running_benchmarks(prices_BxN: np.ndarray, volumes_BxN: np.ndarray) -> np.nd
   return np.where(scenarios.IS_TWAP_S[None, None, :], twap[..., None], vwap[..., None])
 
 
-def optional_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, theta_KxS: np.ndarray,
-                      r_min=0.0, r_max=1.0) -> np.ndarray:
-  """Uniform trading that finishes early once past the minimum when the price is favourable.
+def gains(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray | None = None,
+          last_price: str = "close") -> np.ndarray:
+  """Gain in bps of finishing at the last known price instead of the running benchmark; [B, N, S].
 
-  At decision s >= max(k, 1) of a flexible head k (min period k + 1 bars), the order
-  finishes its remainder (as fast as r_max allows) when the last known price, bar s-1's,
-  beats the running benchmark of bars 0..s-1 by theta bps: below it for buys, above for
-  sells. The fixed head (k = N) never stops early.
+  gain[:, s] = side * (1 - last / benchmark of bars 0..s-1) * 1e4, positive when favourable
+  (below the benchmark for buys, above for sells), NaN at s = 0.
 
   Args:
-    prices_BxN, volumes_BxN: executed bars' prices and volumes (read causally).
-    theta_KxS: [K, S] thresholds in bps (inf: never stop).
+    prices_BxN, volumes_BxN: executed bars' prices (VWAPs) and volumes.
+    closes_BxN: closes[:, s] is the close of bar s-1 (the batch's `closes`).
+    last_price: "close" reads closes[:, s], the latest price the LEM can see at decision s;
+      "vwap" reads bar s-1's VWAP prices[:, s-1] instead (closes unused).
+  """
+  _check_prices(prices_BxN, volumes_BxN)
+  if last_price == "close":
+    if closes_BxN is None or np.shape(closes_BxN) != prices_BxN.shape:
+      raise ValueError(f"closes_BxN must be a [B, N] array like prices_BxN {prices_BxN.shape}, got "
+                       f"{None if closes_BxN is None else np.shape(closes_BxN)}")
+    last_BxN = np.asarray(closes_BxN, np.float64)
+  elif last_price == "vwap":
+    p = np.asarray(prices_BxN, np.float64)
+    last_BxN = np.concatenate([np.full_like(p[:, :1], np.nan), p[:, :-1]], 1)
+  else:
+    raise ValueError(f"last_price={last_price!r} is not 'close' or 'vwap'")
+  side_S = scenarios.SIDE_SIGN_S.astype(np.float64)
+  return side_S * (1.0 - last_BxN[..., None] / running_benchmarks(prices_BxN, volumes_BxN)) * 1e4
+
+
+def eligible_NxK(n_ahead: int) -> np.ndarray:
+  """True where head k may stop at decision s: past its minimum, s >= max(k, 1); never the fixed head."""
+  s_N1 = np.arange(n_ahead)[:, None]
+  k_1K = np.arange(n_ahead + 1)[None, :]
+  return (k_1K < n_ahead) & (s_N1 >= np.maximum(k_1K, 1))
+
+
+def stopping_schedule(stop_BxNxKxS: np.ndarray, r_min=0.0, r_max=1.0) -> np.ndarray:
+  """Uniform trading that finishes the remainder, as fast as r_max allows, once a rule says stop.
+
+  Args:
+    stop_BxNxKxS: bool, the rule's signal at decision s (it must read only bars before s);
+      signals before a head's minimum, and on the fixed head, are ignored.
     r_min, r_max: per-step bounds (scalars or [B] arrays).
 
   Returns:
     [B, N, K, S] float32 allocations.
   """
-  _check_prices(prices_BxN, volumes_BxN)
-  batch, n = prices_BxN.shape
-  k_heads = n + 1
-  if theta_KxS.shape != (k_heads, scenarios.NUM_SCENARIOS):
-    raise ValueError(f"theta_KxS must be [K={k_heads}, S], got shape {theta_KxS.shape}")
-  bench_BxNxS = running_benchmarks(prices_BxN, volumes_BxN)
-  side_S = scenarios.SIDE_SIGN_S.astype(np.float64)
-  head_K = np.arange(k_heads)
-  stopped = np.zeros((batch, k_heads, scenarios.NUM_SCENARIOS), bool)
-  r_min, r_max = _per_order(r_min, batch), _per_order(r_max, batch)
-
-  def proposal(s, remaining):
-    if s >= 1:
-      last_B = np.asarray(prices_BxN[:, s - 1], np.float64)
-      # Gain in bps of trading at the last price instead of the running benchmark (> 0 good).
-      gain_BxS = side_S * (1.0 - last_B[:, None] / bench_BxNxS[:, s, :]) * 1e4
-      eligible_K = (head_K < n) & (s >= head_K)
-      stopped[...] |= eligible_K[None, :, None] & (gain_BxS[:, None, :] > theta_KxS[None])
-    return np.where(stopped, remaining, 1.0 / n)
-
-  a = project(proposal, n, r_min, r_max, (batch, k_heads, scenarios.NUM_SCENARIOS))
+  batch, n = stop_BxNxKxS.shape[:2]
+  if stop_BxNxKxS.shape[2:] != (n + 1, scenarios.NUM_SCENARIOS):
+    raise ValueError(f"stop_BxNxKxS must be [B, N, K=N+1, S], got shape {stop_BxNxKxS.shape}")
+  stop = stop_BxNxKxS & eligible_NxK(n)[None, :, :, None]
+  stopped_BxNxKxS = np.logical_or.accumulate(stop, axis=1)
+  a = project(lambda s, rem: np.where(stopped_BxNxKxS[:, s], rem, 1.0 / n), n,
+              _per_order(r_min, batch), _per_order(r_max, batch), stop.shape[:1] + stop.shape[2:])
   return np.moveaxis(a, 0, 1).astype(np.float32)
 
 
@@ -176,23 +191,239 @@ def _per_order(r, batch: int):
   return r.reshape(-1, 1, 1) if r.ndim == 1 else r
 
 
-def tune_theta(prices_BxN, volumes_BxN, grid_bps, score: ScoreFn, r_min=0.0, r_max=1.0):
-  """The threshold of each head and scenario with the best mean improvement on training orders.
+def _check_vol(lookback_vol_B: np.ndarray, batch: int) -> None:
+  if np.shape(lookback_vol_B) != (batch,):
+    raise ValueError(f"lookback_vol_B must be [B={batch}], got shape {np.shape(lookback_vol_B)}")
+
+
+def _check_theta(theta_KxS: np.ndarray, n_ahead: int) -> None:
+  if np.shape(theta_KxS) != (n_ahead + 1, scenarios.NUM_SCENARIOS):
+    raise ValueError(f"theta_KxS must be [K={n_ahead + 1}, S], got shape {np.shape(theta_KxS)}")
+
+
+def optional_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray | None,
+                      theta_KxS: np.ndarray, r_min=0.0, r_max=1.0,
+                      last_price: str = "close") -> np.ndarray:
+  """Uniform trading that finishes early once past the minimum when the price is favourable.
+
+  At decision s >= max(k, 1) of a flexible head k (min period k + 1 bars), the order
+  finishes its remainder (as fast as r_max allows) when the last known price beats the
+  running benchmark of bars 0..s-1 by more than theta bps. The fixed head (k = N) never
+  stops early.
+
+  Args:
+    prices_BxN, volumes_BxN, closes_BxN: the batch's arrays (read causally).
+    theta_KxS: [K, S] thresholds in bps (inf: never stop).
+    r_min, r_max: per-step bounds (scalars or [B] arrays).
+    last_price: "close" (the close of bar s-1, default) or "vwap" (bar s-1's VWAP); see `gains`.
 
   Returns:
-    ([K, S] theta in bps, [G, K, S] mean improvement of every grid value).
+    [B, N, K, S] float32 allocations.
   """
-  grid = np.asarray(grid_bps, np.float64)
+  gain_BxNxS = gains(prices_BxN, volumes_BxN, closes_BxN, last_price)
+  _check_theta(theta_KxS, prices_BxN.shape[1])
+  return stopping_schedule(gain_BxNxS[:, :, None, :] > np.asarray(theta_KxS)[None, None], r_min, r_max)
+
+
+def vol_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray,
+                 lookback_vol_B: np.ndarray, theta_KxS: np.ndarray, r_min=0.0, r_max=1.0) -> np.ndarray:
+  """Optional stopping with a volatility-scaled threshold.
+
+  Past the minimum, finishes when the gain of the last close over the running benchmark
+  exceeds theta * lookback_vol * sqrt(N - s) bps: theta in units of the typical price move
+  over the bars s..N-1 still to trade.
+
+  Args:
+    prices_BxN, volumes_BxN, closes_BxN: the batch's arrays (read causally).
+    lookback_vol_B: [B] lookback volatility in bps per bar (the batch's `lookback_vol`).
+    theta_KxS: [K, S] dimensionless thresholds (inf: never stop).
+    r_min, r_max: per-step bounds (scalars or [B] arrays).
+
+  Returns:
+    [B, N, K, S] float32 allocations.
+  """
+  gain_BxNxS = gains(prices_BxN, volumes_BxN, closes_BxN)
+  batch, n = prices_BxN.shape
+  _check_theta(theta_KxS, n)
+  _check_vol(lookback_vol_B, batch)
+  scale_BxN = np.asarray(lookback_vol_B, np.float64)[:, None] * np.sqrt(n - np.arange(n))[None, :]
+  with np.errstate(invalid="ignore"):  # inf * 0 volatility: NaN, which never stops
+    threshold_BxNxKxS = np.asarray(theta_KxS)[None, None] * scale_BxN[:, :, None, None]
+  return stopping_schedule(gain_BxNxS[:, :, None, :] > threshold_BxNxKxS, r_min, r_max)
+
+
+def tune_theta(rule: Callable[[np.ndarray], np.ndarray], grid, score: ScoreFn,
+               prices_BxN: np.ndarray, volumes_BxN: np.ndarray):
+  """The threshold of each head and scenario with the best mean improvement on training orders.
+
+  Args:
+    rule: theta_KxS -> [B, N, K, S] allocations of a threshold rule on the training orders.
+    grid: thresholds tried (one value for every head and scenario at a time).
+    score: exact improvement in bps [B, K, S] of full schedules.
+    prices_BxN, volumes_BxN: the training orders' bars, for `score`.
+
+  Returns:
+    ([K, S] theta, [G, K, S] mean improvement of every grid value).
+  """
+  grid = np.asarray(grid, np.float64)
   if grid.ndim != 1 or grid.size == 0:
-    raise ValueError(f"grid_bps must be a non-empty 1-D sequence, got {grid_bps!r}")
+    raise ValueError(f"grid must be a non-empty 1-D sequence, got {grid!r}")
   k_heads = prices_BxN.shape[1] + 1
   means = []
   for theta in grid:
-    theta_KxS = np.full((k_heads, scenarios.NUM_SCENARIOS), theta)
-    alloc = optional_stopping(prices_BxN, volumes_BxN, theta_KxS, r_min, r_max)
+    alloc = rule(np.full((k_heads, scenarios.NUM_SCENARIOS), theta))
     means.append(np.nanmean(np.asarray(score(alloc, prices_BxN, volumes_BxN)), axis=0))
   means_GxKxS = np.stack(means)
   return grid[np.argmax(means_GxKxS, axis=0)], means_GxKxS
+
+
+# --- Least-squares optimal stopping (Longstaff-Schwartz) -------------------------------------------
+
+LSM_FEATURES = ("1", "gain", "gain^2", "vol", "gain*vol", "gain/(vol*sqrt(left))")  # the P axis
+
+
+def lsm_basis(gain_BxNxS: np.ndarray, lookback_vol_B: np.ndarray) -> np.ndarray:
+  """Regression features of the causal state at every decision, in LSM_FEATURES order; [B, N, S, P].
+
+  gain: last close vs running benchmark (bps, `gains`); vol: lookback volatility (bps per
+  bar, floored at 1); left = N - s bars still to trade. Bars left is the same for every
+  order at one decision, so it enters through the per-decision coefficients and the
+  volatility-scaled gain.
+  """
+  n = gain_BxNxS.shape[1]
+  g = np.asarray(gain_BxNxS, np.float64)
+  vol = np.broadcast_to(np.maximum(np.asarray(lookback_vol_B, np.float64), 1.0)[:, None, None], g.shape)
+  left = np.sqrt(n - np.arange(n, dtype=np.float64))[None, :, None]
+  return np.stack([np.ones_like(g), g, g * g, vol, g * vol, g / (vol * left)], axis=-1)
+
+
+def stop_values(score: ScoreFn, prices_BxN: np.ndarray, volumes_BxN: np.ndarray,
+                r_min=0.0, r_max=1.0) -> np.ndarray:
+  """Exact improvement [B, N, K, S] of trading uniformly and stopping at decision t (axis 1).
+
+  Stopping at t finishes the remainder from bar t on as fast as r_max allows, the schedule
+  `stopping_schedule` produces; stopping at the last bar is the uniform schedule. Entries
+  where head k may not stop at t (`eligible_NxK`) hold the uniform schedule's improvement.
+  """
+  batch, n = prices_BxN.shape
+  out = []
+  for t in range(n):
+    stop_BxNxKxS = np.zeros((batch, n, n + 1, scenarios.NUM_SCENARIOS), bool)
+    stop_BxNxKxS[:, t] = True
+    alloc = stopping_schedule(stop_BxNxKxS, r_min, r_max)
+    out.append(np.asarray(score(alloc, prices_BxN, volumes_BxN), np.float64))
+  return np.stack(out, axis=1)
+
+
+def _ridge(x_RxP: np.ndarray, y_RxH: np.ndarray, ridge: float) -> np.ndarray:
+  """Ridge least squares on standardised columns (column 0, the intercept, unpenalised); [P, H].
+
+  The coefficients are returned in the raw features' units, so that x @ beta predicts y.
+  """
+  mu_P = x_RxP[:, 1:].mean(0)
+  sd_P = x_RxP[:, 1:].std(0)
+  sd_P = np.where(sd_P > 0, sd_P, 1.0)
+  xs = np.concatenate([x_RxP[:, :1], (x_RxP[:, 1:] - mu_P) / sd_P], axis=1)
+  penalty = ridge * x_RxP.shape[0] * np.diag(np.r_[0.0, np.ones(mu_P.size)])
+  beta = np.linalg.lstsq(xs.T @ xs + penalty, xs.T @ y_RxH, rcond=None)[0]
+  slopes = beta[1:] / sd_P[:, None]
+  return np.concatenate([beta[:1] - mu_P @ slopes, slopes], axis=0)
+
+
+def lsm_fit(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray,
+            lookback_vol_B: np.ndarray, score: ScoreFn, ridge: float = 1e-3,
+            r_min=0.0, r_max=1.0) -> np.ndarray:
+  """Longstaff-Schwartz stopping rule of every head and scenario, fitted on training orders.
+
+  Backward induction from the last decision. At decision t, the realised value of continuing
+  (the exact improvement of the policy already found for decisions after t) minus the exact
+  improvement of stopping at t is regressed on `lsm_basis` (ridge, on the in-the-money
+  orders, gain > 0; an order out of the money never stops). Stopping at t trades at bar t's
+  VWAP, unknown at decision t, so the stopping value is estimated from the same basis as the
+  continuation value, and regressing their difference is the same least-squares fit. The
+  rule stops where the fitted advantage of continuing is negative.
+
+  Args:
+    prices_BxN, volumes_BxN, closes_BxN, lookback_vol_B: the training orders' batch arrays.
+    score: exact improvement in bps [B, K, S] of full schedules.
+    ridge: penalty on standardised features, relative to the number of orders fitted.
+    r_min, r_max: per-step bounds (scalars or [B] arrays).
+
+  Returns:
+    [N, K, S, P] coefficients of the continuation advantage (zero where a head may not stop).
+  """
+  batch, n = prices_BxN.shape
+  _check_vol(lookback_vol_B, batch)
+  gain_BxNxS = gains(prices_BxN, volumes_BxN, closes_BxN)
+  x_BxNxSxP = lsm_basis(gain_BxNxS, lookback_vol_B)
+  stop_BxNxKxS = stop_values(score, prices_BxN, volumes_BxN, r_min, r_max)
+  p = len(LSM_FEATURES)
+  coef_NxKxSxP = np.zeros((n, n + 1, scenarios.NUM_SCENARIOS, p))
+  value_BxKxS = stop_BxNxKxS[:, n - 1]  # stopping at the last bar is the uniform schedule
+  for t in range(n - 2, 0, -1):
+    heads = eligible_NxK(n)[t]
+    for c in range(scenarios.NUM_SCENARIOS):
+      rows = gain_BxNxS[:, t, c] > 0
+      if rows.sum() <= p:
+        continue
+      advantage_RxH = value_BxKxS[rows][:, heads, c] - stop_BxNxKxS[rows, t][:, heads, c]
+      coef_NxKxSxP[t, heads, c] = _ridge(x_BxNxSxP[rows, t, c], advantage_RxH, ridge).T
+    stop_BxKxS = _lsm_stops(gain_BxNxS[:, t], x_BxNxSxP[:, t], coef_NxKxSxP[t])
+    value_BxKxS = np.where(stop_BxKxS, stop_BxNxKxS[:, t], value_BxKxS)
+  return coef_NxKxSxP
+
+
+def _lsm_stops(gain_BxS, x_BxSxP, coef_KxSxP) -> np.ndarray:
+  """[B, K, S] stop signal: in the money and a negative fitted advantage of continuing."""
+  advantage_BxKxS = np.einsum("bsp,ksp->bks", np.nan_to_num(x_BxSxP), coef_KxSxP)  # NaN at s = 0
+  return (gain_BxS[:, None, :] > 0) & (advantage_BxKxS < 0)
+
+
+def lsm_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray,
+                 lookback_vol_B: np.ndarray, coef_NxKxSxP: np.ndarray, r_min=0.0,
+                 r_max=1.0) -> np.ndarray:
+  """Applies `lsm_fit`'s coefficients to orders: uniform until the rule says stop.
+
+  Returns:
+    [B, N, K, S] float32 allocations.
+  """
+  batch, n = prices_BxN.shape
+  want = (n, n + 1, scenarios.NUM_SCENARIOS, len(LSM_FEATURES))
+  if np.shape(coef_NxKxSxP) != want:
+    raise ValueError(f"coef_NxKxSxP must have shape {want}, got {np.shape(coef_NxKxSxP)}")
+  _check_vol(lookback_vol_B, batch)
+  gain_BxNxS = gains(prices_BxN, volumes_BxN, closes_BxN)
+  x_BxNxSxP = lsm_basis(gain_BxNxS, lookback_vol_B)
+  stop_BxNxKxS = np.stack([_lsm_stops(gain_BxNxS[:, t], x_BxNxSxP[:, t], coef_NxKxSxP[t])
+                           for t in range(n)], axis=1)
+  return stopping_schedule(stop_BxNxKxS, r_min, r_max)
+
+
+# --- Best causal baseline -------------------------------------------------------------------------
+
+def best_per_cell(means: dict[str, np.ndarray]) -> np.ndarray:
+  """[K, S] name of the strategy with the highest mean in each cell (the first listed wins ties).
+
+  Args:
+    means: strategy name -> [K, S] mean improvement (validation orders); NaN never wins.
+  """
+  names = list(means)
+  if not names:
+    raise ValueError("means holds no strategy")
+  stacked = np.stack([np.nan_to_num(np.asarray(means[k], np.float64), nan=-np.inf) for k in names])
+  return np.asarray(names)[np.argmax(stacked, axis=0)]
+
+
+def pick(allocs: dict[str, np.ndarray], choice_KxS: np.ndarray) -> np.ndarray:
+  """[B, N, K, S] allocations taking head k and scenario s from strategy choice_KxS[k, s]."""
+  first = allocs[str(choice_KxS.flat[0])]
+  if choice_KxS.shape != first.shape[2:]:
+    raise ValueError(f"choice_KxS must be [K, S] = {first.shape[2:]}, got {choice_KxS.shape}")
+  out = np.zeros_like(first)
+  for name in np.unique(choice_KxS):
+    cell_KxS = choice_KxS == name
+    out[:, :, cell_KxS] = allocs[str(name)][:, :, cell_KxS]
+  return out
 
 
 # --- Perfect-foresight oracle (not causal: an upper bound) ----------------------------------------

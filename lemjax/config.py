@@ -184,7 +184,11 @@ class EvalConfig:
   target: str = "quantity"
   theta_grid_bps: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0,
                                        150.0, 250.0, 400.0, float("inf"))  # optional-stopping thresholds
+  vol_theta_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+                                       float("inf"))  # vol-scaled thresholds (x vol x sqrt(bars left))
+  lsm_ridge: float = 1e-3        # ridge penalty of the least-squares stopping fit (standardised features)
   tune_orders: int = 2048        # training orders used to tune theta and the volume profile
+  val_orders: int = 2048         # validation orders on which the best causal baseline is chosen
   bootstrap: int = 2000          # bootstrap resamples for the 95% intervals
   block_length: int = 5          # start times per bootstrap block (lemjax/stats.py)
   plot_orders: int = 3           # orders drawn in the allocation-curve plot

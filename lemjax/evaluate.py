@@ -18,7 +18,8 @@ from lemjax import objectives
 from lemjax import report as report_lib
 from lemjax import train as train_lib
 
-STRATEGIES = ("LEM", "uniform", "vwap_profile", "optional_stopping", "oracle")
+CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stopping", "lsm_stopping")
+STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
 _SYNTHETIC_KEYS = ("synthetic_regime", "synthetic_seed", "synthetic_assets", "synthetic_bars",
                    "martingale")
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
@@ -124,25 +125,63 @@ def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
                                                jnp.asarray(prices_BxN), jnp.asarray(volumes_BxN)))
 
 
-def baseline_allocations(test: dict, tune: dict, bar_ms: int, cfg: config_lib.EvalConfig):
+def baseline_allocations(test: dict, tune: dict, val: dict, bar_ms: int, cfg: config_lib.EvalConfig):
   """Allocations [B, N, K, S] of every baseline on the test orders, and what was fitted.
 
-  The volume profile and the optional-stopping thresholds come from training orders only.
+  The volume profile, the stopping thresholds and the least-squares stopping rule are fitted
+  on training orders (`tune`); `best_causal` takes, per head and scenario, the causal
+  baseline with the best mean improvement on validation orders (`val`). Test orders are
+  only scored, never used for a choice.
+
+  Returns:
+    ({strategy: allocations}, fitted: profile, theta_KxS and theta_means (optional stopping),
+    vol_theta_KxS and vol_theta_means, lsm_coef_NxKxSxP and lsm_features, val_means
+    {baseline: [K, S]}, best_causal_choice [K, S] strategy names).
   """
   n = test["prices"].shape[1]
+  bounds = (cfg.r_min, cfg.r_max)
   buckets_train, n_buckets = baselines.calendar_buckets(tune["origin"], n, bar_ms)
   profile = baselines.volume_profile(tune["volumes"], buckets_train, n_buckets)
-  theta_KxS, theta_means = baselines.tune_theta(tune["prices"], tune["volumes"],
-                                                cfg.theta_grid_bps, score, cfg.r_min, cfg.r_max)
-  buckets_test, _ = baselines.calendar_buckets(test["origin"], n, bar_ms)
-  allocs = {
-      "uniform": baselines.uniform(test["prices"].shape[0], n),
-      "vwap_profile": baselines.vwap_schedule(profile, buckets_test, cfg.r_min, cfg.r_max),
-      "optional_stopping": baselines.optional_stopping(test["prices"], test["volumes"], theta_KxS,
-                                                       cfg.r_min, cfg.r_max),
-      "oracle": baselines.oracle(test["prices"], test["volumes"], score, cfg.r_min, cfg.r_max),
-  }
-  return allocs, {"profile": profile, "theta_KxS": theta_KxS, "theta_means": theta_means}
+
+  def stopping(b, theta_KxS):
+    return baselines.optional_stopping(b["prices"], b["volumes"], b["closes"], theta_KxS, *bounds)
+
+  def vol_stopping(b, theta_KxS):
+    return baselines.vol_stopping(b["prices"], b["volumes"], b["closes"], b["lookback_vol"],
+                                  theta_KxS, *bounds)
+
+  theta_KxS, theta_means = baselines.tune_theta(functools.partial(stopping, tune), cfg.theta_grid_bps,
+                                                score, tune["prices"], tune["volumes"])
+  vol_theta_KxS, vol_means = baselines.tune_theta(functools.partial(vol_stopping, tune),
+                                                  cfg.vol_theta_grid, score, tune["prices"], tune["volumes"])
+  coef = baselines.lsm_fit(tune["prices"], tune["volumes"], tune["closes"], tune["lookback_vol"], score,
+                           cfg.lsm_ridge, *bounds)
+
+  def causal(b):
+    buckets, _ = baselines.calendar_buckets(b["origin"], n, bar_ms)
+    return {"uniform": baselines.uniform(b["prices"].shape[0], n),
+            "vwap_profile": baselines.vwap_schedule(profile, buckets, *bounds),
+            "optional_stopping": stopping(b, theta_KxS),
+            "vol_stopping": vol_stopping(b, vol_theta_KxS),
+            "lsm_stopping": baselines.lsm_stopping(b["prices"], b["volumes"], b["closes"],
+                                                   b["lookback_vol"], coef, *bounds)}
+
+  val_means = {name: np.nanmean(score(alloc, val["prices"], val["volumes"]), axis=0)
+               for name, alloc in causal(val).items()}
+  choice_KxS = baselines.best_per_cell(val_means)
+  allocs = causal(test)
+  allocs["best_causal"] = baselines.pick(allocs, choice_KxS)
+  allocs["oracle"] = baselines.oracle(test["prices"], test["volumes"], score, *bounds)
+  fitted = {"profile": profile, "theta_KxS": theta_KxS, "theta_means": theta_means,
+            "vol_theta_KxS": vol_theta_KxS, "vol_theta_means": vol_means,
+            "lsm_coef_NxKxSxP": coef, "lsm_features": baselines.LSM_FEATURES,
+            "val_means": val_means, "best_causal_choice": choice_KxS}
+  return allocs, fitted
+
+
+def spread_indices(num_windows: int, count: int) -> np.ndarray:
+  """Up to `count` window indices evenly spaced over [0, num_windows), sorted."""
+  return np.unique(np.linspace(0, num_windows, min(count, num_windows), endpoint=False).astype(np.int64))
 
 
 def summaries(allocs: dict, prices_BxN, volumes_BxN) -> dict:
@@ -164,7 +203,7 @@ def evaluate(config, workdir: str) -> dict:
     dict with the report path and the per-strategy stats.
   """
   # --- Data and configs.
-  train_ds, _, test_ds, report, data_config = train_lib.load_data(config)
+  train_ds, val_ds, test_ds, report, data_config = train_lib.load_data(config)
   cfgs = train_lib.resolve_configs(config, int(test_ds.batch(np.arange(1))["inputs"].shape[-1]))
   cfgs["data"] = data_config
   ecfg, n = cfgs["eval"], cfgs["model"].n_ahead
@@ -175,6 +214,9 @@ def evaluate(config, workdir: str) -> dict:
   if train_ds.num_windows < 1:
     raise ValueError("the training split holds no windows, but the VWAP-profile and optional-"
                      "stopping baselines are fitted on it; set data.train_start/train_end")
+  if val_ds.num_windows < 1:
+    raise ValueError("the validation split holds no windows, but the best causal baseline is "
+                     "chosen on it; set data.val_start/val_end")
 
   # --- Model and orders.
   cfgs["model"] = trained_model_config(workdir, cfgs["model"])
@@ -182,15 +224,14 @@ def evaluate(config, workdir: str) -> dict:
   outdir = report_dir(workdir, data_config)
   idx = select_orders(test_ds, n, ecfg)
   test = gather(test_ds, idx)
-  tune_idx = np.unique(np.linspace(0, train_ds.num_windows, min(ecfg.tune_orders, train_ds.num_windows),
-                                   endpoint=False).astype(np.int64))
-  tune = gather(train_ds, tune_idx)
+  tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
+  val = gather(val_ds, spread_indices(val_ds.num_windows, ecfg.val_orders))
   logging.info("evaluating %d test orders (%d assets) from checkpoint %s step %d", idx.size,
                len(np.unique(test["asset"])), ckpt_info["which"], ckpt_info["step"])
 
   # --- Strategies, all scored by the same accounting.
   allocs = {"LEM": lem_allocations(params, cfgs["model"], test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)}
-  base_allocs, fitted = baseline_allocations(test, tune, test_ds.store.step_ms, ecfg)
+  base_allocs, fitted = baseline_allocations(test, tune, val, test_ds.store.step_ms, ecfg)
   allocs.update(base_allocs)
   results = summaries(allocs, test["prices"], test["volumes"])
 

@@ -82,7 +82,13 @@ class WindowDataset:
 
   def batch(self, indices) -> dict[str, np.ndarray]:
     """The batch of windows `indices`: inputs [B,T,F], prices [B,N], volumes [B,N],
-    asset [B] int32, origin [B] int64.
+    asset [B] int32, origin [B] int64, closes [B,N], lookback_vol [B].
+
+    prices are the execution bars' VWAPs over the arrival price (the close of bar t0-1) and
+    volumes are over the lookback's mean bar volume. closes[:, s] is the close of bar t0+s-1
+    over the arrival price: the last price known at decision s (closes[:, 0] = 1).
+    lookback_vol is the standard deviation of the close-to-close log returns within the
+    lookback bars t0-L .. t0-1, in bps per bar. The model reads only inputs, prices, volumes.
 
     Args:
       indices: int array [B] of window indices in [0, num_windows).
@@ -103,12 +109,15 @@ class WindowDataset:
         s.close[rows_BxT], arrival_B, lb)
     exec_BxN = t0_B[:, None] + np.arange(na)[None, :]
     mean_volume_B = (s.volume_cumsum[t0_B] - s.volume_cumsum[t0_B - lb]) / lb
+    log_close_BxL = np.log(s.close[t0_B[:, None] + np.arange(-lb, 0)[None, :]])
     return {
         "inputs": inputs_BxTxF,
         "prices": (s.vwap[exec_BxN] / arrival_B[:, None]).astype(np.float32),
         "volumes": (s.volume[exec_BxN] / mean_volume_B[:, None]).astype(np.float32),
         "asset": self._asset_M[idx_B],
         "origin": s.time[t0_B],
+        "closes": (s.close[exec_BxN - 1] / arrival_B[:, None]).astype(np.float32),
+        "lookback_vol": (1e4 * np.std(np.diff(log_close_BxL, axis=1), axis=1)).astype(np.float32),
     }
 
 
