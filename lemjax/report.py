@@ -10,14 +10,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from lemjax import diagnostics
 from lemjax import plots
 from lemjax import scenarios
 from lemjax import stats as stats_lib
+from lemjax import tables
 
-SIGN_CONVENTION = ("Sign convention: improvement = side x (1 - P / benchmark) x 1e4 bps, side +1 for "
-                   "buys and -1 for sells, so **positive is better than the benchmark** for both sides.")
-STAT_COLUMNS = (("mean", "mean_bps"), ("std", "std_bps"), ("median", "median_bps"),
-                ("P5", "p5_bps"), ("P95", "p95_bps"), ("Q25", "q25_bps"), ("Q75", "q75_bps"))
+SIGN_CONVENTION = tables.SIGN_CONVENTION
+# Strategies of the paired and per-asset markdown tables (the CSV files hold every strategy).
+PAIRED_IN_MARKDOWN = ("best_causal", "optional_stopping", "vol_stopping", "lsm_stopping", "PPO",
+                      "vwap_profile")
+PER_ASSET_IN_MARKDOWN = ("LEM", "best_causal")
 
 
 @dataclasses.dataclass
@@ -32,107 +35,74 @@ class Context:
   split_ranges: dict
 
 
-def head_label(k: int, n_ahead: int) -> str:
-  return f"fixed ({n_ahead})" if k == n_ahead else str(k + 1)
-
-
-def _ci(mean: float, lo: float, hi: float) -> str:
-  return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-
-def md_table(header: list, rows: list) -> str:
-  """A GitHub-flavoured markdown table."""
-  lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-  return "\n".join(lines)
-
-
 def _sides(cfg) -> tuple[int, int]:
   return (scenarios.scenario_index("buy", cfg.benchmark, cfg.target),
           scenarios.scenario_index("sell", cfg.benchmark, cfg.target))
 
 
-# --- Tables ---------------------------------------------------------------------------------------
+# --- Statistics -----------------------------------------------------------------------------------
 
-def paper_table(stats: dict, s_buy: int, s_sell: int, n_ahead: int) -> str:
-  """Paper layout: one row per min period; mean, std, median, P5, P95, Q25, Q75 for buy and sell."""
-  header = ["min period"] + [f"buy {c}" for c, _ in STAT_COLUMNS] + [f"sell {c}" for c, _ in STAT_COLUMNS]
-  rows = []
-  for k in range(n_ahead + 1):
-    cells = [f"{stats[key][k, s]:+.2f}" for s in (s_buy, s_sell) for _, key in STAT_COLUMNS]
-    rows.append([head_label(k, n_ahead)] + cells)
-  return md_table(header, rows)
-
-
-def strategy_table(all_stats: dict, k: int, s_buy: int, s_sell: int) -> str:
-  """One row per strategy at head k; the same statistics, buy and sell."""
-  header = ["strategy"] + [f"buy {c}" for c, _ in STAT_COLUMNS] + [f"sell {c}" for c, _ in STAT_COLUMNS]
-  rows = [[name] + [f"{st[key][k, s]:+.2f}" for s in (s_buy, s_sell) for _, key in STAT_COLUMNS]
-          for name, st in all_stats.items()]
-  return md_table(header, rows)
+def strategy_stats(values: dict, ended_early: dict, group_B, ecfg) -> dict:
+  """`stats.summarize_improvement` of every strategy's per-order values (same resamples for all)."""
+  g = int(np.unique(group_B).size)
+  block = stats_lib.fitted_block_length(ecfg.block_length, g)
+  return {name: stats_lib.summarize_improvement(v, ended_early[name], group_B, block_length=block,
+                                                n_boot=ecfg.bootstrap, seed=ecfg.seed)[0]
+          for name, v in values.items()}
 
 
-def headline_table(all_stats: dict, s_buy: int, s_sell: int, n_ahead: int) -> str:
-  """Mean with its 95% interval at min period 1 and at the fixed head, buy and sell."""
-  header = ["strategy", "min period 1 buy", "min period 1 sell", "fixed buy", "fixed sell"]
-  rows = []
-  for name, st in all_stats.items():
-    cells = [_ci(st["mean_bps"][k, s], st["ci_lo"][k, s], st["ci_hi"][k, s])
-             for k in (0, n_ahead) for s in (s_buy, s_sell)]
-    rows.append([name] + cells)
-  return md_table(header, rows)
+def paired_stats(results: dict, group_B, ecfg) -> dict:
+  """LEM minus every other strategy on the same orders, with clustered intervals."""
+  g = int(np.unique(group_B).size)
+  block = stats_lib.fitted_block_length(ecfg.block_length, g)
+  lem = results["LEM"]["improvement_bps"]
+  return {name: stats_lib.paired_difference(lem, res["improvement_bps"], group_B, block_length=block,
+                                            n_boot=ecfg.bootstrap, seed=ecfg.seed)
+          for name, res in results.items() if name != "LEM"}
 
 
-def paired_table(paired: dict, s_buy: int, s_sell: int, n_ahead: int) -> str:
-  """LEM minus each baseline per min period, with 95% bootstrap intervals."""
-  header = ["min period"] + [f"vs {b} {side}" for b in paired for side in ("buy", "sell")]
-  rows = []
-  for k in range(n_ahead + 1):
-    rows.append([head_label(k, n_ahead)] + [
-        _ci(d["mean"][k, s], d["ci_lo"][k, s], d["ci_hi"][k, s])
-        for d in paired.values() for s in (s_buy, s_sell)])
-  return md_table(header, rows)
+def regime_stats(results: dict, test: dict, edges, ecfg) -> tuple[list, list]:
+  """Statistics and paired differences within each lookback-volatility tercile of the test orders."""
+  regime_B = diagnostics.regime_of(test["lookback_vol"], edges)
+  group_B = stats_lib.start_groups(test["origin"])[0]
+  out_stats, out_paired = [], []
+  for r in range(len(diagnostics.REGIMES)):
+    sel = regime_B == r
+    if sel.sum() < 2:
+      raise ValueError(f"the {diagnostics.REGIMES[r]} volatility tercile holds {int(sel.sum())} test "
+                       "orders; the regime table needs at least 2")
+    sub = {name: {key: v[sel] for key, v in res.items()} for name, res in results.items()}
+    out_stats.append(strategy_stats({n: r_["improvement_bps"] for n, r_ in sub.items()},
+                                    {n: r_["ended_early"] for n, r_ in sub.items()}, group_B[sel], ecfg))
+    paired = paired_stats(sub, group_B[sel], ecfg)
+    out_paired.append({b: paired[b] for b in ("best_causal",) if b in paired})
+  return out_stats, out_paired
 
 
-def early_table(all_stats: dict, s_buy: int, s_sell: int, n_ahead: int) -> str:
-  """Share of orders that ended before their last bar (buy / sell)."""
-  header = ["min period"] + list(all_stats)
-  rows = [[head_label(k, n_ahead)] + [
-      f"{st['ended_early'][k, s_buy]:.0%} / {st['ended_early'][k, s_sell]:.0%}"
-      for st in all_stats.values()] for k in range(n_ahead + 1)]
-  return md_table(header, rows)
+def per_asset_frame(results: dict, test: dict, asset_names: tuple, ecfg) -> pl.DataFrame:
+  """Mean improvement with its interval per strategy, asset, head and scenario.
 
-
-def per_asset_frame(results: dict, asset_B: np.ndarray, asset_names: tuple) -> pl.DataFrame:
-  """Mean improvement per strategy, asset, head and scenario."""
+  Within one asset the orders do not overlap, so the interval resamples blocks of that asset's
+  consecutive orders.
+  """
   frames = []
-  for name, res in results.items():
-    imp = res["improvement_bps"]
-    for a in np.unique(asset_B):
-      sel = asset_B == a
-      mean_KxS = imp[sel].mean(0)
-      k, s = np.meshgrid(np.arange(mean_KxS.shape[0]), np.arange(mean_KxS.shape[1]), indexing="ij")
+  asset_B = test["asset"]
+  for a in np.unique(asset_B):
+    sel = asset_B == a
+    group_B, g = stats_lib.start_groups(test["origin"][sel])
+    block = stats_lib.fitted_block_length(ecfg.block_length, g)
+    for name, res in results.items():
+      imp = res["improvement_bps"][sel]
+      b, k, s = imp.shape
+      iv = stats_lib.cluster_interval(imp.reshape(b, k * s), group_B, block_length=block,
+                                      n_boot=ecfg.bootstrap, seed=ecfg.seed, level=0.95)
+      k_R, s_R = np.meshgrid(np.arange(k), np.arange(s), indexing="ij")
       frames.append(pl.DataFrame({
-          "strategy": name, "asset": asset_names[int(a)], "head": k.ravel(),
-          "scenario": [scenarios.scenario_name(int(i)) for i in s.ravel()],
-          "mean_bps": mean_KxS.ravel(), "n": int(sel.sum())}))
+          "strategy": name, "asset": asset_names[int(a)], "head": k_R.ravel(),
+          "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
+          "mean_bps": iv["mean"], "ci_lo": iv["ci_lo"], "ci_hi": iv["ci_hi"], "n": int(b),
+          "n_clusters": g}))
   return pl.concat(frames)
-
-
-def per_asset_table(frame: pl.DataFrame, k: int, s_buy: int, s_sell: int) -> str:
-  names = (scenarios.scenario_name(s_buy), scenarios.scenario_name(s_sell))
-  sub = frame.filter((pl.col("head") == k) & pl.col("scenario").is_in(names))
-  strategies = sub["strategy"].unique(maintain_order=True).to_list()
-  header = ["asset", "orders"] + [f"{s} buy / sell" for s in strategies]
-  rows = []
-  for asset in sub["asset"].unique(maintain_order=True).to_list():
-    a = sub.filter(pl.col("asset") == asset)
-    cells = []
-    for strat in strategies:
-      v = {r["scenario"]: r["mean_bps"] for r in a.filter(pl.col("strategy") == strat).iter_rows(named=True)}
-      cells.append(f"{v[names[0]]:+.2f} / {v[names[1]]:+.2f}")
-    rows.append([asset, a["n"][0]] + cells)
-  return md_table(header, rows)
 
 
 # --- Per-order results ----------------------------------------------------------------------------
@@ -159,6 +129,7 @@ def orders_frame(test: dict, allocs: dict, results: dict, asset_names: tuple) ->
     cols.update({f"alloc_{i}": a_RxN[:, i].astype(np.float32) for i in range(n)})
     cols.update({"price": res["price"].ravel(), "benchmark_price": res["benchmark"].ravel(),
                  "improvement_bps": res["improvement_bps"].ravel(),
+                 "shortfall_bps": res["shortfall_bps"].ravel(),
                  "window_end": res["window_end"].ravel().astype(np.int16),
                  "ended_early": res["ended_early"].ravel()})
     frames.append(pl.DataFrame(cols))
@@ -178,38 +149,60 @@ def market_frame(test: dict, asset_names: tuple) -> pl.DataFrame:
 
 # --- Orchestration --------------------------------------------------------------------------------
 
-def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dict) -> dict:
-  """Writes report.md, the CSV tables, orders.parquet, market.parquet and the plots."""
+def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dict,
+              tune: dict) -> dict:
+  """Writes report.md, the CSV tables, orders.parquet, market.parquet and the plots.
+
+  Args:
+    ctx: where the numbers come from.
+    test: the test orders (a Batch with lookback_vol).
+    allocs, results: per strategy, allocations and `evaluate.summaries`.
+    fitted: what the baselines fitted (thresholds, coefficients, best-baseline choice).
+    tune: training orders (their lookback volatility sets the regime terciles).
+  """
   ecfg, n = ctx.cfgs["eval"], ctx.cfgs["model"].n_ahead
   os.makedirs(ctx.workdir, exist_ok=True)
   path = lambda name: os.path.join(ctx.workdir, name)  # noqa: E731
   s_buy, s_sell = _sides(ecfg)
   k_sel = ecfg.min_period - 1
 
-  # Statistics and paired differences, all from the same per-order improvements.
-  all_stats, frames = {}, []
+  # Statistics and paired differences, all from the same per-order values and the same resamples.
   group_B, _ = stats_lib.start_groups(test["origin"])
-  for name, res in results.items():
-    stats, frame = stats_lib.summarize_improvement(res["improvement_bps"], res["ended_early"], group_B,
-                                                   block_length=ecfg.block_length,
-                                                   n_boot=ecfg.bootstrap, seed=ecfg.seed)
-    all_stats[name] = stats
-    frames.append(frame.with_columns(pl.lit(name).alias("strategy")))
-  paired = {name: stats_lib.paired_difference(results["LEM"]["improvement_bps"],
-                                              res["improvement_bps"], group_B,
-                                              block_length=ecfg.block_length, n_boot=ecfg.bootstrap,
-                                              seed=ecfg.seed)
-            for name, res in results.items() if name != "LEM"}
-  per_asset = per_asset_frame(results, test["asset"], ctx.asset_names)
+  early = {name: res["ended_early"] for name, res in results.items()}
+  all_stats = strategy_stats({name: res["improvement_bps"] for name, res in results.items()}, early,
+                             group_B, ecfg)
+  shortfall = strategy_stats({name: res["shortfall_bps"] for name, res in results.items()}, early,
+                             group_B, ecfg)
+  paired = paired_stats(results, group_B, ecfg)
+  edges = diagnostics.tercile_edges(tune["lookback_vol"])
+  by_regime, by_regime_paired = regime_stats(results, test, edges, ecfg)
+  per_asset = per_asset_frame(results, test, ctx.asset_names, ecfg)
+  reference = "best_causal" if "best_causal" in results else "optional_stopping"
+  health = diagnostics.head_health(
+      results["LEM"]["improvement_bps"], results["LEM"]["ended_early"],
+      all_stats[reference]["ended_early"], group_B,
+      block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
+      n_boot=ecfg.bootstrap, seed=ecfg.seed)
 
   # CSV files.
+  frames = [stats_lib.stats_frame(st, n).with_columns(pl.lit(name).alias("strategy"))
+            for name, st in all_stats.items()]
   stats_frame = pl.concat(frames)
+  shortfall_frame = pl.concat([
+      stats_lib.stats_frame(st, n).select(["side", "benchmark", "target", "head", "mean_bps",
+                                           "std_bps", "ci_lo", "ci_hi"])
+      .rename({"mean_bps": "shortfall_mean_bps", "std_bps": "shortfall_std_bps",
+               "ci_lo": "shortfall_ci_lo", "ci_hi": "shortfall_ci_hi"})
+      .with_columns(pl.lit(name).alias("strategy")) for name, st in shortfall.items()])
+  stats_frame = stats_frame.join(shortfall_frame, on=["strategy", "side", "benchmark", "target", "head"])
   stats_frame = stats_frame.select(["strategy", *[c for c in stats_frame.columns if c != "strategy"]])
   stats_frame.write_csv(path("stats.csv"))
   _paired_frame(paired, n).write_csv(path("paired_differences.csv"))
   per_asset.write_csv(path("per_asset.csv"))
+  health.write_csv(path("head_health.csv"))
+  _regime_frame(by_regime, by_regime_paired, edges, n).write_csv(path("regimes.csv"))
   stats_frame.filter(pl.col("head").is_in([0, n])).write_csv(path("headline.csv"))
-  _theta_frame(fitted["theta_KxS"], n).write_csv(path("optional_stopping_theta.csv"))
+  _fitted_frame(fitted, n).write_csv(path("baselines_fitted.csv"))
   orders_frame(test, allocs, results, ctx.asset_names).write_parquet(path("orders.parquet"))
   market_frame(test, ctx.asset_names).write_parquet(path("market.parquet"))
 
@@ -218,10 +211,14 @@ def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dic
                                  ecfg.plot_orders)
 
   # report.md.
-  text = _markdown(ctx, all_stats, paired, per_asset, test, s_buy, s_sell, k_sel, fitted, plot_files)
+  parts = {"all_stats": all_stats, "shortfall": shortfall, "paired": paired, "per_asset": per_asset,
+           "health": health, "by_regime": by_regime, "by_regime_paired": by_regime_paired,
+           "edges": edges, "fitted": fitted, "plots": plot_files, "reference": reference}
+  text = _markdown(ctx, test, s_buy, s_sell, k_sel, parts)
   with open(path("report.md"), "w") as f:
     f.write(text)
-  return {"report": path("report.md"), "stats": all_stats, "paired": paired, "plots": plot_files}
+  return {"report": path("report.md"), "stats": all_stats, "paired": paired, "health": health,
+          "plots": plot_files}
 
 
 def _paired_frame(paired: dict, n_ahead: int) -> pl.DataFrame:
@@ -233,23 +230,68 @@ def _paired_frame(paired: dict, n_ahead: int) -> pl.DataFrame:
         rows.append({"baseline": name, "side": side, "benchmark": bench, "target": target, "head": k,
                      "min_period": min(k + 1, n_ahead), "fixed_duration": k == n_ahead,
                      "lem_minus_baseline_bps": float(d["mean"][k, s]), "ci_lo": float(d["ci_lo"][k, s]),
-                     "ci_hi": float(d["ci_hi"][k, s]), "n": int(d["n"])})
+                     "ci_hi": float(d["ci_hi"][k, s]), "n": int(d["n"]),
+                     "n_clusters": int(d["n_clusters"]), "n_blocks": int(d["n_blocks"])})
   return pl.DataFrame(rows)
 
 
-def _theta_frame(theta_KxS: np.ndarray, n_ahead: int) -> pl.DataFrame:
-  k, s = np.meshgrid(np.arange(theta_KxS.shape[0]), np.arange(theta_KxS.shape[1]), indexing="ij")
-  return pl.DataFrame({"head": k.ravel(), "scenario": [scenarios.scenario_name(int(i)) for i in s.ravel()],
-                       "theta_bps": theta_KxS.ravel()})
+def _regime_frame(by_regime: list, by_regime_paired: list, edges, n_ahead: int) -> pl.DataFrame:
+  frames = []
+  bounds = [-np.inf, *np.asarray(edges, np.float64), np.inf]
+  for r, (st, paired) in enumerate(zip(by_regime, by_regime_paired)):
+    extra = {f"LEM minus {b}": {"mean_bps": d["mean"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]}
+             for b, d in paired.items()}
+    for name, x in {**st, **extra}.items():
+      k_R, s_R = np.meshgrid(np.arange(n_ahead + 1), np.arange(scenarios.NUM_SCENARIOS), indexing="ij")
+      frames.append(pl.DataFrame({
+          "regime": diagnostics.REGIMES[r], "vol_from_bps": bounds[r], "vol_to_bps": bounds[r + 1],
+          "strategy": name, "head": k_R.ravel(),
+          "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
+          "mean_bps": x["mean_bps"].ravel(), "ci_lo": x["ci_lo"].ravel(), "ci_hi": x["ci_hi"].ravel(),
+          "n": int(st["LEM"]["n"][0, 0]), "n_clusters": int(st["LEM"]["n_clusters"])}))
+  return pl.concat(frames)
 
 
-def _markdown(ctx: Context, all_stats, paired, per_asset, test, s_buy, s_sell, k_sel, fitted,
-              plot_files) -> str:
+def _fitted_frame(fitted: dict, n_ahead: int) -> pl.DataFrame:
+  """Per head and scenario: thresholds, the chosen best causal baseline and validation means."""
+  k_R, s_R = np.meshgrid(np.arange(n_ahead + 1), np.arange(scenarios.NUM_SCENARIOS), indexing="ij")
+  cols = {"head": k_R.ravel(), "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
+          "optional_stopping_theta_bps": np.asarray(fitted["theta_KxS"]).ravel()}
+  if "vol_theta_KxS" in fitted:
+    cols["vol_stopping_theta"] = np.asarray(fitted["vol_theta_KxS"]).ravel()
+  if "best_causal_choice" in fitted:
+    cols["best_causal"] = np.asarray(fitted["best_causal_choice"]).astype(str).ravel()
+  for name, means in fitted.get("val_means", {}).items():
+    cols[f"val_mean_bps_{name}"] = np.asarray(means).ravel()
+  return pl.DataFrame(cols)
+
+
+BASELINE_NOTES = (
+    "- uniform: 1/N of the order at every bar (TWAP schedule).",
+    "- vwap_profile: the training split's average volume per calendar bucket (time of day for "
+    "intraday bars, weekday for daily bars), traded in proportion.",
+    "- optional_stopping: uniform; once past the minimum, finish when the last known price (the "
+    "close of bar s-1) beats the running benchmark by theta bps (tuned per head and scenario on "
+    "training orders).",
+    "- vol_stopping: the same with theta in units of lookback volatility x sqrt(bars left).",
+    "- lsm_stopping: least-squares (Longstaff-Schwartz) optimal stopping fitted on training orders "
+    "per head and scenario on causal state (gain of the last close vs the running benchmark, lookback "
+    "volatility, bars left); uniform until it stops.",
+    "- best_causal: per min period and scenario, the causal baseline above with the best mean "
+    "improvement on validation orders (never chosen on test orders). **The LEM counts as better only "
+    "against this row.**",
+    "- PPO (when trained): the reinforcement-learning agent of lemjax/rl on the same orders.",
+    "- oracle: the best ex-post schedule with perfect foresight (an upper bound, not causal).")
+
+
+def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
   ecfg, n = ctx.cfgs["eval"], ctx.cfgs["model"].n_ahead
+  all_stats, paired = parts["all_stats"], parts["paired"]
   scen = f"{ecfg.benchmark.upper()} benchmark, {ecfg.target} target"
   ck = ctx.checkpoint
   val = ck.get("val") or {}
   splits = ctx.split_ranges
+  note = tables.clusters_note(all_stats["LEM"])
   lines = [
       ctx.source_line, "",
       f"# Evaluation report: {ctx.config.name}", "",
@@ -263,52 +305,66 @@ def _markdown(ctx: Context, all_stats, paired, per_asset, test, s_buy, s_sell, k
       f"- Test orders: {test['prices'].shape[0]} over {len(np.unique(test['asset']))} assets, one "
       f"every {ecfg.order_stride or n} windows per asset; N={n}, per-step bounds "
       f"r_min={ecfg.r_min}, r_max={ecfg.r_max}",
-      f"- Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}; "
-      f"intervals are 95% bootstrap intervals of the mean ({ecfg.bootstrap} resamples).", "",
+      f"- Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
+      f"{note} Block length {ecfg.block_length} start times (eval.block_length), "
+      f"{ecfg.bootstrap} resamples.", "",
   ]
   if "SYNTHETIC" in ctx.source_line:
     lines += ["> **SYNTHETIC DATA: these numbers describe the embedded synthetic market, not a real one.**", ""]
-  lines += ["## Headline", "", SIGN_CONVENTION, "", f"Mean improvement (bps) [95% interval], {scen}.", "",
-            headline_table(all_stats, s_buy, s_sell, n), ""]
+  paired_md = {b: paired[b] for b in PAIRED_IN_MARKDOWN if b in paired}
+  lines += ["## Headline", "", SIGN_CONVENTION, "", f"Mean improvement (bps) [95% interval], {scen}. "
+            f"{note}", "", tables.headline_table(all_stats, s_buy, s_sell, n), "",
+            f"## Paired differences: LEM minus the best causal baseline and the stopping rules (bps, {scen})",
+            "", "A positive difference means the LEM did better on the same orders. " + note +
+            " Every baseline's pairing is in paired_differences.csv.", "",
+            tables.paired_table(paired_md, s_buy, s_sell, n), ""]
+  if "best_causal_choice" in parts["fitted"]:
+    lines += [f"## The best causal baseline per min period (chosen on validation orders, {scen})", "",
+              tables.choice_table(parts["fitted"]["best_causal_choice"], parts["fitted"]["val_means"],
+                                  s_buy, s_sell, n), ""]
+  lines += [f"## Tracking and shortfall at the fixed-duration head ({scen})", "",
+            "For the fixed head the question is tracking error: how far each order's price lands from "
+            "its benchmark (std, mean absolute deviation and RMSE of the improvement; 0 is perfect "
+            "tracking), compared with the volume-profile VWAP schedule (vwap_profile). IS = "
+            "implementation shortfall vs the arrival price, side x (P / arrival - 1) x 1e4 bps "
+            "(positive = cost).", "",
+            tables.tracking_table(all_stats, parts["shortfall"], n, s_buy, s_sell), "",
+            f"## Tracking and shortfall at min period 1 ({scen})", "",
+            tables.tracking_table(all_stats, parts["shortfall"], 0, s_buy, s_sell), ""]
+  edges = parts["edges"]
+  lines += [f"## Regimes: min period 1 by lookback volatility tercile ({scen})", "",
+            f"Terciles of the lookback's realised volatility, cut on training orders at "
+            f"{edges[0]:.1f} and {edges[1]:.1f} bps per bar (calm / middle / volatile). Intervals: "
+            "clustered bootstrap within each tercile.", "",
+            tables.regime_table(parts["by_regime"], parts["by_regime_paired"], diagnostics.REGIMES, 0,
+                                s_buy, s_sell), "",
+            f"## Head health (LEM, every scenario; reference: {parts['reference']})", "",
+            "A head with a smaller minimum has every option of one with a larger minimum, so it should "
+            "not score lower beyond noise (flag: more than 3 bps lower than the next head with the "
+            "clustered interval below 0), and a head should end orders early where the reference does "
+            "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
+            "head_health.csv.", "", tables.health_table(parts["health"]), ""]
   for name, st in all_stats.items():
     lines += [f"## Table 1 - {name}: improvement by min period ({scen})", "", SIGN_CONVENTION, "",
-              paper_table(st, s_buy, s_sell, n), ""]
+              tables.paper_table(st, s_buy, s_sell, n), ""]
   lines += [f"## Table 2 - strategies at min period {k_sel + 1} ({scen})", "", SIGN_CONVENTION, "",
-            strategy_table(all_stats, k_sel, s_buy, s_sell), "",
+            tables.strategy_table(all_stats, k_sel, s_buy, s_sell), "",
             f"## Table 2b - strategies at the fixed-duration head ({scen})", "", SIGN_CONVENTION, "",
-            strategy_table(all_stats, n, s_buy, s_sell), "",
-            f"## Paired differences: LEM minus each baseline (bps, {scen})", "", SIGN_CONVENTION,
-            " A positive difference means the LEM did better on the same orders.", "",
-            paired_table(paired, s_buy, s_sell, n), "",
+            tables.strategy_table(all_stats, n, s_buy, s_sell), "",
             f"## Share of orders ended early (buy / sell, {scen})", "",
-            early_table(all_stats, s_buy, s_sell, n), "",
-            f"## Per asset: mean improvement at min period {k_sel + 1} ({scen})", "", SIGN_CONVENTION, "",
-            per_asset_table(per_asset, k_sel, s_buy, s_sell), "",
-            "## Baselines", "",
-            "- uniform: 1/N of the order at every bar (TWAP schedule).",
-            "- vwap_profile: the training split's average volume per calendar bucket (time of day for "
-            "intraday bars, weekday for daily bars), traded in proportion.",
-            "- optional_stopping: uniform; once past the minimum, finish when the last known price beats "
-            "the running benchmark by theta (tuned per head and scenario on training orders, "
-            "optional_stopping_theta.csv). Causal.",
-            "- oracle: the best ex-post schedule with perfect foresight (an upper bound, not causal).", "",
+            tables.early_table(all_stats, s_buy, s_sell, n), "",
+            f"## Per asset: mean improvement at min period 1 ({scen})", "",
+            "Intervals: moving blocks of the asset's own consecutive orders. Every strategy: "
+            "per_asset.csv.", "",
+            tables.per_asset_table(parts["per_asset"], 0, s_buy, s_sell,
+                                   tuple(s for s in PER_ASSET_IN_MARKDOWN if s in all_stats)), "",
+            "## Baselines", "", *BASELINE_NOTES, "",
             "## Files", "",
-            "- stats.csv (every strategy, scenario and head), headline.csv, paired_differences.csv, "
-            "per_asset.csv, optional_stopping_theta.csv",
+            "- stats.csv (every strategy, scenario and head, with tracking and shortfall columns), "
+            "headline.csv, paired_differences.csv, per_asset.csv, regimes.csv, head_health.csv, "
+            "baselines_fitted.csv (thresholds, best-baseline choice, validation means)",
             "- orders.parquet: one row per test order x strategy x head x scenario (allocation, achieved "
-            "price, benchmark, improvement); market.parquet: each order's execution-bar prices and volumes",
-            "- plots: " + ", ".join(os.path.basename(p) for p in plot_files), ""]
+            "price, benchmark, improvement, shortfall); market.parquet: each order's execution-bar "
+            "prices and volumes",
+            "- plots: " + ", ".join(os.path.basename(p) for p in parts["plots"]), ""]
   return "\n".join(lines)
-
-
-def null_test_verdict(lem_stats: dict, n_ahead: int) -> dict:
-  """Fixed head vs VWAP per side and target: passes when no 95% interval lies above zero."""
-  rows = []
-  for side in scenarios.SIDES:
-    for target in scenarios.TARGETS:
-      s = scenarios.scenario_index(side, "vwap", target)
-      lo, hi = float(lem_stats["ci_lo"][n_ahead, s]), float(lem_stats["ci_hi"][n_ahead, s])
-      rows.append({"scenario": scenarios.scenario_name(s),
-                   "mean_bps": float(lem_stats["mean_bps"][n_ahead, s]), "ci_lo": lo, "ci_hi": hi,
-                   "significant_gain": lo > 0.0})
-  return {"rows": rows, "passed": not any(r["significant_gain"] for r in rows)}

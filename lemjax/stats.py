@@ -68,6 +68,11 @@ def _n_blocks(g: int, block_length: int) -> int:
   return math.ceil(g / block_length)
 
 
+def fitted_block_length(block_length: int, g: int) -> int:
+  """`block_length`, shortened to G - 1 (at least 1) for subsets with few start groups."""
+  return max(1, min(int(block_length), g - 1))
+
+
 # ----------------------------------------------------------------------------- bootstrap
 
 
@@ -210,10 +215,10 @@ def summarize_improvement(imp_BxKxS, ended_early_BxKxS, group_B, *, block_length
       "q25_bps": pct[1], "q75_bps": pct[3], "p95_bps": pct[4], "ci_lo": ci["ci_lo"].reshape(k, s),
       "ci_hi": ci["ci_hi"].reshape(k, s), "ended_early": early.mean(0),
       "n_clusters": ci["n_clusters"], "n_blocks": ci["n_blocks"]}
-  return stats, _stats_frame(stats, n_ahead=k - 1)
+  return stats, stats_frame(stats, n_ahead=k - 1)
 
 
-def _stats_frame(stats: dict, n_ahead: int) -> pl.DataFrame:
+def stats_frame(stats: dict, n_ahead: int) -> pl.DataFrame:
   """One row per (scenario, head), columns side, benchmark, target, head, min_period, ..."""
   k, s = stats["mean_bps"].shape
   counts = ("n", "n_clusters", "n_blocks")
