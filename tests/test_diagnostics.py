@@ -65,16 +65,20 @@ def _lem(mean, half_width):
 
 def test_null_verdict_passes_noise_and_fails_a_gain():
   ok = diagnostics.null_test_verdict(_paired(0.1, 1.0), _lem(-0.2, 1.0), N)
-  assert ok["passed"] and len(ok["rows"]) == K * S
+  assert ok["passed"] and len(ok["rows"]) == K * S and len(ok["fixed_rows"]) == S
   gain = _paired(0.1, 1.0)
   gain["mean"][0, 3] = 5.0                         # one flexible cell 10 standard errors up
   gain["ci_lo"][0, 3], gain["ci_hi"][0, 3] = 4.0, 6.0
   bad = diagnostics.null_test_verdict(gain, _lem(-0.2, 1.0), N)
   assert not bad["passed"]
   assert [r["scenario"] for r in bad["rows"] if r["significant"]] == [scenarios.scenario_name(3)]
-  # A fixed head far from its benchmark, either way, fails too.
-  assert not diagnostics.null_test_verdict(_paired(0.0, 1.0), _lem(-6.0, 1.0), N)["passed"]
-  # A flexible head significantly *worse* than the rule is no leak.
+  # A fixed head beating the best causal fixed schedule fails too ...
+  fixed_gain = _paired(0.0, 1.0)
+  fixed_gain["mean"][N], fixed_gain["ci_lo"][N], fixed_gain["ci_hi"][N] = 6.0, 5.0, 7.0
+  assert not diagnostics.null_test_verdict(fixed_gain, _lem(0.0, 1.0), N)["passed"]
+  # ... but neither a head significantly *worse* than the rule, nor a fixed head off its benchmark
+  # (a notional order beats TWAP by Jensen's inequality) is a leak.
   assert diagnostics.null_test_verdict(_paired(-6.0, 1.0), _lem(0.0, 1.0), N)["passed"]
+  assert diagnostics.null_test_verdict(_paired(0.0, 1.0), _lem(6.0, 1.0), N)["passed"]
   text = diagnostics.null_test_markdown(bad)
-  assert "FAIL" in text and "Significant rows" in text
+  assert "FAIL" in text and "Significant rows" in text and "Jensen" in text
