@@ -144,7 +144,7 @@ class Encoder(nn.Module):
     return _by_row_chunks(attend, "attention", h_NxH.reshape(b, t, hid), self.chunk_sequences)
 
 
-# --- The blocks on an Encoder's parameters (deterministic: no dropout) -----------------------------
+# --- The blocks on an Encoder's parameters (deterministic: no dropout) ----------------------------
 
 def select(config: EncoderConfig, params, x_NxF: jax.Array) -> jax.Array:
   """Embedding and variable selection of rows: [N, F] -> [N, H]."""

@@ -23,7 +23,7 @@ STRATEGIES = ("LEM", "uniform", "vwap_profile", "optional_stopping", "oracle")
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 
 
-# --- Orders ------------------------------------------------------------------------
+# --- Orders ---------------------------------------------------------------------------------------
 
 def select_orders(dataset, n_ahead: int, cfg: config_lib.EvalConfig, chunk: int = 4096):
   """Test orders: every `order_stride`-th window of each asset (default N: no overlap), capped.
