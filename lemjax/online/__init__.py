@@ -24,10 +24,11 @@ from lemjax.online.executor import Executor
 from lemjax.online.orders import Order
 from lemjax.online.policy import Policy, init_policy, load_policy
 from lemjax.online.saving import carry_from_dict, carry_to_dict, load_carry, save_carry
-from lemjax.online.step import output, start, step, step_jit, step_many
+# The pure `step` itself stays `lemjax.online.step.step`, so that `online.step` names one thing.
+from lemjax.online.step import output, start, step_jit, step_many
 
 __all__ = [
     "Bar", "Carry", "Executor", "LiveBar", "Order", "Policy", "StepOutput", "carry_from_dict",
     "carry_to_dict", "check_bar", "init_policy", "load_carry", "load_policy", "next_child",
-    "output", "save_carry", "stack", "start", "step", "step_jit", "step_many",
+    "output", "save_carry", "stack", "start", "step_jit", "step_many",
 ]
