@@ -1,12 +1,68 @@
-"""Causal multi-head self-attention over the sequence axis."""
+"""Causal multi-head self-attention over the sequence axis, and its pure pieces for one query at a time.
+
+`CausalSelfAttention` is `qkv`, a causal mask, then `attend`; the online encoder calls the same
+two functions on the module's parameters (`dense(params["qkv"], ...)` as the projection) with
+cached keys and values.
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from lemjax.kan import PRECISION
+
+Projection = Callable[[jax.Array], jax.Array]  # rows [N, D] -> [N, D']
+
+
+def _dense(features: int, name: str | None = None) -> nn.Dense:
+  return nn.Dense(features, precision=PRECISION, name=name)
+
+
+def dense(params, x_NxD: jax.Array) -> jax.Array:
+  """One of the attention's projections ("qkv" or "out" of its parameters) applied to rows."""
+  return _dense(params["kernel"].shape[-1]).apply({"params": params}, x_NxD)
+
+
+def qkv(project: Projection, x_BxTxH: jax.Array, num_heads: int):
+  """Scaled queries, keys and values, each [B, heads, T, H / heads], from one fused projection.
+
+  Args:
+    project: rows [N, H] -> [N, 3H], the "qkv" projection.
+    x_BxTxH: [B, T, H] inputs.
+    num_heads: attention heads; must divide H.
+  """
+  b, t, hid = x_BxTxH.shape
+  dh = hid // num_heads
+  qkv_NxH3 = project(x_BxTxH.reshape(b * t, hid))
+  qkv_3xBxhxTxd = jnp.transpose(qkv_NxH3.reshape(b, t, 3, num_heads, dh), (2, 0, 3, 1, 4))
+  return qkv_3xBxhxTxd[0] * dh ** -0.5, qkv_3xBxhxTxd[1], qkv_3xBxhxTxd[2]
+
+
+def attend(project: Projection, q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK,
+           probs_fn: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+  """Q queries over K keys where `visible_QxK`, then the output projection: [B, Q, H].
+
+  Args:
+    project: rows [N, H] -> [N, H], the "out" projection.
+    q_BxhxQxd, k_BxhxKxd, v_BxhxKxd: as `qkv` returns them (keys and values may be a cache).
+    visible_QxK: bool, which keys each query may read.
+    probs_fn: applied to the attention weights [B, heads, Q, K] (dropout); None: identity.
+  """
+  b, heads, q_len, dh = q_BxhxQxd.shape
+  logits = jnp.einsum("bhqd,bhkd->bhqk", q_BxhxQxd, k_BxhxKxd, precision=PRECISION)
+  # Masked logits get the most negative float: exp underflows to exactly 0, so hidden keys
+  # contribute exact zeros (bit-for-bit causal), not merely small weights.
+  logits = jnp.where(visible_QxK[None, None], logits, jnp.finfo(logits.dtype).min)
+  probs = nn.softmax(logits, axis=-1)
+  if probs_fn is not None:
+    probs = probs_fn(probs)
+  out_BxhxQxd = jnp.einsum("bhqk,bhkd->bhqd", probs, v_BxhxKxd, precision=PRECISION)
+  out_NxH = jnp.transpose(out_BxhxQxd, (0, 2, 1, 3)).reshape(b * q_len, heads * dh)
+  return project(out_NxH).reshape(b, q_len, heads * dh)
 
 
 class CausalSelfAttention(nn.Module):
@@ -26,22 +82,10 @@ class CausalSelfAttention(nn.Module):
   def __call__(self, x_BxTxH: jax.Array, *, deterministic: bool = True) -> jax.Array:
     if x_BxTxH.ndim != 3:
       raise ValueError(f"attention input must be [B, T, H], got shape {x_BxTxH.shape}")
-    b, t, hid = x_BxTxH.shape
-    heads = self.num_heads
-    if hid % heads:
-      raise ValueError(f"hidden width {hid} is not divisible by num_heads={heads}")
-    dh = hid // heads
-    qkv = nn.Dense(3 * hid, precision=PRECISION, name="qkv")(x_BxTxH.reshape(b * t, hid))
-    qkv_3xBxhxTxd = jnp.transpose(qkv.reshape(b, t, 3, heads, dh), (2, 0, 3, 1, 4))
-    q, k, v = qkv_3xBxhxTxd[0] * dh ** -0.5, qkv_3xBxhxTxd[1], qkv_3xBxhxTxd[2]
-    logits_BxhxTxT = jnp.einsum("bhqd,bhkd->bhqk", q, k, precision=PRECISION)
-    # Masked logits get the most negative float: exp underflows to exactly 0, so the future
-    # contributes exact zeros (bit-for-bit causal), not merely small weights.
-    causal_TxT = jnp.tril(jnp.ones((t, t), jnp.bool_))
-    logits_BxhxTxT = jnp.where(causal_TxT[None, None], logits_BxhxTxT,
-                               jnp.finfo(logits_BxhxTxT.dtype).min)
-    probs = nn.softmax(logits_BxhxTxT, axis=-1)
-    probs = nn.Dropout(self.dropout)(probs, deterministic=deterministic)
-    out_BxhxTxd = jnp.einsum("bhqk,bhkd->bhqd", probs, v, precision=PRECISION)
-    out_NxH = jnp.transpose(out_BxhxTxd, (0, 2, 1, 3)).reshape(b * t, hid)
-    return nn.Dense(hid, precision=PRECISION, name="out")(out_NxH).reshape(b, t, hid)
+    t, hid = x_BxTxH.shape[1:]
+    if hid % self.num_heads:
+      raise ValueError(f"hidden width {hid} is not divisible by num_heads={self.num_heads}")
+    q, k, v = qkv(_dense(3 * hid, "qkv"), x_BxTxH, self.num_heads)
+    drop = nn.Dropout(self.dropout)
+    return attend(_dense(hid, "out"), q, k, v, jnp.tril(jnp.ones((t, t), jnp.bool_)),
+                  lambda probs: drop(probs, deterministic=deterministic))

@@ -26,7 +26,10 @@ from absl import app
 from absl import flags
 
 from experiments import base
+from lemjax import experiment
 from lemjax import objectives
+from lemjax import online
+from lemjax import scenarios
 from lemjax import train
 
 _CONFIGS = flags.DEFINE_list("configs", ["paper", "smoke"], "Sizes to run: paper, smoke.")
@@ -159,6 +162,51 @@ def same_step_latency(mcfg, params, n_orders: int, repeats: int) -> dict:
                                                                      repeats=repeats)))}
 
 
+def synthetic_history(policy: online.Policy, n_bars: int | None = None, seed: int = 0) -> dict:
+  """A random-walk bar table long enough to start an order, plus its next N bars."""
+  n_bars = n_bars or policy.lookback + policy.window_bars + 2 + policy.n_ahead
+  rng = np.random.default_rng(seed)
+  close = 100.0 * np.exp(np.cumsum(0.002 * rng.standard_normal(n_bars)))
+  return {"time": 1_700_000_000_000 // policy.step_ms * policy.step_ms
+                  + policy.step_ms * np.arange(n_bars, dtype=np.int64),
+          "close": close, "volume": rng.lognormal(3.0, 0.5, n_bars),
+          "vwap": close * (1 + 0.0005 * rng.standard_normal(n_bars))}
+
+
+def step_latency(policy: online.Policy, n_orders: int = 1, repeats: int = 20) -> dict:
+  """Median wall time of one online `step` for `n_orders` live orders (vmapped when > 1),
+  after warm-up.
+
+  Args:
+    policy: the Policy (its size sets the cost).
+    n_orders: orders stepped together.
+    repeats: timed calls (>= 1) after one warm-up call.
+
+  Returns:
+    dict: n_orders, repeats, median_s, p10_s, p90_s, device.
+  """
+  bars = synthetic_history(policy)
+  n_hist = bars["time"].size - policy.n_ahead
+  carry = online.start(policy, online.Order("buy", 1.0, min_bars=1),
+                       {k: v[:n_hist] for k, v in bars.items()})
+  live = online.check_bar(policy, carry, {k: v[n_hist] for k, v in bars.items()})
+  if n_orders > 1:
+    k = policy.n_ahead + 1
+    carry = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], n_orders, axis=0), carry)
+    carry = carry._replace(head=(np.arange(n_orders) % k).astype(np.int32),
+                           scenario=(np.arange(n_orders) % scenarios.NUM_SCENARIOS).astype(np.int32))
+    live = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], n_orders, axis=0), live)
+    fn = online.step_many
+  else:
+    fn = online.step_jit
+  carry, live = jax.device_put((carry, live))
+  jax.block_until_ready(fn(policy, carry, live))
+  times = _timed(fn, policy, carry, live, repeats=max(int(repeats), 1))
+  return {"n_orders": int(n_orders), "repeats": len(times), "median_s": float(np.median(times)),
+          "p10_s": float(np.percentile(times, 10)), "p90_s": float(np.percentile(times, 90)),
+          "device": str(jax.devices()[0])}
+
+
 def peak_memory_bytes() -> dict:
   """Peak device memory where the backend reports it (GPU), and the process's peak RSS."""
   out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
@@ -172,7 +220,7 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
             latency_orders: list[int]) -> dict:
   """All measurements of one configuration (in this process)."""
   config = make_config(name, overrides)
-  cfgs = train.resolve_configs(config, N_FEATURES)
+  cfgs = experiment.resolve_configs(config, N_FEATURES)
   mcfg, tcfg = cfgs["model"], cfgs["train"]
   tick = time.perf_counter()
   state = train.create_train_state(jax.random.PRNGKey(0), mcfg, tcfg, cfgs["loss"])
@@ -213,14 +261,13 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
   logging.info("%s: %.3f s/step, compile %.1f s", name, step_s, compile_s)
   if with_breakdown:
     result["breakdown"] = breakdown(state, batch, mcfg, max(steps // 2, 3))
-  from lemjax import execution  # pylint: disable=g-import-not-at-top
-  policy = execution.init_policy(mcfg)
+  policy = online.init_policy(mcfg)
   result["decision_latency"], result["decision_latency_same_step"] = {}, {}
   for n in latency_orders:
     logging.info("%s: decision latency for %d orders", name, n)
     repeats = 5 if n > 64 else 20
     try:
-      result["decision_latency"][str(n)] = execution.step_latency(policy, n, repeats)
+      result["decision_latency"][str(n)] = step_latency(policy, n, repeats)
     except Exception as e:  # pylint: disable=broad-except
       # Recorded, not raised: one failing size should not hide the other measurements.
       result["decision_latency"][str(n)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}

@@ -1,4 +1,9 @@
-"""Market-context encoder: selection, TKAN stack, gated skip, GRN, causal attention."""
+"""Market-context encoder: selection, TKAN stack, gated skip, GRN, causal attention.
+
+`Encoder` runs its blocks over whole sequences; `select`, `tkan`, `enrich`, `qkv` and `attend`
+run the same blocks on its parameter tree for any rows or positions (the online encoder's
+one position per bar).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lemjax import attention
 from lemjax.attention import CausalSelfAttention
 from lemjax.config import EncoderConfig
 from lemjax.kan import activation
 from lemjax.selection import GRN, FeatureEmbedding, GatedSkipNorm, VariableSelection
-from lemjax.tkan import TKAN
+from lemjax.tkan import TKAN, Carry
 
 
 def check_config(config: EncoderConfig) -> None:
@@ -60,6 +66,11 @@ class _AttendBlock(nn.Module):
   def __call__(self, carry, h_RxTxH):
     att = CausalSelfAttention(self.config.n_attention_heads, self.config.dropout, name="mha")
     return carry, att(h_RxTxH, deterministic=self.deterministic)
+
+
+def _tkan_layer(config: EncoderConfig, name: str | None = None) -> TKAN:
+  return TKAN(config.hidden, config.n_kan_sublayers, config.kan_grid, config.kan_order,
+              tuple(config.kan_range), config.kan_activation, name=name)
 
 
 def _by_row_chunks(block: nn.Module, name: str, inputs, max_rows: int):
@@ -123,8 +134,7 @@ class Encoder(nn.Module):
     # Recurrent TKAN stack, forward in time.
     h_BxTxH = sel_NxH.reshape(b, t, hid)
     for i in range(cfg.n_tkan_layers):
-      h_BxTxH = TKAN(hid, cfg.n_kan_sublayers, cfg.kan_grid, cfg.kan_order,
-                     tuple(cfg.kan_range), cfg.kan_activation, name=f"tkan_{i}")(h_BxTxH)
+      h_BxTxH = _tkan_layer(cfg, f"tkan_{i}")(h_BxTxH)
     # Gated skip around the stack and enrichment GRN (position-wise), then causal attention
     # over chunks of whole sequences.
     enrich = functools.partial(_EnrichBlock, cfg)
@@ -132,3 +142,36 @@ class Encoder(nn.Module):
                            self.chunk_rows)
     attend = functools.partial(_AttendBlock, cfg, deterministic)
     return _by_row_chunks(attend, "attention", h_NxH.reshape(b, t, hid), self.chunk_sequences)
+
+
+# --- The blocks on an Encoder's parameters (deterministic: no dropout) ----------------------------
+
+def select(config: EncoderConfig, params, x_NxF: jax.Array) -> jax.Array:
+  """Embedding and variable selection of rows: [N, F] -> [N, H]."""
+  return _SelectBlock(config).apply({"params": params["select"]}, None, x_NxF)[1]
+
+
+def tkan(config: EncoderConfig, params, i: int, carry: Carry, x_BxTxH: jax.Array):
+  """TKAN layer i over T steps from `carry`, as the Encoder runs it from zeros: (carry, [B, T, H])."""
+  return _tkan_layer(config).apply({"params": params[f"tkan_{i}"]}, carry, x_BxTxH,
+                                   method=TKAN.scan)
+
+
+def enrich(config: EncoderConfig, params, h_NxH: jax.Array, sel_NxH: jax.Array) -> jax.Array:
+  """Gated skip around the TKAN stack, then the GRN, on rows: [N, H] -> [N, H]."""
+  return _EnrichBlock(config).apply({"params": params["enrich"]}, None, (h_NxH, sel_NxH))[1]
+
+
+def qkv(config: EncoderConfig, params, h_BxTxH: jax.Array):
+  """The attention's scaled queries, keys and values of positions h, each [B, heads, T, H / heads]."""
+  mha = params["attention"]["mha"]
+  return attention.qkv(functools.partial(attention.dense, mha["qkv"]), h_BxTxH,
+                       config.n_attention_heads)
+
+
+def attend(config: EncoderConfig, params, q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK):
+  """The attention's output [B, Q, H] for queries over (cached) keys and values where visible."""
+  del config  # the heads are in the shapes
+  mha = params["attention"]["mha"]
+  return attention.attend(functools.partial(attention.dense, mha["out"]), q_BxhxQxd, k_BxhxKxd,
+                          v_BxhxKxd, visible_QxK)

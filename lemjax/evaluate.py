@@ -12,61 +12,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from lemjax import baselines
-from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import diagnostics
+from lemjax import experiment
+from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import report as report_lib
 from lemjax import scenarios
-from lemjax import train as train_lib
+from lemjax import workdir as workdir_lib
 
 CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stopping", "lsm_stopping")
 STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
-_SYNTHETIC_KEYS = ("synthetic_regime", "synthetic_seed", "synthetic_assets", "synthetic_bars",
-                   "martingale")
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 
 
-# --- Checkpoint and orders ------------------------------------------------------------------------
-
-def load_params(workdir: str, cfgs: dict, which: str = "best", seed: int = 0):
-  """Parameters of the best (or latest) checkpoint in `workdir`, and its metadata.
-
-  Raises:
-    FileNotFoundError naming the directory and the command that creates a checkpoint.
-  """
-  if which not in ("best", "latest"):
-    raise ValueError(f"eval.checkpoint={which!r} is not 'best' or 'latest'")
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints", which)
-  if not os.path.isdir(directory) or not os.listdir(directory):
-    raise FileNotFoundError(
-        f"no {which} checkpoint in {directory}; train first with `python -m lemjax.main "
-        f"--mode=train --config=<experiment file> --workdir={workdir}` (or `make train EXP=<name>`)")
-  params = train_lib.init_params(cfgs["model"], jax.random.PRNGKey(seed))
-  target = {"step": jnp.zeros((), jnp.int32), "params": params}
-  checkpointer = ckpt_lib.Checkpointer(workdir)
-  try:
-    step = checkpointer.latest_step(best=which == "best")
-    arrays, meta = checkpointer.restore_subset(target, best=which == "best")
-  except ValueError as err:
-    raise ValueError(
-        f"the checkpoint in {directory} does not fit the model of this config and code (it was "
-        f"trained with other model sizes or an older model); evaluate with the config it was "
-        f"trained with, or retrain into a fresh work directory. Orbax said: {str(err)[:300]}") from err
-  finally:
-    checkpointer.close()
-  missing = [jax.tree_util.keystr(path) for path, leaf in
-             jax.tree_util.tree_flatten_with_path(arrays["params"])[0]
-             if isinstance(leaf, jax.ShapeDtypeStruct)]
-  if missing:  # a partial restore leaves what the checkpoint lacks as abstract placeholders
-    raise ValueError(
-        f"the checkpoint in {directory} does not fit the model of this config and code: it has no "
-        f"{missing[0]} (and {len(missing) - 1} more parameters); evaluate with the config it was "
-        f"trained with, or retrain into a fresh work directory")
-  params = jax.tree.unflatten(jax.tree.structure(target["params"]), jax.tree.leaves(arrays["params"]))
-  info = {"which": which, "step": int(step), "directory": directory, "val": meta.get("val")}
-  return params, info
-
+# --- Orders ---------------------------------------------------------------------------------------
 
 def select_orders(dataset, n_ahead: int, cfg: config_lib.EvalConfig, chunk: int = 4096):
   """Test orders: every `order_stride`-th window of each asset (default N: no overlap), capped.
@@ -101,7 +61,7 @@ def gather(dataset, idx: np.ndarray, chunk: int = 4096) -> dict:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _forward(model_config, params, inputs, r_min_B, r_max_B, prices, volumes):
-  return train_lib.build_model(model_config).apply(
+  return model_lib.build_model(model_config).apply(
       {"params": params}, inputs, r_min_B, r_max_B, prices, volumes)
 
 
@@ -113,7 +73,7 @@ def lem_allocations(params, model_config, batch: dict, r_min: float, r_max: floa
   for start in range(0, n_orders, batch_size):
     rows = np.arange(start, start + batch_size)
     rows = np.minimum(rows, n_orders - 1)  # pad by repeating the last order
-    b = train_lib.model_batch({k: batch[k][rows] for k in train_lib.MODEL_KEYS})
+    b = model_lib.model_batch({k: batch[k][rows] for k in model_lib.MODEL_KEYS})
     r_min_B = jnp.full((batch_size,), r_min, jnp.float32)
     r_max_B = jnp.full((batch_size,), r_max, jnp.float32)
     alloc = _forward(model_config, params, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"])
@@ -211,8 +171,8 @@ def evaluate(config, workdir: str) -> dict:
     dict with the report path and the per-strategy stats.
   """
   # --- Data and configs.
-  train_ds, val_ds, test_ds, report, data_config = train_lib.load_data(config)
-  cfgs = train_lib.resolve_configs(config, int(test_ds.batch(np.arange(1))["inputs"].shape[-1]))
+  train_ds, val_ds, test_ds, report, data_config = experiment.load_data(config)
+  cfgs = experiment.resolve_configs(config, int(test_ds.batch(np.arange(1))["inputs"].shape[-1]))
   cfgs["data"] = data_config
   ecfg, n = cfgs["eval"], cfgs["model"].n_ahead
   if not 1 <= ecfg.min_period <= n:
@@ -227,9 +187,9 @@ def evaluate(config, workdir: str) -> dict:
                      "chosen on it; set data.val_start/val_end")
 
   # --- Model and orders.
-  cfgs["model"] = trained_model_config(workdir, cfgs["model"])
-  params, ckpt_info = load_params(workdir, cfgs, ecfg.checkpoint, config.seed)
-  outdir = report_dir(workdir, data_config)
+  cfgs["model"] = workdir_lib.trained_model_config(workdir, cfgs["model"])
+  params, ckpt_info = workdir_lib.restore_params(workdir, cfgs["model"], ecfg.checkpoint)
+  outdir = workdir_lib.report_dir(workdir, data_config)
   idx = select_orders(test_ds, n, ecfg)
   test = gather(test_ds, idx)
   tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
@@ -244,58 +204,13 @@ def evaluate(config, workdir: str) -> dict:
   results = summaries(allocs, test["prices"], test["volumes"])
 
   # --- Report, tables, per-order results and plots.
-  source = train_lib.data_source_line(data_config, report)
+  source = workdir_lib.data_source_line(data_config, report)
   context = report_lib.Context(
       workdir=outdir, config=config, cfgs=cfgs, source_line=source, checkpoint=ckpt_info,
       asset_names=tuple(test_ds.asset_names), split_ranges=_split_ranges(report, train_ds, test["origin"]))
   out = report_lib.write_all(context, test, allocs, results, fitted, tune)
   logging.info("report written to %s", out["report"])
   return out
-
-
-def trained_model_config(workdir: str, model_config: config_lib.ModelConfig) -> config_lib.ModelConfig:
-  """The model config the run in `workdir` was trained with (its config.json), else `model_config`.
-
-  A checkpoint only fits the sizes it was trained with, so a later change of the experiment
-  file's model defaults must not break evaluating an earlier run.
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return model_config
-  with open(path) as f:
-    saved = json.load(f).get("resolved", {}).get("model")
-  if not saved:
-    return model_config
-  trained = config_lib.saved_model_config(saved)
-  if trained != model_config:
-    logging.warning("evaluating with the model config this run was trained with (%s), not the "
-                    "experiment file's current one", path)
-  return trained
-
-
-def report_dir(workdir: str, data_config: config_lib.DataConfig) -> str:
-  """The work directory itself, or `<workdir>/eval_<folder>` when evaluating on other data.
-
-  A model trained on one folder of bars can be evaluated on another (asset identity is not an
-  input); that report then lives next to, not over, the report of the training data.
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return workdir
-  with open(path) as f:
-    trained = json.load(f).get("resolved", {}).get("data", {})
-  synthetic = data_config.source == "synthetic"
-  if synthetic and trained.get("source") == "synthetic":
-    same = all(trained.get(k) == getattr(data_config, k) for k in _SYNTHETIC_KEYS)
-  elif not synthetic and trained.get("source") != "synthetic":
-    same = os.path.abspath(trained.get("path", "")) == os.path.abspath(data_config.path)
-  else:
-    same = False
-  if same:
-    return workdir
-  if synthetic:
-    return os.path.join(workdir, f"eval_synthetic_seed{data_config.synthetic_seed}")
-  return os.path.join(workdir, f"eval_{os.path.basename(os.path.normpath(data_config.path))}")
 
 
 def _split_ranges(report, train_ds, test_origins) -> dict:

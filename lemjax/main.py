@@ -12,6 +12,7 @@ from lemjax import evaluate
 from lemjax import seeds
 from lemjax import sharding
 from lemjax import train
+from lemjax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment file, e.g. experiments/crypto_intraday.py[:smoke|:paper].",
@@ -41,7 +42,7 @@ def main(argv):
   # Before any JAX computation: joins the multi-process job when there is one.
   sharding.initialize_distributed(config_lib.distributed_config(config.get("distributed")))
   absl_logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
-  workdir = _WORKDIR.value or train.default_workdir(config)
+  workdir = _WORKDIR.value or workdir_lib.default_workdir(config)
   if _MODE.value == "train":
     train.train_and_evaluate(config, workdir)
   elif _MODE.value == "eval":

@@ -1,13 +1,19 @@
-"""The Large Execution Model: the shared market encoder followed by the per-head, per-scenario allocator."""
+"""The Large Execution Model (encoder, then per-head, per-scenario allocator) and its construction."""
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from lemjax.allocation import Allocator
 from lemjax.config import ModelConfig
 from lemjax.encoder import Encoder
+
+MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
 
 
 def check_inputs(config: ModelConfig, inputs_BxTxF, r_min_B, r_max_B, prices_BxN, volumes_BxN):
@@ -55,3 +61,41 @@ class LEM(nn.Module):
         inputs_BxTxF, deterministic=deterministic)
     return Allocator(self.config.allocator, self.config.lookback, name="allocator")(
         ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+
+
+# --- Construction ---------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def build_model(config: ModelConfig) -> LEM:
+  # One module object per config, so jitted functions see equal static fields and never retrace.
+  return LEM(config)
+
+
+def dummy_inputs(config: ModelConfig) -> tuple[jax.Array, ...]:
+  """One order of the model's shapes, for `init`: (inputs [1, T, F], r_min [1], r_max [1],
+  prices [1, N], volumes [1, N]); feasible bounds and unit prices and volumes."""
+  n, t, f = config.n_ahead, config.seq_len, config.encoder.n_features
+  return (jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)), jnp.ones((1, n)),
+          jnp.ones((1, n)))
+
+
+def init_params(config: ModelConfig, rng: jax.Array):
+  """Freshly initialised parameters of the LEM for `config`."""
+  return _init_fn(config)(rng)
+
+
+def param_shapes(config: ModelConfig):
+  """The parameter tree of `config` as jax.ShapeDtypeStruct leaves (traced, nothing compiled)."""
+  return jax.eval_shape(_init_fn(config), jax.random.PRNGKey(0))
+
+
+@functools.lru_cache(maxsize=None)
+def _init_fn(config: ModelConfig):
+  """Jitted parameter init (an eager one dispatches every op of the scans one by one)."""
+  model = build_model(config)
+  return jax.jit(lambda rng: model.init(rng, *dummy_inputs(config))["params"])
+
+
+def model_batch(batch: dict) -> dict:
+  """The float arrays of a Batch that the model reads (asset and origin stay on the host)."""
+  return {k: np.asarray(batch[k], np.float32) for k in MODEL_KEYS}

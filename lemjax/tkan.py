@@ -275,18 +275,25 @@ class TKAN(nn.Module):
     """
     if x_BxTxD.ndim != 3:
       raise ValueError(f"TKAN input must be [B, T, D], got shape {x_BxTxD.shape}")
+    carry = initial_carry(x_BxTxD.shape[0], self.hidden, self.n_sublayers)
+    return self.scan(carry, x_BxTxD)[1]
+
+  def scan(self, carry: Carry, x_BxTxD: jax.Array) -> tuple[Carry, jax.Array]:
+    """Runs the cell over time from `carry`: (final carry, [B, T, H] hidden state of every step).
+
+    A sequence split in two gives the same states: `scan(scan(c, x1)[0], x2)`.
+    """
     # Time-major, so each scan step reads one contiguous [B, ...] slab.
     xs_T = self.project(jnp.swapaxes(x_BxTxD, 0, 1))
-    carry = initial_carry(x_BxTxD.shape[0], self.hidden, self.n_sublayers)
     if self.is_initializing():
       self.cell(carry, jax.tree.map(lambda a: a[0], xs_T))
     params = self.cell.variables["params"]
     if self.fast_grad:
       knots = tuple(float(k) for k in uniform_grid(self.grid_size, self.order, self.grid_range))
       settings = (self.n_sublayers, knots, self.order, self.base_activation)
-      _, h_TxBxH = fast_scan(settings, params, carry, xs_T)
+      carry, h_TxBxH = fast_scan(settings, params, carry, xs_T)
     else:
       cell = self.make_cell()
       step = lambda c, x_t: cell.apply({"params": params}, c, x_t)
-      _, h_TxBxH = jax.lax.scan(step, carry, xs_T)
-    return jnp.swapaxes(h_TxBxH, 0, 1)
+      carry, h_TxBxH = jax.lax.scan(step, carry, xs_T)
+    return carry, jnp.swapaxes(h_TxBxH, 0, 1)

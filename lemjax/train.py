@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import logging
 import math
-import os
 import time
 from typing import Any, Callable
 
@@ -21,11 +18,13 @@ import tqdm
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
+from lemjax import experiment
+from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import sharding
-from lemjax.model import LEM
-
-MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
+from lemjax import workdir as workdir_lib
+from lemjax.model import model_batch
+from lemjax.workdir import MetricWriter, to_jsonable
 
 
 @flax.struct.dataclass
@@ -46,12 +45,6 @@ class TrainState:
 
 
 # --- Building blocks ------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def build_model(model_config: config_lib.ModelConfig) -> LEM:
-  # One module object per config, so the jitted step sees equal static fields and never retraces.
-  return LEM(model_config)
-
 
 def make_schedule(cfg: config_lib.TrainConfig) -> optax.Schedule:
   """Linear warm-up to the peak, then cosine decay to `final_lr_fraction` or a flat rate."""
@@ -103,39 +96,17 @@ def sample_order_terms(rng: jax.Array, batch: int, n_ahead: int,
   return jnp.minimum(r_min_B, uniform), jnp.maximum(r_max_B, uniform)
 
 
-def model_batch(batch: dict) -> dict:
-  """The float arrays of a Batch that the model reads (asset and origin stay on the host)."""
-  return {k: np.asarray(batch[k], np.float32) for k in MODEL_KEYS}
-
-
 def create_train_state(rng: jax.Array, model_config: config_lib.ModelConfig,
                        train_config: config_lib.TrainConfig,
                        loss_config: config_lib.LossConfig) -> TrainState:
   """Initialises parameters and optimiser state for `model_config`."""
-  model = build_model(model_config)
-  params = init_params(model_config, rng)
+  model = model_lib.build_model(model_config)
+  params = model_lib.init_params(model_config, rng)
   tx = make_optimizer(train_config)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     apply_fn=model.apply, tx=tx, loss_config=loss_config,
                     r_min_range=tuple(train_config.r_min_range),
                     r_max_range=tuple(train_config.r_max_range))
-
-
-def init_params(model_config: config_lib.ModelConfig, rng: jax.Array):
-  """Freshly initialised parameters of the LEM for `model_config`."""
-  return _init_fn(model_config)(rng)
-
-
-@functools.lru_cache(maxsize=None)
-def _init_fn(model_config: config_lib.ModelConfig):
-  """Jitted parameter init (an eager one dispatches every op of the scans one by one)."""
-  model = build_model(model_config)
-  n, t, f = model_config.n_ahead, model_config.seq_len, model_config.encoder.n_features
-
-  def init(rng):
-    return model.init(rng, jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)),
-                      jnp.ones((1, n)), jnp.ones((1, n)))["params"]
-  return jax.jit(init)
 
 
 # --- Steps ----------------------------------------------------------------------------------------
@@ -247,135 +218,6 @@ def validate(state: TrainState, batches: list, eval_fn: Callable = eval_step_jit
   return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
 
 
-# --- Run directory and data -----------------------------------------------------------------------
-
-def uses_synthetic(data_config: config_lib.DataConfig) -> bool:
-  """True when the run trains on the embedded synthetic market (no bar files, or asked for)."""
-  if data_config.source == "synthetic":
-    return True
-  if data_config.source != "auto":
-    return False
-  return not any(data_lib.find_files(data_config.path).values())
-
-
-def default_workdir(config) -> str:
-  """runs/<name>, with a loud _SYNTHETIC suffix when the data is the synthetic market."""
-  name = config.name
-  if uses_synthetic(config_lib.data_config(config.data)) and "SYNTHETIC" not in name:
-    name += "_SYNTHETIC"
-  return os.path.join("runs", name)
-
-
-def synthetic_banner(data_config: config_lib.DataConfig) -> str:
-  """The large-letter warning printed in logs and reports for synthetic runs."""
-  kind = "martingale " if data_config.martingale else ""
-  line = "#" * 78
-  return (f"{line}\n#{'SYNTHETIC DATA':^76}#\n"
-          f"#{f'embedded {kind}{data_config.synthetic_regime} market; no real bars were found or used':^76}#\n"
-          f"#{f'(path searched: {data_config.path or None})':^76}#\n{line}")
-
-
-def data_source_line(data_config: config_lib.DataConfig, report: Any) -> str:
-  """`Data source:` line: the folder and files read, or SYNTHETIC."""
-  if uses_synthetic(data_config) or _report_get(report, "source") == "SYNTHETIC":
-    kind = "martingale " if data_config.martingale else ""
-    return (f"Data source: SYNTHETIC ({kind}{data_config.synthetic_regime} regime, "
-            f"{data_config.synthetic_assets} assets, seed {data_config.synthetic_seed})")
-  files = _report_get(report, "files") or []
-  names = ", ".join(os.path.basename(str(f)) for f in files) or "(see data_report.json)"
-  return f"Data source: {_report_get(report, 'source') or os.path.abspath(data_config.path)} [{names}]"
-
-
-def _report_get(report: Any, key: str, default=None):
-  if isinstance(report, dict):
-    return report.get(key, default)
-  return getattr(report, key, default)
-
-
-def to_jsonable(value: Any) -> Any:
-  """Dataclasses, numpy scalars/arrays and tuples as plain JSON values."""
-  if dataclasses.is_dataclass(value) and not isinstance(value, type):
-    return to_jsonable(dataclasses.asdict(value))
-  if hasattr(value, "to_dict") and callable(value.to_dict):
-    return to_jsonable(value.to_dict())
-  if isinstance(value, dict):
-    return {str(k): to_jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [to_jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return value.tolist()
-  if isinstance(value, np.generic):
-    return value.item()
-  if isinstance(value, float) and not math.isfinite(value):
-    return str(value)
-  if value is None or isinstance(value, (str, int, float, bool)):
-    return value
-  return str(value)
-
-
-def resolve_configs(config, n_features: int) -> dict:
-  """Frozen dataclasses of every section; the encoder's F comes from the data."""
-  model = config_lib.model_config(config.model)
-  model = dataclasses.replace(model, encoder=dataclasses.replace(model.encoder,
-                                                                 n_features=n_features))
-  return {"data": config_lib.data_config(config.data), "model": model,
-          "loss": config_lib._build(config_lib.LossConfig, config.loss),  # pylint: disable=protected-access
-          "train": config_lib.train_config(config.train),
-          "eval": config_lib.eval_config(config.eval)}
-
-
-def load_data(config):
-  """(train, val, test, report, data_config), logging a banner when the market is synthetic."""
-  data_config = config_lib.data_config(config.data)
-  if data_config.lookback != config.model.lookback or data_config.n_ahead != config.model.n_ahead:
-    raise ValueError(f"data.lookback/n_ahead ({data_config.lookback}, {data_config.n_ahead}) differ "
-                     f"from model.lookback/n_ahead ({config.model.lookback}, {config.model.n_ahead})")
-  if uses_synthetic(data_config):
-    logging.warning("\n%s", synthetic_banner(data_config))
-    data_config = dataclasses.replace(data_config, source="synthetic")
-  train_ds, val_ds, test_ds, report = data_lib.make_datasets(data_config)
-  return train_ds, val_ds, test_ds, report, data_config
-
-
-class MetricWriter:
-  """Appends metric records to `<workdir>/metrics.jsonl` (process 0 only in multi-process runs)."""
-
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self.enabled = sharding.is_primary()
-
-  def truncate_after(self, step: int) -> None:
-    """Drops records past `step` (written by a run that was killed before its next checkpoint)."""
-    if not self.enabled or not os.path.exists(self.path):
-      return
-    with open(self.path) as f:
-      keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(self.path, "w") as f:
-      f.writelines(keep)
-
-  def write(self, step: int, split: str, values: dict) -> None:
-    if not self.enabled:
-      return
-    record = {"step": int(step), "split": split, **{k: to_jsonable(v) for k, v in values.items()}}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-
-
-def write_run_files(workdir: str, config, cfgs: dict, report: Any, source_line: str) -> None:
-  """Resolved config (JSON) and data report next to the checkpoints."""
-  os.makedirs(workdir, exist_ok=True)
-  resolved = {"experiment": json.loads(config.to_json_best_effort()),
-              "resolved": {k: to_jsonable(v) for k, v in cfgs.items()},
-              "data_source": source_line}
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(resolved, f, indent=2)
-  with open(os.path.join(workdir, "data_report.json"), "w") as f:
-    json.dump({"data_source": source_line, "report": to_jsonable(report)}, f, indent=2)
-  if "SYNTHETIC" in source_line:
-    with open(os.path.join(workdir, "SYNTHETIC_DATA.txt"), "w") as f:
-      f.write(synthetic_banner(cfgs["data"]) + "\n")
-
-
 # --- The run loop ---------------------------------------------------------------------------------
 
 def _flush(pending: list, first_step: int, writer: MetricWriter, tick: float,
@@ -450,16 +292,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
   job each process loads its rows of every batch and process 0 writes the run files and metrics.
   """
   # --- Data, configs and run files.
-  train_ds, val_ds, _, report, data_config = load_data(config)
-  cfgs = resolve_configs(config, int(train_ds.batch(np.arange(1))["inputs"].shape[-1]))
+  train_ds, val_ds, _, report, data_config = experiment.load_data(config)
+  cfgs = experiment.resolve_configs(config, int(train_ds.batch(np.arange(1))["inputs"].shape[-1]))
   cfgs["data"] = data_config
   tcfg, mcfg = cfgs["train"], cfgs["model"]
   mesh_cfg = config_lib.mesh_config(config.get("mesh"))
   mesh = sharding.make_mesh(mesh_cfg)
   sharding.check_batch_size(tcfg.batch_size, mesh)
-  source = data_source_line(data_config, report)
+  source = workdir_lib.data_source_line(data_config, report)
   if sharding.is_primary():
-    write_run_files(workdir, config, cfgs, report, source)
+    workdir_lib.write_run_files(workdir, config, cfgs, report, source)
   logging.info("%s; %d train / %d validation windows; work directory %s", source,
                train_ds.num_windows, val_ds.num_windows, workdir)
   if mesh.size > 1:
@@ -550,6 +392,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
     checkpointer.close()
   summary = {"step": step, **meta}
   if sharding.is_primary():
-    with open(os.path.join(workdir, "train_summary.json"), "w") as f:
-      json.dump(to_jsonable(summary), f, indent=2)
+    workdir_lib.write_train_summary(workdir, summary)
   return summary

@@ -18,6 +18,7 @@ from lemjax import objectives
 from lemjax import report as report_lib
 from lemjax import scenarios
 from lemjax import train as train_lib
+from lemjax import workdir as workdir_lib
 from lemjax.data import synthetic_market
 
 N = 4  # the smoke config's horizon
@@ -171,16 +172,16 @@ def test_trained_model_evaluates_on_unseen_assets_from_files(workdir, tmp_path):
 
 
 def test_evaluation_uses_the_model_config_the_run_was_trained_with(workdir):
-  trained = evaluate_lib.trained_model_config(workdir, None)
+  trained = workdir_lib.trained_model_config(workdir, None)
   other = dataclasses.replace(trained, allocator=dataclasses.replace(
       trained.allocator, width=trained.allocator.width + 3))
-  assert evaluate_lib.trained_model_config(workdir, other) == trained
+  assert workdir_lib.trained_model_config(workdir, other) == trained
   assert trained.allocator.width == smoke_config().model.allocator.width
 
 
 def test_checkpoint_of_another_model_raises_a_clear_error(workdir):
-  trained = evaluate_lib.trained_model_config(workdir, None)
+  trained = workdir_lib.trained_model_config(workdir, None)
   variant = "per_step" if trained.allocator.variant == "shared" else "shared"
   other = dataclasses.replace(trained, allocator=dataclasses.replace(trained.allocator, variant=variant))
   with pytest.raises(ValueError, match="does not fit the model"):
-    evaluate_lib.load_params(workdir, {"model": other})
+    workdir_lib.restore_params(workdir, other)

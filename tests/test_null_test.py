@@ -15,13 +15,13 @@ from lemjax import config as config_lib
 from lemjax import diagnostics
 from lemjax import evaluate
 from lemjax import stats as stats_lib
-from lemjax import train as train_lib
+from lemjax import experiment
 
 
 @pytest.fixture(scope="module")
 def market():
   config = null_test_exp.get_config()
-  train_ds, val_ds, test_ds, _, _ = train_lib.load_data(config)
+  train_ds, val_ds, test_ds, _, _ = experiment.load_data(config)
   ecfg = dataclasses.replace(config_lib.eval_config(config.eval), tune_orders=512, val_orders=512,
                              bootstrap=1000)
   n = config.model.n_ahead

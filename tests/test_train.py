@@ -11,7 +11,10 @@ import pytest
 from experiments import crypto_intraday
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
+from lemjax import experiment
+from lemjax import model as model_lib
 from lemjax import train as train_lib
+from lemjax import workdir as workdir_lib
 from lemjax.data import Sampler
 
 
@@ -96,14 +99,14 @@ def test_interrupted_run_resumes_to_identical_parameters(runs):
 def test_no_recompilation_across_steps_and_runs(runs):
   assert runs["compiled"] <= 1  # three runs (one resumed from disk) share one compiled step
   config = smoke_config()
-  train_ds, _, _, _, _ = train_lib.load_data(config)
-  cfgs = train_lib.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  train_ds, _, _, _, _ = experiment.load_data(config)
+  cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
   state = train_lib.create_train_state(jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], cfgs["loss"])
   state, rng = jax.device_put((state, jax.random.PRNGKey(1)), jax.devices()[0])  # as the loop does
   sampler = Sampler(train_ds.num_windows, cfgs["train"].batch_size, 0)
   sizes = []
   for _ in range(3):
-    batch = train_lib.model_batch(train_ds.batch(sampler.next_indices()))
+    batch = model_lib.model_batch(train_ds.batch(sampler.next_indices()))
     state, metrics = train_lib.train_step_jit(state, batch, rng)
     sizes.append(train_lib.train_step_jit._cache_size())  # pylint: disable=protected-access
   assert sizes[1] == sizes[2] == sizes[0] and int(state.step) == 3
@@ -150,9 +153,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
 
 def test_default_workdir_says_synthetic():
   config = smoke_config()
-  assert train_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke_SYNTHETIC")
+  assert workdir_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke_SYNTHETIC")
   config.data.source = "files"
-  assert train_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke")
+  assert workdir_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke")
 
 
 def test_golden_loss_after_one_step():
@@ -163,12 +166,12 @@ def test_golden_loss_after_one_step():
   and say so in the commit message.
   """
   config = smoke_config()
-  train_ds, _, _, _, _ = train_lib.load_data(config)
-  cfgs = train_lib.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  train_ds, _, _, _, _ = experiment.load_data(config)
+  cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
   init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
   state = train_lib.create_train_state(init_rng, cfgs["model"], cfgs["train"], cfgs["loss"])
   state, rng = jax.device_put((state, rng), jax.devices()[0])
-  batch = train_lib.model_batch(train_ds.batch(Sampler(train_ds.num_windows, 16, 0).next_indices()))
+  batch = model_lib.model_batch(train_ds.batch(Sampler(train_ds.num_windows, 16, 0).next_indices()))
   state, metrics = train_lib.train_step_jit(state, copy.deepcopy(batch), rng)
   r_min, r_max = np.zeros(16, np.float32), np.ones(16, np.float32)
   after = train_lib.eval_step_jit(state, batch, r_min, r_max)

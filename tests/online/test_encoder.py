@@ -1,4 +1,4 @@
-"""Tests for lemjax/online_encoder.py: prefill + extend equal the full encoder, fixed-shape cache."""
+"""Tests for lemjax/online/encoder.py: prefill + step equal the full encoder, fixed-shape carry."""
 
 import functools
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lemjax import online_encoder as oe
+from lemjax.online import encoder as oe
 from lemjax.config import EncoderConfig
 from lemjax.encoder import Encoder
 
@@ -22,12 +22,12 @@ def setup():
   params = jax.jit(model.init)(jax.random.key(1), jnp.zeros((B, T, CFG.n_features)))["params"]
   traces = []
 
-  def extend(params, cache, x_BxF):
+  def step(params, carry, x_BxF):
     traces.append(1)  # Python side effect: runs once per trace, never on cached calls.
-    return oe.extend(CFG, params, cache, x_BxF)
+    return oe.step(CFG, params, carry, x_BxF)
 
   prefill = jax.jit(functools.partial(oe.prefill, CFG), static_argnums=(2,))
-  return jax.jit(model.apply), params, prefill, jax.jit(extend), traces
+  return jax.jit(model.apply), params, prefill, jax.jit(step), traces
 
 
 def _inputs(seed):
@@ -36,64 +36,64 @@ def _inputs(seed):
 
 
 @pytest.mark.parametrize("seed, p", [(0, 1), (1, 3), (2, T - 1), (3, T)])
-def test_prefill_then_extend_equals_full_encoder(setup, seed, p):
-  full, params, prefill, extend, _ = setup
+def test_prefill_then_step_equals_full_encoder(setup, seed, p):
+  full, params, prefill, step, _ = setup
   x = _inputs(seed)
   want = np.asarray(full({"params": params}, x))
-  ctx, cache = prefill(params, x[:, :p], T)
-  assert ctx.shape == (B, p, CFG.hidden) and int(cache.pos) == p
+  carry, ctx = prefill(params, x[:, :p], T)
+  assert ctx.shape == (B, p, CFG.hidden) and int(carry.pos) == p
   np.testing.assert_allclose(ctx, want[:, :p], rtol=1e-5, atol=1e-5)
   for t in range(p, T):
-    ctx_t, cache = extend(params, cache, x[:, t])
-    assert int(cache.pos) == t + 1
+    carry, ctx_t = step(params, carry, x[:, t])
+    assert int(carry.pos) == t + 1
     np.testing.assert_allclose(ctx_t, want[:, t], rtol=1e-5, atol=1e-5, err_msg=f"position {t}")
 
 
-def test_cache_has_fixed_shapes_and_extend_compiles_once(setup):
-  _, params, prefill, extend, traces = setup
+def test_carry_has_fixed_shapes_and_step_compiles_once(setup):
+  _, params, prefill, step, traces = setup
   x = _inputs(4)
-  _, cache = prefill(params, x[:, :2], T)
+  carry, _ = prefill(params, x[:, :2], T)
   spec = lambda c: jax.tree.map(lambda a: (a.shape, a.dtype), c)
-  first = spec(cache)
-  assert first == spec(oe.init_cache(CFG, B, T))
-  extend(params, cache, x[:, 2])  # compiles at most once here
+  first = spec(carry)
+  assert first == spec(oe.init_carry(CFG, B, T))
+  step(params, carry, x[:, 2])  # compiles at most once here
   before = len(traces)
   for t in range(2, T):
-    _, cache = extend(params, cache, x[:, t])
-    assert spec(cache) == first
+    carry, _ = step(params, carry, x[:, t])
+    assert spec(carry) == first
   assert len(traces) == before
 
 
 def test_unseen_positions_stay_empty_and_past_the_end_is_dropped(setup):
-  _, params, prefill, extend, _ = setup
+  _, params, prefill, step, _ = setup
   x = _inputs(5)
-  _, cache = prefill(params, x[:, :3], T)
-  for cached in (cache.keys_BxhxTxd, cache.values_BxhxTxd):
+  carry, _ = prefill(params, x[:, :3], T)
+  for cached in (carry.keys_BxhxTxd, carry.values_BxhxTxd):
     assert np.all(np.asarray(cached)[:, :, 3:] == 0.0) and np.any(np.asarray(cached)[:, :, :3] != 0.0)
-  _, full = prefill(params, x, T)
-  _, after = extend(params, full, x[:, 0])  # pos = T: nothing to store
+  full, _ = prefill(params, x, T)
+  after, _ = step(params, full, x[:, 0])  # pos = T: nothing to store
   np.testing.assert_array_equal(after.keys_BxhxTxd, full.keys_BxhxTxd)
   np.testing.assert_array_equal(after.values_BxhxTxd, full.values_BxhxTxd)
 
 
-def test_extend_agrees_under_vmap_over_orders(setup):
-  """The online API vmaps one-order caches (B = 1) over orders; same values as the batch."""
-  _, params, prefill, extend, _ = setup
+def test_step_agrees_under_vmap_over_orders(setup):
+  """The online API vmaps one-order carries (B = 1) over orders; same values as the batch."""
+  _, params, prefill, step, _ = setup
   x = _inputs(6)
-  _, cache = prefill(params, x[:, :4], T)
-  want, _ = extend(params, cache, x[:, 4])
-  single = jax.tree.map(lambda a: a[:, None] if a.ndim else jnp.broadcast_to(a, (B,)), cache)
-  got, _ = jax.jit(jax.vmap(lambda c, r: oe.extend(CFG, params, c, r)))(single, x[:, 4][:, None])
+  carry, _ = prefill(params, x[:, :4], T)
+  _, want = step(params, carry, x[:, 4])
+  single = jax.tree.map(lambda a: a[:, None] if a.ndim else jnp.broadcast_to(a, (B,)), carry)
+  _, got = jax.jit(jax.vmap(lambda c, r: oe.step(CFG, params, c, r)))(single, x[:, 4][:, None])
   np.testing.assert_allclose(got[:, 0], want, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_shapes_raise(setup):
-  _, params, prefill, extend, _ = setup
+  _, params, prefill, step, _ = setup
   x = _inputs(7)
   with pytest.raises(ValueError, match="x_BxPxF"):
     prefill(params, x[:, :, :2], T)
   with pytest.raises(ValueError, match="P=7"):
     prefill(params, x, T - 1)
-  _, cache = prefill(params, x[:, :2], T)
+  carry, _ = prefill(params, x[:, :2], T)
   with pytest.raises(ValueError, match="x_BxF"):
-    extend(params, cache, x[:2, 2])
+    step(params, carry, x[:2, 2])

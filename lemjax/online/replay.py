@@ -1,6 +1,6 @@
-"""Replays one order of a trained LEM over a bar file, bar by bar: `python -m lemjax.execute --help`.
+"""Replays one order of a trained LEM over a bar file, bar by bar: `python -m lemjax.online.replay --help`.
 
-  python -m lemjax.execute --workdir runs/crypto_intraday --bars BTCUSDT_1h.csv.gz \\
+  python -m lemjax.online.replay --workdir runs/crypto_intraday --bars BTCUSDT_1h.csv.gz \\
       --side buy --quantity 10 --min-bars 4 [--benchmark twap] [--start 2025-07-01T12:00]
 
 Prints the schedule (child order per bar), the achieved price, the benchmark and the
@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
-from lemjax import execution
 from lemjax import objectives
+from lemjax import online
 from lemjax import scenarios
 from lemjax.data import binance, daily, resample, tables
 
@@ -73,7 +73,7 @@ def _origin_row(table: pl.DataFrame, start: str | None, n_ahead: int) -> int:
   return row
 
 
-def replay(policy: execution.Policy, order: execution.Order, table: pl.DataFrame,
+def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame,
            row: int) -> dict:
   """Runs the order from bar `row` of `table` (earlier bars are its history).
 
@@ -83,7 +83,7 @@ def replay(policy: execution.Policy, order: execution.Order, table: pl.DataFrame
   """
   cols = {c: table[c].to_numpy() for c in ("time", "close", "volume", "vwap")}
   n = policy.n_ahead
-  exe = execution.Executor.start(policy, order, {c: v[:row] for c, v in cols.items()})
+  exe = online.Executor.start(policy, order, {c: v[:row] for c, v in cols.items()})
   frac_N, rows = np.zeros(n), []
   out = exe.status
   for s in range(n):
@@ -113,7 +113,7 @@ def replay(policy: execution.Policy, order: execution.Order, table: pl.DataFrame
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m lemjax.execute", description=__doc__.split("\n")[0])
+  p = argparse.ArgumentParser(prog="python -m lemjax.online.replay", description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True, help="trained run's work directory (or its checkpoint folder)")
   p.add_argument("--bars", required=True, help="bar file: Binance klines or daily bars (.csv/.csv.gz/.zip)")
   p.add_argument("--side", required=True, choices=scenarios.SIDES)
@@ -134,11 +134,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
   args = _parser().parse_args(argv)
-  policy = execution.load_policy(args.workdir, args.checkpoint)
+  policy = online.load_policy(args.workdir, args.checkpoint)
   target = "quantity" if args.quantity is not None else "notional"
-  order = execution.Order(side=args.side, size=args.quantity if target == "quantity" else args.notional,
-                          target=target, benchmark=args.benchmark, min_bars=args.min_bars,
-                          r_min=args.r_min, r_max=args.r_max, fixed_duration=args.fixed)
+  order = online.Order(side=args.side, size=args.quantity if target == "quantity" else args.notional,
+                       target=target, benchmark=args.benchmark, min_bars=args.min_bars,
+                       r_min=args.r_min, r_max=args.r_max, fixed_duration=args.fixed)
   order.check(policy.n_ahead)
   table = load_bars(args.bars, policy.step_ms)
   row = _origin_row(table, args.start, policy.n_ahead)

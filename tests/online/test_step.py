@@ -1,0 +1,87 @@
+"""Tests for lemjax/online/step.py: online decisions equal the batched model's, bar by bar."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lemjax import objectives
+from lemjax import online
+from lemjax import scenarios
+
+from .common import R_MAX, R_MIN, T0S, bar, history, order
+
+
+def _all_orders(run, policy):
+  """Every scenario x heads {0, 1, N-1, N} x window, started; with their (window, head, scenario)."""
+  n = policy.n_ahead
+  carries, keys = [], []
+  for i, t0 in enumerate(T0S):
+    for sc in range(scenarios.NUM_SCENARIOS):
+      for head in (0, 1, n - 1, n):
+        carries.append(online.start(policy, order(sc, head, n, R_MIN[i], R_MAX[i]), history(run, t0)))
+        keys.append((i, head, sc))
+  return carries, keys
+
+
+def test_vmapped_orders_match_batched_allocations(run, policy):
+  n = policy.n_ahead
+  carries, keys = _all_orders(run, policy)
+  carry = online.stack(carries)
+  idx = np.array([k[0] for k in keys])
+  got = np.zeros((len(keys), n), np.float32)
+  got[:, 0] = np.asarray(online.next_child(carry)[1])
+  done = np.zeros(len(keys), bool)
+  for s in range(n):
+    live = online.check_bar(policy, carry, {c: v[T0S[idx] + s] for c, v in run["cols"].items()})
+    carry, out = online.step_many(policy, carry, live)
+    if s + 1 < n:
+      got[:, s + 1] = np.where(done, 0.0, np.asarray(out.fraction))
+    done = np.asarray(out.done)
+  want = np.stack([run["alloc"][i, :, head, sc] for i, head, sc in keys])
+  np.testing.assert_allclose(got, want, atol=2e-6)
+  assert done.all()
+  # Every order completes: the fractions sum to 1 and children are fraction x size.
+  np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+  summary = objectives.execution_summary(jnp.asarray(run["alloc"]), jnp.asarray(run["batch"]["prices"]),
+                                         jnp.asarray(run["batch"]["volumes"]))
+  arrival = run["cols"]["close"][T0S - 1]
+  for name in ("price", "benchmark"):
+    want = np.array([summary[name][i, head, sc] * arrival[i] for i, head, sc in keys])
+    np.testing.assert_allclose(np.asarray(getattr(out, name)), want, rtol=2e-6)
+  want = np.array([summary["improvement_bps"][i, head, sc] for i, head, sc in keys])
+  np.testing.assert_allclose(np.asarray(out.improvement_bps), want, atol=2e-2)
+
+
+def test_single_order_loop_features_and_early_end(run, policy):
+  """One order bar by bar (Executor): the encoder buffer equals the batch's features."""
+  n, i = policy.n_ahead, 1
+  exe = online.Executor.start(policy, order(0, n, n, R_MIN[i], R_MAX[i]), history(run, T0S[i]))
+  inputs = run["batch"]["inputs"][i]
+  lb = policy.lookback
+  np.testing.assert_array_equal(np.asarray(exe.carry.inputs_TxF)[:lb], inputs[:lb])
+  assert not np.asarray(exe.carry.inputs_TxF)[lb:].any()  # nothing from the future
+  fractions = [float(exe.status.fraction)]
+  for s in range(n):
+    out = exe.on_bar(bar(run, T0S[i] + s))
+    fractions.append(float(out.fraction))
+    assert int(out.bars) == s + 1 and bool(out.done) == (s == n - 1)
+    np.testing.assert_allclose(float(out.child), 7.0 * fractions[-1], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(exe.carry.inputs_TxF), inputs, rtol=1e-6, atol=1e-5)
+  np.testing.assert_allclose(fractions[:n], run["alloc"][i, :, n, 0], atol=2e-6)
+  with pytest.raises(ValueError, match="already complete"):
+    exe.on_bar(bar(run, T0S[i] + n))
+
+
+def test_decisions_ignore_future_bars(run, policy):
+  """Decisions 0..s come before bar s exists; a different bar s changes only what follows it."""
+  n, t0 = policy.n_ahead, T0S[0]
+  carry = online.start(policy, order(1, 1, n), history(run, t0))
+  first = [float(online.next_child(carry)[1])]
+  carry, out = online.step_jit(policy, carry, online.check_bar(policy, carry, bar(run, t0)))
+  first.append(float(out.fraction))
+  np.testing.assert_allclose(first, run["alloc"][0, :2, 1, 1], atol=2e-6)
+  other = dict(bar(run, t0 + 1), close=bar(run, t0 + 1)["close"] * 1.5, volume=1e9)
+  _, out_other = online.step_jit(policy, carry, online.check_bar(policy, carry, other))
+  _, out_same = online.step_jit(policy, carry, online.check_bar(policy, carry, bar(run, t0 + 1)))
+  np.testing.assert_allclose(float(out_same.fraction), run["alloc"][0, 2, 1, 1], atol=2e-6)
+  assert float(out_other.fraction) != float(out_same.fraction)
