@@ -141,7 +141,7 @@ def test_sharp_soft_window_has_no_gradient_towards_ending_early_until_annealed()
   assert warm[0, N - 1, 0, 0] > 0.1, "trading less in the last bar must shorten the warm window"
   temps = [float(objectives.mask_temperature(cfg, t)) for t in (0, 50, 100, 1000)]
   np.testing.assert_allclose(temps, [0.05, np.sqrt(0.05 * 2e-3), 2e-3, 2e-3], rtol=1e-5)
-  assert float(objectives.mask_temperature(LossConfig(), 0)) == np.float32(2e-3)  # no annealing
+  assert float(objectives.mask_temperature(LossConfig(mask_anneal_steps=0), 0)) == np.float32(2e-3)
 
 
 def test_loss_variants_and_weights():
