@@ -171,7 +171,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
                                     {"dropout": k_dropout}, temperature)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "mask_temperature": temperature,
              **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
