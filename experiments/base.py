@@ -81,6 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
   loss.per_side = False       # flexible heads: softplus(-imp) per side instead of buy-minus-sell
   loss.softplus_scale_bps = 100.0  # slippage (bps) divided by this inside softplus (100 = percent)
   loss.mask_temperature = 2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r/temp)
+  # Training starts with a wide window (0: no annealing) that sharpens geometrically to
+  # `mask_temperature` over `mask_anneal_steps`: at the sharp temperature alone a head sees no
+  # gradient towards ending early until less than ~1% of its order is left, and some never get
+  # there (collapsed heads, see lemjax/health.py). Validation always uses `mask_temperature`.
+  loss.mask_temperature_start = 0.05
+  loss.mask_anneal_steps = 500
   loss.reference_compat = False  # the `lems` loss exactly (percent units, its 0.5-weight mask)
 
   # --- train: optimiser, order terms, validation, checkpoints ----------------------------------
@@ -157,6 +163,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train.batch_size = 16
   config.train.steps = 24
   config.train.warmup_steps = 4
+  config.loss.mask_anneal_steps = 8
   config.train.log_every = 4
   config.train.eval_every = 8
   config.train.val_orders = 64

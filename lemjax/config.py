@@ -41,6 +41,8 @@ class LossConfig:
   per_side: bool = False         # flexible heads: softplus(-imp) per side instead of the buy-minus-sell spread
   softplus_scale_bps: float = 100.0  # slippage (bps) is divided by this inside softplus; 100 = percent, as in the paper
   mask_temperature: float = 2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r / temperature)
+  mask_temperature_start: float = 0.05  # training starts at this temperature (0: no annealing) ...
+  mask_anneal_steps: int = 500   # ... and reaches `mask_temperature` geometrically after this many steps
   reference_compat: bool = False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)
   reference_alpha: float = 50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
 

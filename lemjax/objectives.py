@@ -16,6 +16,12 @@ softplus(-imp / scale) per side); the fixed head pays softplus(|slippage| / scal
 100 bps by default, i.e. the paper's percent. Windows are soft: bar n of head k weighs 1 if
 n <= k, else 1 - exp(-r_n / temperature) with r_n the fraction still to trade at or after n,
 which is exactly 0 once the order is complete.
+At the final temperature (2e-3) a bar's weight moves only once less than ~1% of the order
+is left, so a head that trades a share of every bar (as every head does at initialisation) gets
+no gradient towards ending early, and on a martingale its fills give none either: it may never
+find the end-date option. Training therefore starts warm (`mask_temperature_start`, 0.05, where
+the last bar of a uniform schedule already answers) and sharpens geometrically to the final
+temperature (`mask_temperature`), see `mask_temperature`.
 
 Where the defaults differ from the `lems` package (`reference_compat=True` reproduces it,
 see lemjax/reference.py), and why:
@@ -157,7 +163,18 @@ def improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, reference_compat:
 # ----------------------------------------------------------------------------- training loss
 
 
-def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = LossConfig()):
+def mask_temperature(loss_config: LossConfig, step):
+  """Soft-window temperature of training step `step`: geometric from the start value to the final one."""
+  cfg = loss_config
+  if cfg.mask_temperature_start <= 0 or cfg.mask_anneal_steps <= 0:
+    return jnp.float32(cfg.mask_temperature)
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / cfg.mask_anneal_steps, 0.0, 1.0)
+  log_t = (1 - frac) * np.log(cfg.mask_temperature_start) + frac * np.log(cfg.mask_temperature)
+  return jnp.exp(log_t)
+
+
+def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = LossConfig(),
+             temperature=None):
   """The training objective of every head and scenario at once.
 
   Args:
@@ -165,6 +182,8 @@ def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = L
     prices_BxN: fill prices divided by the arrival price.
     volumes_BxN: market volumes.
     loss_config: weights, per-side variant, soft-window temperature, reference_compat.
+    temperature: soft-window temperature (a scalar, may be traced); None uses
+      `loss_config.mask_temperature`.
 
   Returns:
     (loss scalar, aux dict with loss_flexible, loss_fixed and imp_bps_KxS, the batch mean
@@ -176,7 +195,8 @@ def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = L
   if cfg.reference_compat:
     slip = reference.slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN, alpha=cfg.reference_alpha)
   else:
-    w = window_mask(alloc_BxNxKxS, temperature=cfg.mask_temperature)
+    w = window_mask(alloc_BxNxKxS, temperature=cfg.mask_temperature if temperature is None
+                    else temperature)
     price = achieved_price(alloc_BxNxKxS, prices_BxN)
     bench = benchmark_price(w, prices_BxN, volumes_BxN)
     slip = (price - bench) / bench * (1e4 / cfg.softplus_scale_bps)

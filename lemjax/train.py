@@ -19,6 +19,7 @@ from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
 from lemjax import experiment
+from lemjax import health
 from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import sharding
@@ -111,12 +112,12 @@ def create_train_state(rng: jax.Array, model_config: config_lib.ModelConfig,
 
 # --- Steps ----------------------------------------------------------------------------------------
 
-def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None):
+def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None, temperature=None):
   alloc_BxNxKxS = state.apply_fn(
       {"params": params}, batch["inputs"], r_min_B, r_max_B, batch["prices"], batch["volumes"],
       deterministic=rngs is None, rngs=rngs)
   loss, aux = objectives.lem_loss(alloc_BxNxKxS, batch["prices"], batch["volumes"],
-                                  state.loss_config)
+                                  state.loss_config, temperature)
   return loss, (aux, alloc_BxNxKxS)
 
 
@@ -136,11 +137,12 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   r_min_B, r_max_B = sample_order_terms(k_terms, batch["prices"].shape[0], batch["prices"].shape[1],
                                         state.r_min_range, state.r_max_range)
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
+  temperature = objectives.mask_temperature(state.loss_config, state.step)
   (loss, (aux, _)), grads = grad_fn(state.params, state, batch, r_min_B, r_max_B,
-                                    {"dropout": k_dropout})
+                                    {"dropout": k_dropout}, temperature)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "mask_temperature": temperature,
              **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -149,12 +151,17 @@ def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.A
   """Validation loss and hard-window metrics (bps) of a batch, without dropout.
 
   imp_flexible_bps: mean improvement of the flexible heads (every scenario); abs_fixed_bps:
-  mean |improvement| of the fixed head, its tracking error (its signed mean cancels over sides).
+  mean |improvement| of the fixed head, its tracking error (its signed mean cancels over sides);
+  early_KxS and imp_bps_KxS: per head and scenario, the share of orders ended before their
+  last bar and the mean improvement (what reveals a collapsed head, lemjax/health.py).
   """
   loss, (_, alloc_BxNxKxS) = _loss(state.params, state, batch, r_min_B, r_max_B)
-  imp_BxKxS = objectives.improvement_bps(alloc_BxNxKxS, batch["prices"], batch["volumes"])
+  summary = objectives.execution_summary(alloc_BxNxKxS, batch["prices"], batch["volumes"])
+  imp_BxKxS = summary["improvement_bps"]
   return {"loss": loss, "imp_flexible_bps": jnp.mean(imp_BxKxS[:, :-1]),
-          "abs_fixed_bps": jnp.mean(jnp.abs(imp_BxKxS[:, -1]))}
+          "abs_fixed_bps": jnp.mean(jnp.abs(imp_BxKxS[:, -1])),
+          "early_KxS": jnp.mean(summary["ended_early"].astype(jnp.float32), axis=0),
+          "imp_bps_KxS": jnp.mean(imp_BxKxS, axis=0)}
 
 
 train_step_jit = jax.jit(train_step, donate_argnums=0)
@@ -212,10 +219,27 @@ def place_validation_batch(batch: dict, r_min_B, r_max_B, mesh: jax.sharding.Mes
 
 
 def validate(state: TrainState, batches: list, eval_fn: Callable = eval_step_jit) -> dict:
-  """Mean validation metrics over the fixed batches (one host sync)."""
+  """Mean validation metrics over the fixed batches (one host sync).
+
+  Scalars come back as floats, per-head metrics as [K, S] numpy arrays (batches are equal-sized).
+  """
   metrics = [eval_fn(state, b, lo, hi) for b, lo, hi in batches]
   stacked = jax.device_get(metrics)
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  out = {k: np.mean([m[k] for m in stacked], axis=0) for k in stacked[0]}
+  return {k: float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
+
+
+def log_collapsed_heads(step: int, val: dict) -> list[str]:
+  """Warns about every flexible head that stopped using the end-date option (lemjax/health.py)."""
+  lines = health.collapse_warnings(val["early_KxS"])
+  if lines:
+    logging.warning("step %d: %d collapsed heads:\n  %s", step, len(lines), "\n  ".join(lines))
+  return lines
+
+
+def val_record(val: dict) -> dict:
+  """Validation metrics for metrics.jsonl, [K, S] arrays rounded to keep the lines short."""
+  return {k: np.round(v, 4) if np.ndim(v) else v for k, v in val.items()}
 
 
 # --- The run loop ---------------------------------------------------------------------------------
@@ -363,7 +387,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         pending, first, tick = [], step, time.perf_counter()
       if validate_now:
         val = validate(state, val_batches, eval_fn)
-        writer.write(step, "val", val)
+        writer.write(step, "val", val_record(val))
+        log_collapsed_heads(step, val)
         if not math.isfinite(val["loss"]):
           raise FloatingPointError(f"non-finite validation loss at step {step}; the last good "
                                    f"checkpoint is step {last_good} in {checkpointer.root}")
@@ -374,7 +399,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           meta["bad_rounds"] += 1
         stop = tcfg.patience > 0 and meta["bad_rounds"] >= tcfg.patience
         meta["finished"] = bool(stop or step >= tcfg.steps)
-        saved = {**meta, "sampler": to_jsonable(sampler.state), "step": step, "val": val}
+        saved = {**meta, "sampler": to_jsonable(sampler.state), "step": step,
+                 "val": {k: v for k, v in val.items() if np.ndim(v) == 0}}
         arrays = {**state.arrays(), "rng": rng}
         if improved:
           checkpointer.save(step, arrays, saved, best=True)

@@ -122,6 +122,29 @@ def test_soft_window_weighs_finished_bars_zero():
   np.testing.assert_array_equal(w, objectives.window_mask(jnp.asarray(alloc)))
 
 
+def test_sharp_soft_window_has_no_gradient_towards_ending_early_until_annealed():
+  """The plateau that left flexible heads never ending early, and the annealing that removes it.
+
+  At the final temperature a schedule that keeps 1/N of the order for each later bar gets no
+  gradient from its benchmark window (the weight of bar n moves only once less than about 1% of
+  the order is left), although the hard window drops those bars once the order completes.
+  Training starts at a warm temperature, where the window answers from anywhere.
+  """
+  uniform = jnp.full((1, N, K, S), 1.0 / N, jnp.float32)
+
+  def late_weight(alloc, temperature):   # head 0 (min period 1): bars 1..N-1 are optional
+    return jnp.sum(objectives.window_mask(alloc, temperature=temperature)[0, 1:, 0, 0])
+
+  cfg = LossConfig(mask_temperature_start=0.05, mask_anneal_steps=100)
+  sharp = np.asarray(jax.grad(late_weight)(uniform, objectives.mask_temperature(cfg, 100)))
+  warm = np.asarray(jax.grad(late_weight)(uniform, objectives.mask_temperature(cfg, 0)))
+  assert np.max(np.abs(sharp)) < 1e-12
+  assert warm[0, N - 1, 0, 0] > 0.1, "trading less in the last bar must shorten the warm window"
+  temps = [float(objectives.mask_temperature(cfg, t)) for t in (0, 50, 100, 1000)]
+  np.testing.assert_allclose(temps, [0.05, np.sqrt(0.05 * 2e-3), 2e-3, 2e-3], rtol=1e-5)
+  assert float(objectives.mask_temperature(LossConfig(mask_anneal_steps=0), 0)) == np.float32(2e-3)
+
+
 def test_loss_variants_and_weights():
   rng = np.random.default_rng(4)
   alloc = jnp.asarray(_random_alloc(rng, 16))
