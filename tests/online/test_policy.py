@@ -1,5 +1,6 @@
 """Tests for lemjax/online/policy.py: a trained run's policy, and clear errors for broken runs."""
 
+import gc
 import json
 import os
 
@@ -39,3 +40,4 @@ def test_load_policy_errors(run, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match=match):
       online.load_policy(str(tmp_path))
+  gc.collect()  # reports the failed restore's coroutines here, under this module's filter
