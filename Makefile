@@ -14,7 +14,7 @@ DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,
 # Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
 WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
 
-.PHONY: install test train eval seeds bench data null-test clean
+.PHONY: install test lint train eval seeds bench data null-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q $(ARGS)
+
+# ruff, configured in pyproject.toml: lint rules, then the formatter in check-only mode.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 train: $(STAMP)
 	$(PY) -m lemjax.main --mode=train --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
@@ -49,5 +54,7 @@ null-test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m lemjax.bench $(ARGS)
 
+# Caches and the virtualenv only: trained models in runs/ stay.
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -2,7 +2,8 @@
 
 Sections map one-to-one onto the frozen dataclasses of lemjax/config.py (`data` -> DataConfig,
 `model` -> ModelConfig, `loss` -> LossConfig, `train` -> TrainConfig, `eval` -> EvalConfig,
-`mesh` -> MeshConfig, `distributed` -> DistributedConfig).
+`mesh` -> MeshConfig, `distributed` -> DistributedConfig); a key that its dataclass lacks is an
+error naming it (tests/test_config.py checks that this file sets every field).
 `lookback` and `n_ahead` are shared references: overriding `--config.model.lookback=16` also
 moves `data.lookback`.
 """
@@ -88,6 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
   loss.mask_temperature_start = 0.05
   loss.mask_anneal_steps = 500
   loss.reference_compat = False  # the `lems` loss exactly (percent units, its 0.5-weight mask)
+  loss.reference_alpha = 50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
 
   # --- train: optimiser, order terms, validation, checkpoints ----------------------------------
   train = config.train = ml_collections.ConfigDict()

@@ -3,6 +3,7 @@
 Run:  make bench                      (paper and smoke sizes; writes bench.json)
       make bench ARGS="--configs=smoke --steps=10"
       make bench ARGS="--configs=paper --override=model.allocator.variant=shared"
+      make bench ARGS="--config=experiments/djia_multiday.py:smoke"   (an experiment, as in main)
 Each configuration runs in a fresh subprocess so that its compile time and peak memory are its
 own. The same command runs on CPU and, unchanged, on a GPU (peak memory is then the device's).
 """
@@ -26,13 +27,20 @@ from absl import app
 from absl import flags
 
 from experiments import base
+from lemjax import allocation
+from lemjax import config as config_lib
 from lemjax import experiment
 from lemjax import objectives
 from lemjax import online
 from lemjax import scenarios
 from lemjax import train
+from lemjax.data import features
+from lemjax.encoder import Encoder
 
-_CONFIGS = flags.DEFINE_list("configs", ["paper", "smoke"], "Sizes to run: paper, smoke.")
+_CONFIGS = flags.DEFINE_list(
+    "configs", ["paper", "smoke"], "Configurations to run: sizes of the base config (paper, "
+    "smoke) or experiment files as lemjax.main's --config takes them (experiments/x.py:smoke).")
+flags.DEFINE_alias("config", "configs")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed train steps after compilation.")
 _OVERRIDE = flags.DEFINE_list("override", [], "key=value config overrides, e.g. "
@@ -43,7 +51,7 @@ _LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per t
 _OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
 
-N_FEATURES = 8
+N_FEATURES = features.N_FEATURES
 _MARK = "BENCH_RESULT "
 
 
@@ -57,9 +65,17 @@ def _parse_value(text: str):
 
 
 def make_config(name: str, overrides: list[str]):
-  """The experiment ConfigDict of size `name` (paper or smoke) with `overrides` applied."""
-  config = base.with_variant(base.get_config(), name)
-  config.model.encoder.n_features = N_FEATURES
+  """The ConfigDict of `name` with `overrides` applied (an unknown key raises ValueError).
+
+  Args:
+    name: a size of the base config ("paper", "smoke") or an experiment file with an optional
+      variant, "experiments/djia_multiday.py:smoke", as lemjax.main's --config takes it.
+    overrides: "section.key=value" strings; values parse as JSON, else stay strings.
+  """
+  if name.partition(":")[0].endswith(".py"):
+    config = config_lib.load_experiment(name)
+  else:
+    config = base.with_variant(base.get_config(), name)
   for item in overrides:
     key, _, value = item.partition("=")
     node, *path = key.strip().split(".")
@@ -67,6 +83,7 @@ def make_config(name: str, overrides: list[str]):
     for part in path[:-1]:
       target = target[part]
     target[path[-1]] = _parse_value(value)
+  config_lib.check_config(config)
   return config
 
 
@@ -100,8 +117,6 @@ def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
   """Median seconds of the step's parts, each jitted alone: encoder forward+backward,
   allocator scan forward+backward (from a fixed context), loss forward+backward (from fixed
   allocations), optimiser update."""
-  from lemjax import allocation  # pylint: disable=g-import-not-at-top
-  from lemjax.encoder import Encoder  # pylint: disable=g-import-not-at-top
   enc = Encoder(mcfg.encoder)
   b = batch["prices"].shape[0]
   r_min, r_max = jnp.zeros((b,)), jnp.ones((b,))
@@ -144,8 +159,6 @@ def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
 def same_step_latency(mcfg, params, n_orders: int, repeats: int) -> dict:
   """Median seconds of one decision for `n_orders` orders at the same step, batched: the
   encoder over each order's window, then `allocation.decide` (a lower bound for the API)."""
-  from lemjax import allocation  # pylint: disable=g-import-not-at-top
-  from lemjax.encoder import Encoder  # pylint: disable=g-import-not-at-top
   enc, acfg, s = Encoder(mcfg.encoder), mcfg.allocator, mcfg.n_ahead // 2
 
   def decide(params, inputs_BxTxF, carry, r_min_B, r_max_B):
@@ -268,7 +281,7 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
     repeats = 5 if n > 64 else 20
     try:
       result["decision_latency"][str(n)] = step_latency(policy, n, repeats)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # Recorded, not raised: one failing size should not hide the other measurements.
       result["decision_latency"][str(n)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     result["decision_latency_same_step"][str(n)] = same_step_latency(mcfg, policy.params, n,
@@ -286,7 +299,7 @@ def _run_child(name: str) -> dict:
   if _OVERRIDE.value:
     argv.append(f"--override={','.join(_OVERRIDE.value)}")
   proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith(_MARK)]
+  lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
   if proc.returncode or not lines:
     raise RuntimeError(f"benchmark of {name!r} failed:\n{proc.stderr[-4000:]}")
   return json.loads(lines[-1][len(_MARK):])

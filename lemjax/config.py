@@ -1,8 +1,12 @@
-"""Frozen, typed configuration dataclasses; ConfigDicts are converted at the module boundary."""
+"""Frozen, typed configuration dataclasses; ConfigDicts are converted, strictly, at the module boundary."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
+import os
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -49,6 +53,7 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+  """The LEM's sizes: encoder, allocator and the window (lookback, n_ahead, shared with DataConfig)."""
   lookback: int = 120            # L, history bars before t0
   n_ahead: int = 12              # N
   encoder: EncoderConfig = EncoderConfig()
@@ -59,56 +64,6 @@ class ModelConfig:
   def seq_len(self) -> int:
     """T = L + N - 1: bars t0-L .. t0+N-2 feed the encoder."""
     return self.lookback + self.n_ahead - 1
-
-
-def _build(cls, cfg: Any):
-  """Builds dataclass `cls` from a mapping/ConfigDict, ignoring unknown keys."""
-  if cfg is None:
-    return cls()
-  if isinstance(cfg, cls):
-    return cfg
-  items = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg)
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  kwargs = {}
-  for name, value in items.items():
-    if name not in fields:
-      continue
-    if isinstance(value, list):
-      value = tuple(value)
-    kwargs[name] = value
-  return cls(**kwargs)
-
-
-def _check_saved_fields(section, cls, name: str, nested: tuple[str, ...] = ()) -> None:
-  """ValueError when a saved config section has fields this code does not know, or lacks some."""
-  known = {f.name for f in dataclasses.fields(cls)} - set(nested)
-  saved = set(section) - set(nested)
-  if saved - known:
-    raise ValueError(f"config field {name}.{sorted(saved - known)[0]} is not known to this version "
-                     "of lemjax: the checkpoint was written by different code")
-  if known - saved:
-    raise ValueError(f"config field {name}.{sorted(known - saved)[0]} is missing from the saved "
-                     "config: the checkpoint was written by different code")
-
-
-def saved_model_config(saved: Any) -> ModelConfig:
-  """ModelConfig from a run's saved `resolved.model` section, checking its fields against this code."""
-  _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
-  _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
-  _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")
-  return model_config(saved)
-
-
-def model_config(cfg: Any) -> ModelConfig:
-  """ModelConfig from a ConfigDict `model` section (sub-sections `encoder`, `allocator`)."""
-  items = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg or {})
-  enc = _build(EncoderConfig, items.pop("encoder", None))
-  n_ahead = items.get("n_ahead", ModelConfig.n_ahead)
-  alloc_items = dict(items.pop("allocator", {}) or {})
-  alloc_items["n_ahead"] = n_ahead
-  alloc = _build(AllocatorConfig, alloc_items)
-  base = _build(ModelConfig, items)
-  return dataclasses.replace(base, encoder=enc, allocator=alloc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,22 +97,26 @@ class DataConfig:
   martingale: bool = False       # synthetic prices a pure martingale (null test, SPEC section 7)
 
 
-def data_config(cfg: Any) -> DataConfig:
-  """DataConfig from a ConfigDict `data` section (unknown keys ignored)."""
-  return _build(DataConfig, cfg)
-
-
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Optimisation, order-term sampling, validation and checkpoint cadence (lemjax/train.py)."""
-  batch_size: int = 64           # B, parent orders per step
-  steps: int = 3000              # optimiser steps
+class OptimizerConfig:
+  """AdamW, its learning-rate schedule and clipping: every field `train.make_optimizer` reads."""
   learning_rate: float = 1e-3    # peak learning rate
   schedule: str = "cosine"       # "cosine" (warm-up then cosine decay) or "constant" (warm-up then flat)
   warmup_steps: int = 100        # linear warm-up from 0 to the peak
   final_lr_fraction: float = 0.1  # cosine: final learning rate as a fraction of the peak
   weight_decay: float = 1e-4     # AdamW decoupled weight decay
   clip_norm: float = 1.0         # global-norm gradient clipping (0 disables)
+  steps: int = 3000              # optimiser steps (the cosine decays over all of them)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(OptimizerConfig):
+  """Optimisation, order-term sampling, validation and checkpoint cadence (lemjax/train.py).
+
+  The optimiser fields are inherited from OptimizerConfig, so the `train` section stays flat
+  (as in experiments/base.py and every saved config.json).
+  """
+  batch_size: int = 64           # B, parent orders per step
   # Per-step rate bounds (fractions of the parent order) drawn uniformly per sample, then made
   # feasible: r_min <= 1/N <= r_max, so one model serves many contracts.
   r_min_range: tuple[float, float] = (0.0, 0.05)
@@ -197,11 +156,6 @@ class EvalConfig:
   seed: int = 0                  # bootstrap and order-selection seed
 
 
-def train_config(cfg: Any) -> TrainConfig:
-  """TrainConfig from a ConfigDict `train` section (unknown keys ignored)."""
-  return _build(TrainConfig, cfg)
-
-
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
   """Device mesh of a run (lemjax/sharding.py): batch over a `data` axis, parameters replicated."""
@@ -219,16 +173,139 @@ class DistributedConfig:
   process_id: int = -1           # -1 = JAX_PROCESS_ID or the cluster's value
 
 
-def mesh_config(cfg: Any) -> MeshConfig:
-  """MeshConfig from a ConfigDict `mesh` section (unknown keys ignored)."""
-  return _build(MeshConfig, cfg)
+# --- Builders: a ConfigDict section becomes its dataclass; an unknown key is an error ---------------
 
 
-def distributed_config(cfg: Any) -> DistributedConfig:
-  """DistributedConfig from a ConfigDict `distributed` section (unknown keys ignored)."""
-  return _build(DistributedConfig, cfg)
+def _items(cfg: Any) -> dict:
+  if cfg is None:
+    return {}
+  return dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg)
+
+
+def check_keys(section: str, keys: Iterable[str], valid: Iterable[str]) -> None:
+  """ValueError naming the first of `keys` not in `valid`, and the nearest valid key.
+
+  Args:
+    section: dotted path of the keys' section, e.g. "model.encoder" ("" at the top level).
+    keys: the keys given.
+    valid: the keys the section accepts.
+  """
+  valid = sorted(valid)
+  prefix = f"{section}." if section else ""
+  for key in sorted(set(keys) - set(valid)):
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(valid)}"
+    raise ValueError(f"unknown config key {prefix}{key}; {hint}")
+
+
+def _build(cls, cfg: Any, section: str):
+  """Dataclass `cls` from a mapping/ConfigDict (lists become tuples); unknown keys raise."""
+  if isinstance(cfg, cls):
+    return cfg
+  items = _items(cfg)
+  check_keys(section, items, (f.name for f in dataclasses.fields(cls)))
+  return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in items.items()})
+
+
+def _check_saved_fields(section, cls, name: str, nested: tuple[str, ...] = ()) -> None:
+  """ValueError when a saved config section has fields this code does not know, or lacks some."""
+  known = {f.name for f in dataclasses.fields(cls)} - set(nested)
+  saved = set(section) - set(nested)
+  if saved - known:
+    raise ValueError(f"config field {name}.{sorted(saved - known)[0]} is not known to this version "
+                     "of lemjax: the checkpoint was written by different code")
+  if known - saved:
+    raise ValueError(f"config field {name}.{sorted(known - saved)[0]} is missing from the saved "
+                     "config: the checkpoint was written by different code")
+
+
+def saved_model_config(saved: Any) -> ModelConfig:
+  """ModelConfig from a run's saved `resolved.model` section, checking its fields against this code."""
+  _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
+  _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
+  _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")
+  return model_config(saved)
+
+
+def model_config(cfg: Any) -> ModelConfig:
+  """ModelConfig from a ConfigDict `model` section (sub-sections `encoder`, `allocator`).
+
+  Raises:
+    ValueError naming an unknown key, or an `allocator.n_ahead` that is not `n_ahead`.
+  """
+  items = _items(cfg)
+  enc = _build(EncoderConfig, items.pop("encoder", None), "model.encoder")
+  n_ahead = items.get("n_ahead", ModelConfig.n_ahead)
+  alloc_items = _items(items.pop("allocator", None))
+  # The allocator's N is the model's; a saved config.json repeats it.
+  if alloc_items.setdefault("n_ahead", n_ahead) != n_ahead:
+    raise ValueError(f"config model.allocator.n_ahead={alloc_items['n_ahead']} differs from "
+                     f"model.n_ahead={n_ahead}; set model.n_ahead only")
+  alloc = _build(AllocatorConfig, alloc_items, "model.allocator")
+  base = _build(ModelConfig, items, "model")
+  return dataclasses.replace(base, encoder=enc, allocator=alloc)
+
+
+def data_config(cfg: Any) -> DataConfig:
+  """DataConfig from a ConfigDict `data` section; ValueError on an unknown key."""
+  return _build(DataConfig, cfg, "data")
+
+
+def loss_config(cfg: Any) -> LossConfig:
+  """LossConfig from a ConfigDict `loss` section; ValueError on an unknown key."""
+  return _build(LossConfig, cfg, "loss")
+
+
+def train_config(cfg: Any) -> TrainConfig:
+  """TrainConfig from a ConfigDict `train` section; ValueError on an unknown key."""
+  return _build(TrainConfig, cfg, "train")
+
+
+def optimizer_config(cfg: OptimizerConfig) -> OptimizerConfig:
+  """The optimiser part of `cfg` (a TrainConfig): equal for runs that differ only elsewhere."""
+  return OptimizerConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(OptimizerConfig)})
 
 
 def eval_config(cfg: Any) -> EvalConfig:
-  """EvalConfig from a ConfigDict `eval` section (unknown keys ignored)."""
-  return _build(EvalConfig, cfg)
+  """EvalConfig from a ConfigDict `eval` section; ValueError on an unknown key."""
+  return _build(EvalConfig, cfg, "eval")
+
+
+def mesh_config(cfg: Any) -> MeshConfig:
+  """MeshConfig from a ConfigDict `mesh` section; ValueError on an unknown key."""
+  return _build(MeshConfig, cfg, "mesh")
+
+
+def distributed_config(cfg: Any) -> DistributedConfig:
+  """DistributedConfig from a ConfigDict `distributed` section; ValueError on an unknown key."""
+  return _build(DistributedConfig, cfg, "distributed")
+
+
+# Each section of an experiment ConfigDict and its builder; `name` and `seed` are plain values.
+SECTIONS = {"data": data_config, "model": model_config, "loss": loss_config,
+            "train": train_config, "eval": eval_config, "mesh": mesh_config,
+            "distributed": distributed_config}
+TOP_LEVEL_KEYS = ("name", "seed")
+
+
+def check_config(config: Any) -> None:
+  """ValueError naming the first unknown section or key of a whole experiment ConfigDict."""
+  items = _items(config)
+  check_keys("", items, (*TOP_LEVEL_KEYS, *SECTIONS))
+  for section, build in SECTIONS.items():
+    build(items.get(section))
+
+
+def load_experiment(spec: str) -> Any:
+  """The ConfigDict of an experiment file, `path.py` or `path.py:variant` as `--config` takes it.
+
+  Raises:
+    FileNotFoundError when the file does not exist.
+  """
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("experiment_config", path)
+  if module_spec is None or not os.path.isfile(path):
+    raise FileNotFoundError(f"experiment file {path} not found")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()

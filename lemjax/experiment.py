@@ -16,7 +16,7 @@ def resolve_configs(config, n_features: int) -> dict:
   model = dataclasses.replace(model, encoder=dataclasses.replace(model.encoder,
                                                                  n_features=n_features))
   return {"data": config_lib.data_config(config.data), "model": model,
-          "loss": config_lib._build(config_lib.LossConfig, config.loss),  # pylint: disable=protected-access
+          "loss": config_lib.loss_config(config.loss),
           "train": config_lib.train_config(config.train),
           "eval": config_lib.eval_config(config.eval)}
 

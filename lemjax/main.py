@@ -1,6 +1,9 @@
 """Command-line entry point: `python -m lemjax.main --config=experiments/<name>.py --workdir=... --mode=train|eval`."""
 
 import logging
+import os
+import re
+import sys
 
 from absl import app
 from absl import flags
@@ -26,6 +29,11 @@ _MODE = flags.DEFINE_enum(
     "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread.")
 _SEEDS = flags.DEFINE_integer(
     "seeds", 3, "--mode=seeds: how many seeds (config.seed, config.seed + 1, ...).")
+_TRACEBACK = flags.DEFINE_bool(
+    "traceback", False, "On an error, show the Python traceback, not just the `error:` line.")
+
+# Errors of the user's making (no checkpoint yet, a bad config, data file or order): one line.
+USER_ERRORS = (FileNotFoundError, ValueError)
 
 
 class _QuietCheckpointLogs(logging.Filter):
@@ -39,6 +47,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  config_lib.check_config(config)
   # Before any JAX computation: joins the multi-process job when there is one.
   sharding.initialize_distributed(config_lib.distributed_config(config.get("distributed")))
   absl_logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
@@ -54,6 +63,50 @@ def main(argv):
     evaluate.null_test(config, workdir)
 
 
+def _flag_error_line(err: Exception, argv: list[str]) -> str:
+  """One line from a flag error; ml_collections embeds the experiment file's traceback in it."""
+  if isinstance(err, (AttributeError, KeyError)):  # `--config.a.b=v` names no key: a KeyError
+    inner = err.args[0] if err.args and isinstance(err.args[0], KeyError) else err
+    key, *hint = str(inner.args[0] if inner.args else inner).splitlines()
+    key = key.strip("'\"")
+    flag = next((arg for arg in argv if arg.startswith("--config.")
+                 and key in arg.partition("=")[0].split(".")), "--config")
+    return f"{flag}: unknown config key {key!r}" + "".join(f"; {h[:1].lower()}{h[1:]}" for h in hint)
+  lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+  if "Traceback (most recent call last):" in lines:  # keep the flag and the final exception
+    lines = [lines[0].split(" Error whilst parsing")[0], re.sub(r"^[\w.]+: ", "", lines[-1])]
+  return " ".join(lines)
+
+
+def _exit(message: str, status: int) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Absl flag parsing; a bad experiment file, variant or override is one `error:` line, exit 2."""
+  try:
+    args = flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as err:
+    if "--traceback" in argv:  # the flags that would say so did not parse
+      raise
+    _exit(_flag_error_line(err, argv), 2)
+  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+  if not os.path.isfile(path):  # ml_collections defers this error to the first read
+    _exit(f"--config: experiment file {path} not found", 2)
+  return args
+
+
+def cli(argv):
+  """`main` for the command line: a user error prints one `error: ...` line, exit status 1."""
+  try:
+    return main(argv)
+  except USER_ERRORS as err:
+    if _TRACEBACK.value:
+      raise
+    _exit(str(err), 1)
+
+
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(cli, flags_parser=parse_flags)

@@ -47,7 +47,7 @@ class TrainState:
 
 # --- Building blocks ------------------------------------------------------------------------------
 
-def make_schedule(cfg: config_lib.TrainConfig) -> optax.Schedule:
+def make_schedule(cfg: config_lib.OptimizerConfig) -> optax.Schedule:
   """Linear warm-up to the peak, then cosine decay to `final_lr_fraction` or a flat rate."""
   warmup = max(int(cfg.warmup_steps), 0)
   if cfg.schedule == "cosine":
@@ -61,22 +61,17 @@ def make_schedule(cfg: config_lib.TrainConfig) -> optax.Schedule:
   raise ValueError(f"TrainConfig.schedule={cfg.schedule!r} is not 'cosine' or 'constant'")
 
 
-OPTIMIZER_FIELDS = ("learning_rate", "schedule", "warmup_steps", "final_lr_fraction", "steps",
-                    "weight_decay", "clip_norm")
-
-
-def make_optimizer(cfg: config_lib.TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: config_lib.OptimizerConfig) -> optax.GradientTransformation:
   """AdamW on the warm-up schedule after global-norm clipping.
 
-  Cached on the fields it reads, so runs that differ only in logging or checkpoint cadence
-  share one transformation object and hence one compiled train step.
+  Cached on the OptimizerConfig part of `cfg` (a TrainConfig), so runs that differ only in
+  logging or checkpoint cadence share one transformation object and hence one compiled train step.
   """
-  return _optimizer(tuple(getattr(cfg, f) for f in OPTIMIZER_FIELDS))
+  return _optimizer(config_lib.optimizer_config(cfg))
 
 
 @functools.lru_cache(maxsize=None)
-def _optimizer(values: tuple) -> optax.GradientTransformation:
-  cfg = config_lib.TrainConfig(**dict(zip(OPTIMIZER_FIELDS, values)))
+def _optimizer(cfg: config_lib.OptimizerConfig) -> optax.GradientTransformation:
   adamw = optax.adamw(make_schedule(cfg), weight_decay=cfg.weight_decay)
   if cfg.clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw)

@@ -98,5 +98,14 @@ def test_config_file_gives_symbols_interval_and_months(tmp_path):
   assert download._config_defaults(str(config)) == {
       "symbols": ("BTCUSDT",), "interval": "15m", "months": "2024-12..2025-02"}
   config.write_text(config.read_text().replace("interval='15m'", "interval='1d'"))
-  with pytest.raises(SystemExit, match="daily"):
+  with pytest.raises(ValueError, match="daily"):
     download._config_defaults(str(config))
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+  assert download.main(["--config", str(tmp_path / "nope.py")]) == 1
+  assert capsys.readouterr().err == f"error: experiment file {tmp_path / 'nope.py'} not found\n"
+  assert download.main(["--months", "2024-13..2025-01", "--out", str(tmp_path)]) == 1
+  assert "error: month '2024-13' is not YYYY-MM" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="2024-13"):
+    download.main(["--months", "2024-13", "--traceback"])

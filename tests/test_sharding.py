@@ -109,7 +109,7 @@ def test_checkpoint_saved_on_4_devices_restores_on_1(four_devices):
   workdir = four_devices[1]
   assert jax.device_count() == 1  # this process keeps the default single CPU device
   scope = {}
-  exec(_SETUP, scope)  # pylint: disable=exec-used
+  exec(_SETUP, scope)
   state = scope["make_state"]()
   target = {**state.arrays(), "rng": jax.random.PRNGKey(0)}
   checkpointer = ckpt_lib.Checkpointer(workdir)

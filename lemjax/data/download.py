@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import importlib.util
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from tqdm import tqdm
+
+from lemjax import config as config_lib
 
 BASE_URL = "https://data.binance.vision/data/spot/monthly/klines"
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT")
@@ -49,7 +51,14 @@ def fetch_url(url: str, timeout: float) -> bytes:
 
 
 def month_range(first: str, last: str) -> list[str]:
-  """["2024-11", "2024-12", "2025-01"] from "2024-11" and "2025-01" (inclusive)."""
+  """["2024-11", "2024-12", "2025-01"] from "2024-11" and "2025-01" (inclusive).
+
+  Raises:
+    ValueError when `first` or `last` is not a YYYY-MM month.
+  """
+  for month in (first, last):
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])(-\d{2})?", month):
+      raise ValueError(f"month {month!r} is not YYYY-MM (e.g. --months 2022-01..2025-06)")
   y0, m0 = map(int, first.split("-")[:2])
   y1, m1 = map(int, last.split("-")[:2])
   months = []
@@ -156,15 +165,14 @@ def download(symbols: Sequence[str], interval: str, months: Sequence[str], out: 
 
 
 def _config_defaults(path: str) -> dict:
-  """symbols / interval / months from an experiment config file's `data` section."""
-  spec = importlib.util.spec_from_file_location("experiment_config", path)
-  if spec is None or not Path(path).exists():
-    raise SystemExit(f"config file {path} not found")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  data = module.get_config().data
+  """symbols / interval / months from an experiment config file's `data` section.
+
+  Raises:
+    FileNotFoundError when there is no such file; ValueError when it uses daily bars.
+  """
+  data = config_lib.load_experiment(path).data
   if data.get("kind", "auto") == "daily" or data.get("interval", "") == "1d":
-    raise SystemExit(f"{path} uses daily equity bars; `make data` downloads Binance klines only")
+    raise ValueError(f"{path} uses daily equity bars; `make data` downloads Binance klines only")
   get = lambda key, default: data.get(key, default) or default
   first = (get("train_start", DEFAULT_FIRST_MONTH))[:7]
   last = (get("test_end", "") or last_complete_month())[:7]
@@ -180,7 +188,22 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--months", help="YYYY-MM..YYYY-MM (inclusive)")
   parser.add_argument("--out", default=DEFAULT_OUT, help="target folder")
   parser.add_argument("--base-url", default=BASE_URL, help="archive root (https or file://)")
+  parser.add_argument("--traceback", action="store_true",
+                      help="on an error, show the Python traceback, not just the `error:` line")
   args = parser.parse_args(argv)
+  try:
+    counts = _run(args)
+  except (ConnectionError, FileNotFoundError, ValueError) as err:
+    if args.traceback:
+      raise
+    print(f"error: {err}", file=sys.stderr)
+    return 1
+  print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+  return 0
+
+
+def _run(args: argparse.Namespace) -> dict:
+  """The download the command line asks for, with the experiment file's data as defaults."""
   defaults = {"symbols": DEFAULT_SYMBOLS, "interval": DEFAULT_INTERVAL,
               "months": f"{DEFAULT_FIRST_MONTH}..{last_complete_month()}"}
   if args.config:
@@ -188,14 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   symbols = args.symbols.upper().split(",") if args.symbols else list(defaults["symbols"])
   first, _, last = (args.months or defaults["months"]).partition("..")
   months = month_range(first, last or first)
-  try:
-    counts = download(symbols, args.interval or defaults["interval"], months, args.out,
-                      args.base_url)
-  except ConnectionError as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
-  print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-  return 0
+  return download(symbols, args.interval or defaults["interval"], months, args.out, args.base_url)
 
 
 if __name__ == "__main__":
