@@ -56,5 +56,5 @@ bench: $(STAMP)
 
 # Caches and the virtualenv only: trained models in runs/ stay.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
