@@ -38,8 +38,11 @@ from lemjax.data import features
 from lemjax.encoder import Encoder
 
 _CONFIGS = flags.DEFINE_list(
-    "configs", ["paper", "smoke"], "Configurations to run: sizes of the base config (paper, "
-    "smoke) or experiment files as lemjax.main's --config takes them (experiments/x.py:smoke).")
+  "configs",
+  ["paper", "smoke"],
+  "Configurations to run: sizes of the base config (paper, smoke), or experiment files as "
+  "lemjax.main's --config takes them (experiments/x.py:smoke; --config is an alias).",
+)
 flags.DEFINE_alias("config", "configs")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed train steps after compilation.")
