@@ -16,37 +16,39 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   """The base configuration: the crypto-intraday defaults at a CPU-friendly size."""
   config = ml_collections.ConfigDict()
-  config.name = "base"        # experiment name; the default work directory is runs/<name>[_SYNTHETIC]
-  config.seed = 0             # master seed: parameter init, order terms, sampler, dropout
+  config.name = "base"  # experiment name; the default work directory is runs/<name>[_SYNTHETIC]
+  config.seed = 0  # master seed: parameter init, order terms, sampler, dropout
 
   lookback = ml_collections.FieldReference(120)  # L, history bars before t0
-  n_ahead = ml_collections.FieldReference(12)    # N, execution bars (maximum duration)
+  n_ahead = ml_collections.FieldReference(12)  # N, execution bars (maximum duration)
 
   # --- data: where the bars come from, windows and date splits -------------------------------
   data = config.data = ml_collections.ConfigDict()
-  data.source = "auto"        # "auto": files under `path` if any, else synthetic; "files"; "synthetic"
+  data.source = "auto"  # "auto": files under `path` if any, else synthetic; "files"; "synthetic"
   data.path = "../shared/data/crypto/1h"  # folder searched recursively for kline / daily-bar files
-  data.kind = "auto"          # "auto" (detected), "binance" klines or "daily" equity bars
-  data.interval = "1h"        # bar length of the files, e.g. "15m", "1h", "1d"
-  data.resample_to = ""       # coarser bar length to aggregate to ("" keeps `interval`)
-  data.symbols = ()           # assets to keep (e.g. ("BTCUSDT",)); empty keeps every asset found
+  data.kind = "auto"  # "auto" (detected), "binance" klines or "daily" equity bars
+  data.interval = "1h"  # bar length of the files, e.g. "15m", "1h", "1d"
+  data.resample_to = ""  # coarser bar length to aggregate to ("" keeps `interval`)
+  data.symbols = ()  # assets to keep (e.g. ("BTCUSDT",)); empty keeps every asset found
   data.lookback = lookback
   data.n_ahead = n_ahead
-  data.stride = 1             # bars between consecutive training window origins
-  data.volume_window = "7d"   # time span of the trailing mean in the log-volume feature
+  data.stride = 1  # bars between consecutive training window origins
+  data.volume_window = "7d"  # time span of the trailing mean in the log-volume feature
   data.train_start = "2022-01-01"  # split ranges: ISO dates, inclusive, UTC; "" = first/last bar
   data.train_end = "2024-12-31"
   data.val_start = "2025-01-01"
   data.val_end = "2025-06-30"
   data.test_start = "2025-07-01"
   data.test_end = ""
-  data.synthetic_regime = "crypto"  # fallback market: "crypto" (24/7) or "equity" (sessions / daily)
-  data.synthetic_assets = 4   # synthetic assets
+  data.synthetic_regime = (
+    "crypto"  # fallback market: "crypto" (24/7) or "equity" (sessions / daily)
+  )
+  data.synthetic_assets = 4  # synthetic assets
   data.synthetic_bars = 8760  # bars per synthetic asset (8760 = one year of hours)
-  data.synthetic_seed = 0     # seed of the synthetic market
+  data.synthetic_seed = 0  # seed of the synthetic market
   data.synthetic_start = "2022-01-03"  # first synthetic bar (ISO date, UTC)
   data.synthetic_split = (0.7, 0.15, 0.15)  # train/val/test fractions of the synthetic time range
-  data.martingale = False     # synthetic prices a pure martingale (null test, SPEC section 7)
+  data.martingale = False  # synthetic prices a pure martingale (null test, SPEC section 7)
 
   # --- model: encoder and allocator sizes ------------------------------------------------------
   model = config.model = ml_collections.ConfigDict()
@@ -54,34 +56,37 @@ def get_config() -> ml_collections.ConfigDict:
   model.n_ahead = n_ahead
   model.reference_compat = False  # reproduce the `lems` package's conventions (SPEC section 8)
   enc = model.encoder = ml_collections.ConfigDict()
-  enc.n_features = 0          # F; 0 = taken from the data at run time
-  enc.embed_dim = 8           # E, width of each feature's embedding
-  enc.hidden = 32             # H, width of the market context
-  enc.n_tkan_layers = 2       # stacked TKAN layers
-  enc.n_kan_sublayers = 1     # KAN sub-layers feeding each TKAN output gate
-  enc.kan_grid = 3            # uniform grid intervals of the B-spline basis
-  enc.kan_order = 3           # B-spline order
+  enc.n_features = 0  # F; 0 = taken from the data at run time
+  enc.embed_dim = 8  # E, width of each feature's embedding
+  enc.hidden = 32  # H, width of the market context
+  enc.n_tkan_layers = 2  # stacked TKAN layers
+  enc.n_kan_sublayers = 1  # KAN sub-layers feeding each TKAN output gate
+  enc.kan_grid = 3  # uniform grid intervals of the B-spline basis
+  enc.kan_order = 3  # B-spline order
   enc.kan_range = (-1.0, 1.0)  # grid range of the B-spline basis (inputs are layer-normalised)
   enc.kan_activation = "silu"  # base-branch activation of the KAN layers
-  enc.n_attention_heads = 4   # causal self-attention heads (must divide `hidden`)
-  enc.dropout = 0.0           # dropout rate inside the encoder (training only)
+  enc.n_attention_heads = 4  # causal self-attention heads (must divide `hidden`)
+  enc.dropout = 0.0  # dropout rate inside the encoder (training only)
   alloc = model.allocator = ml_collections.ConfigDict()
-  alloc.width = 64            # hidden width of each head/scenario MLP
+  alloc.width = 64  # hidden width of each head/scenario MLP
   # "shared": one MLP per head/scenario + a learned step embedding (the default: it matched or beat
   # "per_step" on both experiments with far fewer parameters, see README "Allocator variants");
   # "per_step": a separate MLP per step as in the paper (the `paper` variant).
   alloc.variant = "shared"
-  alloc.max_scale = 12.0      # the MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step
+  # The MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step.
+  alloc.max_scale = 12.0
 
   # --- loss: the training objective (SPEC section 4) -------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()
   loss.flexible_weight = 1.0  # weight of the flexible heads' terms (k < N)
-  loss.fixed_weight = 1.0     # weight of the fixed-duration head's tracking terms (k = N)
-  loss.vwap_weight = 1.0      # weight of the terms judged against VWAP
-  loss.twap_weight = 1.0      # weight of the terms judged against TWAP
-  loss.per_side = False       # flexible heads: softplus(-imp) per side instead of buy-minus-sell
+  loss.fixed_weight = 1.0  # weight of the fixed-duration head's tracking terms (k = N)
+  loss.vwap_weight = 1.0  # weight of the terms judged against VWAP
+  loss.twap_weight = 1.0  # weight of the terms judged against TWAP
+  loss.per_side = False  # flexible heads: softplus(-imp) per side instead of buy-minus-sell
   loss.softplus_scale_bps = 100.0  # slippage (bps) divided by this inside softplus (100 = percent)
-  loss.mask_temperature = 2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r/temp)
+  loss.mask_temperature = (
+    2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r/temp)
+  )
   # Training starts with a wide window (0: no annealing) that sharpens geometrically to
   # `mask_temperature` over `mask_anneal_steps`: at the sharp temperature alone a head sees no
   # gradient towards ending early until less than ~1% of its order is left, and some never get
@@ -93,60 +98,93 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- train: optimiser, order terms, validation, checkpoints ----------------------------------
   train = config.train = ml_collections.ConfigDict()
-  train.batch_size = 64       # B, parent orders per step
-  train.steps = 2000          # optimiser steps (~25 min at the default sizes on 2 CPU cores)
+  train.batch_size = 64  # B, parent orders per step
+  train.steps = 2000  # optimiser steps (~25 min at the default sizes on 2 CPU cores)
   train.learning_rate = 1e-3  # peak learning rate
-  train.schedule = "cosine"   # "cosine" (warm-up + cosine decay) or "constant" (warm-up + flat)
-  train.warmup_steps = 100    # linear warm-up steps
+  train.schedule = "cosine"  # "cosine" (warm-up + cosine decay) or "constant" (warm-up + flat)
+  train.warmup_steps = 100  # linear warm-up steps
   train.final_lr_fraction = 0.1  # cosine: final learning rate as a fraction of the peak
-  train.weight_decay = 1e-4   # AdamW decoupled weight decay
-  train.clip_norm = 1.0       # global gradient-norm clip (0 disables)
-  train.r_min_range = (0.0, 0.05)  # per-step lower rate bound drawn per order (fraction), clipped to <= 1/N
-  train.r_max_range = (0.25, 1.0)  # per-step upper rate bound drawn per order (fraction), clipped to >= 1/N
-  train.log_every = 50        # steps between metric fetches (the only host syncs)
-  train.eval_every = 250      # steps between validations and checkpoints
-  train.val_orders = 1024     # fixed validation orders, evenly spaced over the validation split
+  train.weight_decay = 1e-4  # AdamW decoupled weight decay
+  train.clip_norm = 1.0  # global gradient-norm clip (0 disables)
+  train.r_min_range = (
+    0.0,
+    0.05,
+  )  # per-step lower rate bound drawn per order (fraction), clipped to <= 1/N
+  train.r_max_range = (
+    0.25,
+    1.0,
+  )  # per-step upper rate bound drawn per order (fraction), clipped to >= 1/N
+  train.log_every = 50  # steps between metric fetches (the only host syncs)
+  train.eval_every = 250  # steps between validations and checkpoints
+  train.val_orders = 1024  # fixed validation orders, evenly spaced over the validation split
   train.val_batch_size = 256  # orders per validation batch
-  train.patience = 6          # validations without improvement before early stopping (0: never)
-  train.max_checkpoints = 2   # rolling checkpoints kept for resuming
-  train.stop_after = 0        # leave the loop after this step without saving (simulated kill); 0: off
-  train.progress = True       # tqdm progress bar
+  train.patience = 6  # validations without improvement before early stopping (0: never)
+  train.max_checkpoints = 2  # rolling checkpoints kept for resuming
+  train.stop_after = 0  # leave the loop after this step without saving (simulated kill); 0: off
+  train.progress = True  # tqdm progress bar
 
   # --- mesh: how a run spreads over devices (lemjax/sharding.py) -------------------------------
   mesh = config.mesh = ml_collections.ConfigDict()
-  mesh.data = 0               # devices on the `data` axis (the batch is split over them); 0 = all
-  mesh.fsdp = False           # also shard large parameters + optimiser state over `data` (FSDP)
+  mesh.data = 0  # devices on the `data` axis (the batch is split over them); 0 = all
+  mesh.fsdp = False  # also shard large parameters + optimiser state over `data` (FSDP)
   mesh.fsdp_min_size = 1 << 18  # parameters with fewer elements (count) stay replicated
 
   # --- distributed: multi-process (multi-host) jobs -----------------------------------------
   dist = config.distributed = ml_collections.ConfigDict()
-  dist.enabled = "auto"       # "auto": only inside a multi-process job; "on"; "off"
+  dist.enabled = "auto"  # "auto": only inside a multi-process job; "on"; "off"
   dist.coordinator_address = ""  # host:port of process 0; "" = JAX_COORDINATOR_ADDRESS/Slurm/MPI
-  dist.num_processes = 0      # 0 = JAX_NUM_PROCESSES or the cluster's value
-  dist.process_id = -1        # -1 = JAX_PROCESS_ID or the cluster's value
+  dist.num_processes = 0  # 0 = JAX_NUM_PROCESSES or the cluster's value
+  dist.process_id = -1  # -1 = JAX_PROCESS_ID or the cluster's value
 
   # --- eval: test-split evaluation and report --------------------------------------------------
   ev = config.eval = ml_collections.ConfigDict()
-  ev.checkpoint = "best"      # "best" (lowest validation loss) or "latest"
-  ev.batch_size = 256         # orders per forward pass
-  ev.r_min = 0.0              # per-step lower rate bound of every test order (fraction)
-  ev.r_max = 1.0              # per-step upper rate bound of every test order (fraction)
-  ev.order_stride = 0         # bars between consecutive test orders of an asset (0: N, no overlap)
-  ev.max_orders = 0           # cap on test orders, evenly spaced (0: all)
-  ev.min_period = 6           # min period (bars) of the per-strategy table
-  ev.benchmark = "vwap"       # scenario of the report.md tables ("vwap"/"twap"); CSVs hold all
-  ev.target = "quantity"      # ("quantity"/"notional")
-  ev.theta_grid_bps = (0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 250.0, 400.0,
-                       float("inf"))  # optional-stopping thresholds tried (bps); inf = never stop
-  ev.vol_theta_grid = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
-                       float("inf"))  # vol-scaled thresholds tried (x lookback vol x sqrt(bars left))
-  ev.lsm_ridge = 1e-3         # ridge penalty of the least-squares (Longstaff-Schwartz) stopping fit
-  ev.tune_orders = 2048       # training orders used to tune theta and build the volume profile
-  ev.val_orders = 2048        # validation orders on which the best causal baseline is chosen
-  ev.bootstrap = 2000         # bootstrap resamples of the 95% intervals
-  ev.block_length = 5         # start times per bootstrap block, ~G^(1/3) of G=596 (crypto) / 31 (DJIA) test starts
-  ev.plot_orders = 3          # orders drawn in the allocation-curve plot
-  ev.seed = 0                 # bootstrap and order-selection seed
+  ev.checkpoint = "best"  # "best" (lowest validation loss) or "latest"
+  ev.batch_size = 256  # orders per forward pass
+  ev.r_min = 0.0  # per-step lower rate bound of every test order (fraction)
+  ev.r_max = 1.0  # per-step upper rate bound of every test order (fraction)
+  ev.order_stride = 0  # bars between consecutive test orders of an asset (0: N, no overlap)
+  ev.max_orders = 0  # cap on test orders, evenly spaced (0: all)
+  ev.min_period = 6  # min period (bars) of the per-strategy table
+  ev.benchmark = "vwap"  # scenario of the report.md tables ("vwap"/"twap"); CSVs hold all
+  ev.target = "quantity"  # ("quantity"/"notional")
+  ev.theta_grid_bps = (
+    0.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    35.0,
+    50.0,
+    75.0,
+    100.0,
+    150.0,
+    250.0,
+    400.0,
+    float("inf"),
+  )  # optional-stopping thresholds tried (bps); inf = never stop
+  ev.vol_theta_grid = (
+    0.0,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    float("inf"),
+  )  # vol-scaled thresholds tried (x lookback vol x sqrt(bars left))
+  ev.lsm_ridge = 1e-3  # ridge penalty of the least-squares (Longstaff-Schwartz) stopping fit
+  ev.tune_orders = 2048  # training orders used to tune theta and build the volume profile
+  ev.val_orders = 2048  # validation orders on which the best causal baseline is chosen
+  ev.bootstrap = 2000  # bootstrap resamples of the 95% intervals
+  ev.block_length = (
+    5  # start times per bootstrap block, ~G^(1/3) of G=596 (crypto) / 31 (DJIA) test starts
+  )
+  ev.plot_orders = 3  # orders drawn in the allocation-curve plot
+  ev.seed = 0  # bootstrap and order-selection seed
   return config
 
 

@@ -53,25 +53,28 @@ from lemjax import scenarios
 from lemjax.config import AllocatorConfig
 
 _HIGHEST = jax.lax.Precision.HIGHEST
-_STEP_EMBED_DIM = 16      # width of the "shared" variant's learned step embedding
+_STEP_EMBED_DIM = 16  # width of the "shared" variant's learned step embedding
 _PRICE_INPUT_SCALE = 1e-2  # bps -> hundreds of bps, so MLP inputs stay O(1)
-_LAST_LAYER_STD = 0.1     # small output layer: at init every head is close to its base schedule
+_LAST_LAYER_STD = 0.1  # small output layer: at init every head is close to its base schedule
 
 
 class Carry(NamedTuple):
   """Execution state after `step` bars: fixed-size buffers, zero beyond `step`."""
-  step: jax.Array                 # int32 [], bars executed so far
-  remaining_BxKxS: jax.Array      # fraction of the order still to trade
-  shares_BxKxS: jax.Array         # shares traded so far (order value at arrival = 1)
-  cash_BxKxS: jax.Array           # cash spent so far (units of the order's arrival value)
-  alloc_BxKxSxN: jax.Array        # own allocation of each executed bar
-  price_bps_BxKxSxN: jax.Array    # own average fill price after each executed bar, bps vs arrival
-  mkt_volume_B: jax.Array         # sum of executed bars' market volumes
-  mkt_notional_B: jax.Array       # sum of executed bars' volume * price
-  mkt_price_sum_B: jax.Array      # sum of executed bars' prices
-  mkt_vwap_bps_BxN: jax.Array     # running market VWAP after each executed bar, bps vs arrival
-  mkt_twap_bps_BxN: jax.Array     # running market TWAP after each executed bar, bps vs arrival
-  last_price_bps_B: jax.Array     # fill price of the last executed bar, bps vs arrival (0 before bar 0)
+
+  step: jax.Array  # int32 [], bars executed so far
+  remaining_BxKxS: jax.Array  # fraction of the order still to trade
+  shares_BxKxS: jax.Array  # shares traded so far (order value at arrival = 1)
+  cash_BxKxS: jax.Array  # cash spent so far (units of the order's arrival value)
+  alloc_BxKxSxN: jax.Array  # own allocation of each executed bar
+  price_bps_BxKxSxN: jax.Array  # own average fill price after each executed bar, bps vs arrival
+  mkt_volume_B: jax.Array  # sum of executed bars' market volumes
+  mkt_notional_B: jax.Array  # sum of executed bars' volume * price
+  mkt_price_sum_B: jax.Array  # sum of executed bars' prices
+  mkt_vwap_bps_BxN: jax.Array  # running market VWAP after each executed bar, bps vs arrival
+  mkt_twap_bps_BxN: jax.Array  # running market TWAP after each executed bar, bps vs arrival
+  last_price_bps_B: (
+    jax.Array
+  )  # fill price of the last executed bar, bps vs arrival (0 before bar 0)
 
 
 # ----------------------------------------------------------------------------- order bounds
@@ -92,21 +95,26 @@ def validate_bounds(r_min, r_max, n_ahead: int) -> None:
   r_max = np.atleast_1d(np.asarray(r_max, np.float64))
   tol = 1e-6
   checks = (
-      (~np.isfinite(r_min), "r_min is not finite"),
-      (~np.isfinite(r_max), "r_max is not finite"),
-      (r_min < 0, "r_min is negative"),
-      (r_max < 0, "r_max is negative"),
-      (r_min > r_max + tol, "r_min > r_max"),
-      (r_min * n_ahead > 1 + tol, f"r_min * n_ahead > 1 (n_ahead={n_ahead}): the minimum rate over-fills the order"),
-      (r_max * n_ahead < 1 - tol, f"r_max * n_ahead < 1 (n_ahead={n_ahead}): cannot finish by bar N"),
+    (~np.isfinite(r_min), "r_min is not finite"),
+    (~np.isfinite(r_max), "r_max is not finite"),
+    (r_min < 0, "r_min is negative"),
+    (r_max < 0, "r_max is negative"),
+    (r_min > r_max + tol, "r_min > r_max"),
+    (
+      r_min * n_ahead > 1 + tol,
+      f"r_min * n_ahead > 1 (n_ahead={n_ahead}): the minimum rate over-fills the order",
+    ),
+    (r_max * n_ahead < 1 - tol, f"r_max * n_ahead < 1 (n_ahead={n_ahead}): cannot finish by bar N"),
   )
   problems = []
   for bad, what in checks:
     bad = np.broadcast_to(bad, np.broadcast_shapes(r_min.shape, r_max.shape))
     if np.any(bad):
       i = int(np.argmax(bad))
-      problems.append(f"{what} (first at index {i}: r_min={r_min[i % r_min.size]:.6g}, "
-                      f"r_max={r_max[i % r_max.size]:.6g})")
+      problems.append(
+        f"{what} (first at index {i}: r_min={r_min[i % r_min.size]:.6g}, "
+        f"r_max={r_max[i % r_max.size]:.6g})"
+      )
   if problems:
     raise ValueError("infeasible order bounds: " + "; ".join(problems))
 
@@ -149,7 +157,7 @@ def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
   d_ctx = hidden + 2 + 2 * (n - 1) + 3
   if config.variant == "shared":
     d_ctx += _STEP_EMBED_DIM
-  d_own = 2 * (n - 1) + 1                   # own allocations, own average prices, remaining
+  d_own = 2 * (n - 1) + 1  # own allocations, own average prices, remaining
   return d_ctx, d_own
 
 
@@ -161,14 +169,14 @@ def _init_mlp(key, lead: tuple[int, ...], k: int, d_ctx: int, d_own: int, width:
   normal = lambda key, shape: jax.random.normal(key, lead + shape, jnp.float32)
   zeros = lambda shape: jnp.zeros(lead + shape, jnp.float32)
   return {
-      # [Dc, K, S, W]: the shared inputs meet all heads in one plain matmul.
-      "w_ctx": normal(keys[0], (d_ctx, k, s, width)) * he_in,
-      "w_own": normal(keys[1], (k, s, d_own, width)) * he_in,
-      "b1": zeros((k, s, width)),
-      "w2": normal(keys[2], (k, s, width, width)) * math.sqrt(2.0 / width),
-      "b2": zeros((k, s, width)),
-      "w3": normal(keys[3], (k, s, width)) * (_LAST_LAYER_STD / math.sqrt(width)),
-      "b3": zeros((k, s)),
+    # [Dc, K, S, W]: the shared inputs meet all heads in one plain matmul.
+    "w_ctx": normal(keys[0], (d_ctx, k, s, width)) * he_in,
+    "w_own": normal(keys[1], (k, s, d_own, width)) * he_in,
+    "b1": zeros((k, s, width)),
+    "w2": normal(keys[2], (k, s, width, width)) * math.sqrt(2.0 / width),
+    "b2": zeros((k, s, width)),
+    "w3": normal(keys[3], (k, s, width)) * (_LAST_LAYER_STD / math.sqrt(width)),
+    "b3": zeros((k, s)),
   }
 
 
@@ -176,7 +184,9 @@ def _check_config(config: AllocatorConfig) -> None:
   if config.variant not in ("per_step", "shared"):
     raise ValueError(f"config.variant={config.variant!r} is not one of ('per_step', 'shared')")
   if not config.max_scale > 1.0:
-    raise ValueError(f"config.max_scale={config.max_scale} must exceed 1 (factor 1 = base schedule)")
+    raise ValueError(
+      f"config.max_scale={config.max_scale} must exceed 1 (factor 1 = base schedule)"
+    )
   if config.n_ahead < 2:
     raise ValueError(f"config.n_ahead={config.n_ahead} must be at least 2")
 
@@ -212,8 +222,10 @@ def init_params(key, config: AllocatorConfig, hidden: int) -> dict:
     Parameter pytree; `step_params(params, s)` slices one step.
   """
   key_step, key_shared = jax.random.split(key)
-  return {"step": init_step_params(key_step, config, hidden),
-          "shared": init_shared_params(key_shared, config, hidden)}
+  return {
+    "step": init_step_params(key_step, config, hidden),
+    "shared": init_shared_params(key_shared, config, hidden),
+  }
 
 
 def step_params(params: dict, s) -> dict:
@@ -232,11 +244,20 @@ def init_carry(config: AllocatorConfig, batch_size: int) -> Carry:
   """Execution state before bar 0 (nothing traded, nothing observed)."""
   b, n, k, s = batch_size, config.n_ahead, config.n_ahead + 1, scenarios.NUM_SCENARIOS
   z = lambda *shape: jnp.zeros(shape, jnp.float32)
-  return Carry(step=jnp.zeros((), jnp.int32), remaining_BxKxS=jnp.ones((b, k, s), jnp.float32),
-               shares_BxKxS=z(b, k, s), cash_BxKxS=z(b, k, s), alloc_BxKxSxN=z(b, k, s, n),
-               price_bps_BxKxSxN=z(b, k, s, n), mkt_volume_B=z(b), mkt_notional_B=z(b),
-               mkt_price_sum_B=z(b), mkt_vwap_bps_BxN=z(b, n), mkt_twap_bps_BxN=z(b, n),
-               last_price_bps_B=z(b))
+  return Carry(
+    step=jnp.zeros((), jnp.int32),
+    remaining_BxKxS=jnp.ones((b, k, s), jnp.float32),
+    shares_BxKxS=z(b, k, s),
+    cash_BxKxS=z(b, k, s),
+    alloc_BxKxSxN=z(b, k, s, n),
+    price_bps_BxKxSxN=z(b, k, s, n),
+    mkt_volume_B=z(b),
+    mkt_notional_B=z(b),
+    mkt_price_sum_B=z(b),
+    mkt_vwap_bps_BxN=z(b, n),
+    mkt_twap_bps_BxN=z(b, n),
+    last_price_bps_B=z(b),
+  )
 
 
 def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, embed_E):
@@ -249,24 +270,38 @@ def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, 
   at_last_N = jax.nn.one_hot(carry.step - 1, n, dtype=jnp.float32)  # all zero before bar 0
   vwap_B = jnp.sum(carry.mkt_vwap_bps_BxN * at_last_N[None], axis=-1)
   twap_B = jnp.sum(carry.mkt_twap_bps_BxN * at_last_N[None], axis=-1)
-  last_Bx3 = jnp.stack([carry.last_price_bps_B, carry.last_price_bps_B - vwap_B,
-                        carry.last_price_bps_B - twap_B], axis=-1)
-  parts = [ctx_BxH, terms_Bx2, carry.mkt_vwap_bps_BxN[:, :n - 1] * scale,
-           carry.mkt_twap_bps_BxN[:, :n - 1] * scale, last_Bx3 * scale]
+  last_Bx3 = jnp.stack(
+    [carry.last_price_bps_B, carry.last_price_bps_B - vwap_B, carry.last_price_bps_B - twap_B],
+    axis=-1,
+  )
+  parts = [
+    ctx_BxH,
+    terms_Bx2,
+    carry.mkt_vwap_bps_BxN[:, : n - 1] * scale,
+    carry.mkt_twap_bps_BxN[:, : n - 1] * scale,
+    last_Bx3 * scale,
+  ]
   if embed_E is not None:
     parts.append(jnp.broadcast_to(embed_E[None, :], (ctx_BxH.shape[0], embed_E.shape[0])))
   x_ctx = jnp.concatenate(parts, axis=-1)
-  x_own = jnp.concatenate([carry.alloc_BxKxSxN[..., :n - 1] * n,
-                           carry.price_bps_BxKxSxN[..., :n - 1] * scale,
-                           carry.remaining_BxKxS[..., None]], axis=-1)
+  x_own = jnp.concatenate(
+    [
+      carry.alloc_BxKxSxN[..., : n - 1] * n,
+      carry.price_bps_BxKxSxN[..., : n - 1] * scale,
+      carry.remaining_BxKxS[..., None],
+    ],
+    axis=-1,
+  )
   return x_ctx, x_own
 
 
 def _mlp(mlp: dict, x_BxDc, x_BxKxSxDo):
   """All K x S MLPs at once; returns their scalar outputs [B, K, S]."""
-  h = (jnp.einsum("bd,dksw->bksw", x_BxDc, mlp["w_ctx"], precision=_HIGHEST)
-       + jnp.einsum("bksd,ksdw->bksw", x_BxKxSxDo, mlp["w_own"], precision=_HIGHEST)
-       + mlp["b1"][None])
+  h = (
+    jnp.einsum("bd,dksw->bksw", x_BxDc, mlp["w_ctx"], precision=_HIGHEST)
+    + jnp.einsum("bksd,ksdw->bksw", x_BxKxSxDo, mlp["w_own"], precision=_HIGHEST)
+    + mlp["b1"][None]
+  )
   h = jax.nn.relu(h)
   h = jax.nn.relu(jnp.einsum("bksw,ksvw->bksv", h, mlp["w2"], precision=_HIGHEST) + mlp["b2"][None])
   return jnp.einsum("bksw,ksw->bks", h, mlp["w3"], precision=_HIGHEST) + mlp["b3"][None]
@@ -331,37 +366,56 @@ def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
   # A VWAP over bars without volume is undefined; fall back to their TWAP.
   vwap = jnp.where(mkt_volume > 0, mkt_notional / jnp.where(mkt_volume > 0, mkt_volume, 1.0), twap)
   return Carry(
-      step=carry.step + 1,
-      remaining_BxKxS=carry.remaining_BxKxS - a_BxKxS,
-      shares_BxKxS=shares, cash_BxKxS=cash,
-      alloc_BxKxSxN=carry.alloc_BxKxSxN + a_BxKxS[..., None] * at_N[None, None, None],
-      price_bps_BxKxSxN=carry.price_bps_BxKxSxN + avg_bps[..., None] * at_N[None, None, None],
-      mkt_volume_B=mkt_volume, mkt_notional_B=mkt_notional, mkt_price_sum_B=mkt_price_sum,
-      mkt_vwap_bps_BxN=carry.mkt_vwap_bps_BxN + ((vwap - 1.0) * 1e4)[:, None] * at_N[None],
-      mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + ((twap - 1.0) * 1e4)[:, None] * at_N[None],
-      last_price_bps_B=(price_B - 1.0) * 1e4)
+    step=carry.step + 1,
+    remaining_BxKxS=carry.remaining_BxKxS - a_BxKxS,
+    shares_BxKxS=shares,
+    cash_BxKxS=cash,
+    alloc_BxKxSxN=carry.alloc_BxKxSxN + a_BxKxS[..., None] * at_N[None, None, None],
+    price_bps_BxKxSxN=carry.price_bps_BxKxSxN + avg_bps[..., None] * at_N[None, None, None],
+    mkt_volume_B=mkt_volume,
+    mkt_notional_B=mkt_notional,
+    mkt_price_sum_B=mkt_price_sum,
+    mkt_vwap_bps_BxN=carry.mkt_vwap_bps_BxN + ((vwap - 1.0) * 1e4)[:, None] * at_N[None],
+    mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + ((twap - 1.0) * 1e4)[:, None] * at_N[None],
+    last_price_bps_B=(price_B - 1.0) * 1e4,
+  )
 
 
 # ----------------------------------------------------------------------------- the scan
 
 
-def _check_inputs(config: AllocatorConfig, lookback: int, ctx_BxTxH, r_min_B, r_max_B,
-                  prices_BxN, volumes_BxN) -> None:
+def _check_inputs(
+  config: AllocatorConfig, lookback: int, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN
+) -> None:
   _check_config(config)
   n = config.n_ahead
   if ctx_BxTxH.ndim != 3 or ctx_BxTxH.shape[1] != lookback + n - 1:
-    raise ValueError(f"ctx_BxTxH.shape={ctx_BxTxH.shape}, expected [B, L+N-1={lookback + n - 1}, H]")
+    raise ValueError(
+      f"ctx_BxTxH.shape={ctx_BxTxH.shape}, expected [B, L+N-1={lookback + n - 1}, H]"
+    )
   b = ctx_BxTxH.shape[0]
-  for name, x, shape in (("r_min_B", r_min_B, (b,)), ("r_max_B", r_max_B, (b,)),
-                         ("prices_BxN", prices_BxN, (b, n)), ("volumes_BxN", volumes_BxN, (b, n))):
+  for name, x, shape in (
+    ("r_min_B", r_min_B, (b,)),
+    ("r_max_B", r_max_B, (b,)),
+    ("prices_BxN", prices_BxN, (b, n)),
+    ("volumes_BxN", volumes_BxN, (b, n)),
+  ):
     if tuple(x.shape) != shape:
       raise ValueError(f"{name}.shape={tuple(x.shape)}, expected {shape}")
   if _is_concrete(r_min_B, r_max_B):
     validate_bounds(np.asarray(r_min_B), np.asarray(r_max_B), n)
 
 
-def allocate(params: dict, config: AllocatorConfig, lookback: int, ctx_BxTxH, r_min_B, r_max_B,
-             prices_BxN, volumes_BxN):
+def allocate(
+  params: dict,
+  config: AllocatorConfig,
+  lookback: int,
+  ctx_BxTxH,
+  r_min_B,
+  r_max_B,
+  prices_BxN,
+  volumes_BxN,
+):
   """Runs all decisions: a lax.scan of `decide` then `advance` over s = 0..N-2.
 
   Args:
@@ -381,16 +435,22 @@ def allocate(params: dict, config: AllocatorConfig, lookback: int, ctx_BxTxH, r_
   r_min_B = jnp.asarray(r_min_B, jnp.float32)
   r_max_B = jnp.asarray(r_max_B, jnp.float32)
   # Decision s reads position L-1+s, the bar before the one it trades.
-  ctx_SxBxH = jnp.swapaxes(ctx_BxTxH[:, lookback - 1:lookback + n - 2], 0, 1)
+  ctx_SxBxH = jnp.swapaxes(ctx_BxTxH[:, lookback - 1 : lookback + n - 2], 0, 1)
 
   def body(carry, xs):
     params_s, ctx_BxH, price_B, volume_B, s = xs
-    a_BxKxS = decide({"step": params_s, "shared": params["shared"]}, config, carry, ctx_BxH, s,
-                     r_min_B, r_max_B)
+    a_BxKxS = decide(
+      {"step": params_s, "shared": params["shared"]}, config, carry, ctx_BxH, s, r_min_B, r_max_B
+    )
     return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
 
-  xs = (params["step"], ctx_SxBxH, prices_BxN[:, :n - 1].T, volumes_BxN[:, :n - 1].T,
-        jnp.arange(n - 1, dtype=jnp.int32))
+  xs = (
+    params["step"],
+    ctx_SxBxH,
+    prices_BxN[:, : n - 1].T,
+    volumes_BxN[:, : n - 1].T,
+    jnp.arange(n - 1, dtype=jnp.int32),
+  )
   carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, ctx_BxTxH.shape[0]), xs)
   alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
   return jnp.moveaxis(alloc, 0, 1)
@@ -398,6 +458,7 @@ def allocate(params: dict, config: AllocatorConfig, lookback: int, ctx_BxTxH, r_
 
 class Allocator(nn.Module):
   """Linen wrapper: parameters "step" and "shared" (see `init_params`), call = `allocate`."""
+
   config: AllocatorConfig
   lookback: int
 
@@ -407,5 +468,13 @@ class Allocator(nn.Module):
     hidden = ctx_BxTxH.shape[-1]
     step = self.param("step", init_step_params, self.config, hidden)
     shared = self.param("shared", init_shared_params, self.config, hidden)
-    return allocate({"step": step, "shared": shared}, self.config, self.lookback, ctx_BxTxH,
-                    r_min_B, r_max_B, prices_BxN, volumes_BxN)
+    return allocate(
+      {"step": step, "shared": shared},
+      self.config,
+      self.lookback,
+      ctx_BxTxH,
+      r_min_B,
+      r_max_B,
+      prices_BxN,
+      volumes_BxN,
+    )

@@ -7,7 +7,7 @@ cached keys and values.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -39,11 +39,17 @@ def qkv(project: Projection, x_BxTxH: jax.Array, num_heads: int):
   dh = hid // num_heads
   qkv_NxH3 = project(x_BxTxH.reshape(b * t, hid))
   qkv_3xBxhxTxd = jnp.transpose(qkv_NxH3.reshape(b, t, 3, num_heads, dh), (2, 0, 3, 1, 4))
-  return qkv_3xBxhxTxd[0] * dh ** -0.5, qkv_3xBxhxTxd[1], qkv_3xBxhxTxd[2]
+  return qkv_3xBxhxTxd[0] * dh**-0.5, qkv_3xBxhxTxd[1], qkv_3xBxhxTxd[2]
 
 
-def attend(project: Projection, q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK,
-           probs_fn: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+def attend(
+  project: Projection,
+  q_BxhxQxd,
+  k_BxhxKxd,
+  v_BxhxKxd,
+  visible_QxK,
+  probs_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
   """Q queries over K keys where `visible_QxK`, then the output projection: [B, Q, H].
 
   Args:
@@ -75,6 +81,7 @@ class CausalSelfAttention(nn.Module):
     num_heads: attention heads; must divide H.
     dropout: dropout rate on the attention weights.
   """
+
   num_heads: int
   dropout: float = 0.0
 
@@ -87,5 +94,11 @@ class CausalSelfAttention(nn.Module):
       raise ValueError(f"hidden width {hid} is not divisible by num_heads={self.num_heads}")
     q, k, v = qkv(_dense(3 * hid, "qkv"), x_BxTxH, self.num_heads)
     drop = nn.Dropout(self.dropout)
-    return attend(_dense(hid, "out"), q, k, v, jnp.tril(jnp.ones((t, t), jnp.bool_)),
-                  lambda probs: drop(probs, deterministic=deterministic))
+    return attend(
+      _dense(hid, "out"),
+      q,
+      k,
+      v,
+      jnp.tril(jnp.ones((t, t), jnp.bool_)),
+      lambda probs: drop(probs, deterministic=deterministic),
+    )

@@ -7,7 +7,7 @@ only on the calendar, the training split, and prices/volumes of bars before s.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,20 +15,25 @@ from lemjax import scenarios
 
 MS_PER_DAY = 86_400_000
 _SLIVER = 1e-5  # oracle: share put on a window's last bar so that the window ends there
-ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # alloc, prices, volumes -> imp
+ScoreFn = Callable[
+  [np.ndarray, np.ndarray, np.ndarray], np.ndarray
+]  # alloc, prices, volumes -> imp
 
 
 def _check_prices(prices_BxN: np.ndarray, volumes_BxN: np.ndarray) -> None:
   if prices_BxN.ndim != 2 or volumes_BxN.shape != prices_BxN.shape:
-    raise ValueError(f"prices_BxN and volumes_BxN must be equal [B, N] arrays, got shapes "
-                     f"{prices_BxN.shape} and {volumes_BxN.shape}")
+    raise ValueError(
+      f"prices_BxN and volumes_BxN must be equal [B, N] arrays, got shapes "
+      f"{prices_BxN.shape} and {volumes_BxN.shape}"
+    )
 
 
 def broadcast(a_BxN: np.ndarray) -> np.ndarray:
   """One schedule per order, copied to every head and scenario: [B, N] -> [B, N, K, S]."""
   n = a_BxN.shape[1]
-  return np.broadcast_to(a_BxN[:, :, None, None],
-                         a_BxN.shape + (n + 1, scenarios.NUM_SCENARIOS)).astype(np.float32)
+  return np.broadcast_to(
+    a_BxN[:, :, None, None], a_BxN.shape + (n + 1, scenarios.NUM_SCENARIOS)
+  ).astype(np.float32)
 
 
 def project(proposal_fn, n_ahead: int, r_min, r_max, lead_shape) -> np.ndarray:
@@ -65,6 +70,7 @@ def uniform(batch: int, n_ahead: int) -> np.ndarray:
 
 
 # --- Historical volume profile (classical VWAP schedule) ----------------------------------------
+
 
 def calendar_buckets(origin_B: np.ndarray, n_ahead: int, bar_ms: int) -> tuple[np.ndarray, int]:
   """Calendar bucket of every execution bar: time of day (intraday bars) or weekday (daily bars).
@@ -106,12 +112,18 @@ def vwap_schedule(profile: np.ndarray, buckets_BxN: np.ndarray, r_min=0.0, r_max
   batch, n = target_BxN.shape
   # The share of what is left that the profile would trade now keeps the schedule on its curve.
   left_BxN = np.cumsum(target_BxN[:, ::-1], axis=1)[:, ::-1]
-  a_NxB = project(lambda s, rem: rem * target_BxN[:, s] / np.maximum(left_BxN[:, s], 1e-12),
-                  n, r_min, r_max, (batch,))
+  a_NxB = project(
+    lambda s, rem: rem * target_BxN[:, s] / np.maximum(left_BxN[:, s], 1e-12),
+    n,
+    r_min,
+    r_max,
+    (batch,),
+  )
   return broadcast(a_NxB.T)
 
 
 # --- Causal optional stopping ---------------------------------------------------------------------
+
 
 def running_benchmarks(prices_BxN: np.ndarray, volumes_BxN: np.ndarray) -> np.ndarray:
   """Benchmark of bars 0..s-1 known at decision s, per scenario: [B, N, S] (NaN at s = 0).
@@ -130,8 +142,12 @@ def running_benchmarks(prices_BxN: np.ndarray, volumes_BxN: np.ndarray) -> np.nd
   return np.where(scenarios.IS_TWAP_S[None, None, :], twap[..., None], vwap[..., None])
 
 
-def gains(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray | None = None,
-          last_price: str = "close") -> np.ndarray:
+def gains(
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+  closes_BxN: np.ndarray | None = None,
+  last_price: str = "close",
+) -> np.ndarray:
   """Gain in bps of finishing at the last known price instead of the running benchmark; [B, N, S].
 
   gain[:, s] = side * (1 - last / benchmark of bars 0..s-1) * 1e4, positive when favourable
@@ -146,8 +162,10 @@ def gains(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarra
   _check_prices(prices_BxN, volumes_BxN)
   if last_price == "close":
     if closes_BxN is None or np.shape(closes_BxN) != prices_BxN.shape:
-      raise ValueError(f"closes_BxN must be a [B, N] array like prices_BxN {prices_BxN.shape}, got "
-                       f"{None if closes_BxN is None else np.shape(closes_BxN)}")
+      raise ValueError(
+        f"closes_BxN must be a [B, N] array like prices_BxN {prices_BxN.shape}, got "
+        f"{None if closes_BxN is None else np.shape(closes_BxN)}"
+      )
     last_BxN = np.asarray(closes_BxN, np.float64)
   elif last_price == "vwap":
     p = np.asarray(prices_BxN, np.float64)
@@ -160,9 +178,9 @@ def gains(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarra
 
 def eligible_NxK(n_ahead: int) -> np.ndarray:
   """True where head k may stop at decision s: past its minimum, s >= max(k, 1); never the fixed head."""
-  s_N1 = np.arange(n_ahead)[:, None]
-  k_1K = np.arange(n_ahead + 1)[None, :]
-  return (k_1K < n_ahead) & (s_N1 >= np.maximum(k_1K, 1))
+  step_Nx1 = np.arange(n_ahead)[:, None]
+  head_1xK = np.arange(n_ahead + 1)[None, :]
+  return (head_1xK < n_ahead) & (step_Nx1 >= np.maximum(head_1xK, 1))
 
 
 def stopping_schedule(stop_BxNxKxS: np.ndarray, r_min=0.0, r_max=1.0) -> np.ndarray:
@@ -181,8 +199,13 @@ def stopping_schedule(stop_BxNxKxS: np.ndarray, r_min=0.0, r_max=1.0) -> np.ndar
     raise ValueError(f"stop_BxNxKxS must be [B, N, K=N+1, S], got shape {stop_BxNxKxS.shape}")
   stop = stop_BxNxKxS & eligible_NxK(n)[None, :, :, None]
   stopped_BxNxKxS = np.logical_or.accumulate(stop, axis=1)
-  a = project(lambda s, rem: np.where(stopped_BxNxKxS[:, s], rem, 1.0 / n), n,
-              _per_order(r_min, batch), _per_order(r_max, batch), stop.shape[:1] + stop.shape[2:])
+  a = project(
+    lambda s, rem: np.where(stopped_BxNxKxS[:, s], rem, 1.0 / n),
+    n,
+    _per_order(r_min, batch),
+    _per_order(r_max, batch),
+    stop.shape[:1] + stop.shape[2:],
+  )
   return np.moveaxis(a, 0, 1).astype(np.float32)
 
 
@@ -201,9 +224,15 @@ def _check_theta(theta_KxS: np.ndarray, n_ahead: int) -> None:
     raise ValueError(f"theta_KxS must be [K={n_ahead + 1}, S], got shape {np.shape(theta_KxS)}")
 
 
-def optional_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray | None,
-                      theta_KxS: np.ndarray, r_min=0.0, r_max=1.0,
-                      last_price: str = "close") -> np.ndarray:
+def optional_stopping(
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+  closes_BxN: np.ndarray | None,
+  theta_KxS: np.ndarray,
+  r_min=0.0,
+  r_max=1.0,
+  last_price: str = "close",
+) -> np.ndarray:
   """Uniform trading that finishes early once past the minimum when the price is favourable.
 
   At decision s >= max(k, 1) of a flexible head k (min period k + 1 bars), the order
@@ -222,11 +251,20 @@ def optional_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_Bx
   """
   gain_BxNxS = gains(prices_BxN, volumes_BxN, closes_BxN, last_price)
   _check_theta(theta_KxS, prices_BxN.shape[1])
-  return stopping_schedule(gain_BxNxS[:, :, None, :] > np.asarray(theta_KxS)[None, None], r_min, r_max)
+  return stopping_schedule(
+    gain_BxNxS[:, :, None, :] > np.asarray(theta_KxS)[None, None], r_min, r_max
+  )
 
 
-def vol_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray,
-                 lookback_vol_B: np.ndarray, theta_KxS: np.ndarray, r_min=0.0, r_max=1.0) -> np.ndarray:
+def vol_stopping(
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+  closes_BxN: np.ndarray,
+  lookback_vol_B: np.ndarray,
+  theta_KxS: np.ndarray,
+  r_min=0.0,
+  r_max=1.0,
+) -> np.ndarray:
   """Optional stopping with a volatility-scaled threshold.
 
   Past the minimum, finishes when the gain of the last close over the running benchmark
@@ -252,8 +290,13 @@ def vol_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np
   return stopping_schedule(gain_BxNxS[:, :, None, :] > threshold_BxNxKxS, r_min, r_max)
 
 
-def tune_theta(rule: Callable[[np.ndarray], np.ndarray], grid, score: ScoreFn,
-               prices_BxN: np.ndarray, volumes_BxN: np.ndarray):
+def tune_theta(
+  rule: Callable[[np.ndarray], np.ndarray],
+  grid,
+  score: ScoreFn,
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+):
   """The threshold of each head and scenario with the best mean improvement on training orders.
 
   Args:
@@ -292,13 +335,16 @@ def lsm_basis(gain_BxNxS: np.ndarray, lookback_vol_B: np.ndarray) -> np.ndarray:
   """
   n = gain_BxNxS.shape[1]
   g = np.asarray(gain_BxNxS, np.float64)
-  vol = np.broadcast_to(np.maximum(np.asarray(lookback_vol_B, np.float64), 1.0)[:, None, None], g.shape)
+  vol = np.broadcast_to(
+    np.maximum(np.asarray(lookback_vol_B, np.float64), 1.0)[:, None, None], g.shape
+  )
   left = np.sqrt(n - np.arange(n, dtype=np.float64))[None, :, None]
   return np.stack([np.ones_like(g), g, g * g, vol, g * vol, g / (vol * left)], axis=-1)
 
 
-def stop_values(score: ScoreFn, prices_BxN: np.ndarray, volumes_BxN: np.ndarray,
-                r_min=0.0, r_max=1.0) -> np.ndarray:
+def stop_values(
+  score: ScoreFn, prices_BxN: np.ndarray, volumes_BxN: np.ndarray, r_min=0.0, r_max=1.0
+) -> np.ndarray:
   """Exact improvement [B, N, K, S] of trading uniformly and stopping at decision t (axis 1).
 
   Stopping at t finishes the remainder from bar t on as fast as r_max allows, the schedule
@@ -330,9 +376,16 @@ def _ridge(x_RxP: np.ndarray, y_RxH: np.ndarray, ridge: float) -> np.ndarray:
   return np.concatenate([beta[:1] - mu_P @ slopes, slopes], axis=0)
 
 
-def lsm_fit(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray,
-            lookback_vol_B: np.ndarray, score: ScoreFn, ridge: float = 1e-3,
-            r_min=0.0, r_max=1.0) -> np.ndarray:
+def lsm_fit(
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+  closes_BxN: np.ndarray,
+  lookback_vol_B: np.ndarray,
+  score: ScoreFn,
+  ridge: float = 1e-3,
+  r_min=0.0,
+  r_max=1.0,
+) -> np.ndarray:
   """Longstaff-Schwartz stopping rule of every head and scenario, fitted on training orders.
 
   Backward induction from the last decision. At decision t, the realised value of continuing
@@ -379,9 +432,15 @@ def _lsm_stops(gain_BxS, x_BxSxP, coef_KxSxP) -> np.ndarray:
   return (gain_BxS[:, None, :] > 0) & (advantage_BxKxS < 0)
 
 
-def lsm_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np.ndarray,
-                 lookback_vol_B: np.ndarray, coef_NxKxSxP: np.ndarray, r_min=0.0,
-                 r_max=1.0) -> np.ndarray:
+def lsm_stopping(
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+  closes_BxN: np.ndarray,
+  lookback_vol_B: np.ndarray,
+  coef_NxKxSxP: np.ndarray,
+  r_min=0.0,
+  r_max=1.0,
+) -> np.ndarray:
   """Applies `lsm_fit`'s coefficients to orders: uniform until the rule says stop.
 
   Returns:
@@ -394,12 +453,14 @@ def lsm_stopping(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, closes_BxN: np
   _check_vol(lookback_vol_B, batch)
   gain_BxNxS = gains(prices_BxN, volumes_BxN, closes_BxN)
   x_BxNxSxP = lsm_basis(gain_BxNxS, lookback_vol_B)
-  stop_BxNxKxS = np.stack([_lsm_stops(gain_BxNxS[:, t], x_BxNxSxP[:, t], coef_NxKxSxP[t])
-                           for t in range(n)], axis=1)
+  stop_BxNxKxS = np.stack(
+    [_lsm_stops(gain_BxNxS[:, t], x_BxNxSxP[:, t], coef_NxKxSxP[t]) for t in range(n)], axis=1
+  )
   return stopping_schedule(stop_BxNxKxS, r_min, r_max)
 
 
 # --- Best causal baseline -------------------------------------------------------------------------
+
 
 def best_per_cell(means: dict[str, np.ndarray]) -> np.ndarray:
   """[K, S] name of the strategy with the highest mean in each cell (the first listed wins ties).
@@ -428,8 +489,14 @@ def pick(allocs: dict[str, np.ndarray], choice_KxS: np.ndarray) -> np.ndarray:
 
 # --- Perfect-foresight oracle (not causal: an upper bound) ----------------------------------------
 
-def oracle(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, score: ScoreFn,
-           r_min: float = 0.0, r_max: float = 1.0) -> np.ndarray:
+
+def oracle(
+  prices_BxN: np.ndarray,
+  volumes_BxN: np.ndarray,
+  score: ScoreFn,
+  r_min: float = 0.0,
+  r_max: float = 1.0,
+) -> np.ndarray:
   """Best ex-post schedule per order, head and scenario, knowing every price in advance.
 
   For each candidate last bar e, every bar 0..e gets r_min and the rest goes to the
@@ -449,8 +516,9 @@ def oracle(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, score: ScoreFn,
   for e in range(n):
     if (e + 1) * r_min > 1.0 + 1e-9 or (e + 1) * r_max < 1.0 - 1e-9:
       continue
-    cand_BxNxS = np.stack([_greedy(prices_BxN, e, r_min, r_max, side > 0)
-                           for side in scenarios.SIDE_SIGN_S], axis=-1)
+    cand_BxNxS = np.stack(
+      [_greedy(prices_BxN, e, r_min, r_max, side > 0) for side in scenarios.SIDE_SIGN_S], axis=-1
+    )
     cand = np.broadcast_to(cand_BxNxS[:, :, None, :], (batch, n, k_heads, num_s))
     # A schedule ending at e is valid for every head (before k, the window still runs to k).
     imp = np.asarray(score(cand, prices_BxN, volumes_BxN), np.float64)
@@ -463,7 +531,7 @@ def oracle(prices_BxN: np.ndarray, volumes_BxN: np.ndarray, score: ScoreFn,
 def _greedy(prices_BxN, last: int, r_min: float, r_max: float, buy: bool) -> np.ndarray:
   """r_min on bars 0..last, the rest to the best prices there up to r_max each; [B, N]."""
   batch, n = prices_BxN.shape
-  window = prices_BxN[:, :last + 1].astype(np.float64)
+  window = prices_BxN[:, : last + 1].astype(np.float64)
   order = np.argsort(window if buy else -window, axis=1, kind="stable")
   a = np.full((batch, last + 1), r_min)
   left = np.full(batch, 1.0 - r_min * (last + 1))
@@ -478,5 +546,5 @@ def _greedy(prices_BxN, last: int, r_min: float, r_max: float, buy: bool) -> np.
   a[rows[empty], donor[empty]] -= _SLIVER
   a[rows[empty], last] += _SLIVER
   out = np.zeros((batch, n))
-  out[:, :last + 1] = a
+  out[:, : last + 1] = a
   return out.astype(np.float32)

@@ -43,13 +43,16 @@ _CONFIGS = flags.DEFINE_list(
   "Configurations to run: sizes of the base config (paper, smoke), or experiment files as "
   "lemjax.main's --config takes them (experiments/x.py:smoke; --config is an alias).",
 )
-flags.DEFINE_alias("config", "configs")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed train steps after compilation.")
-_OVERRIDE = flags.DEFINE_list("override", [], "key=value config overrides, e.g. "
-                              "model.allocator.variant=shared,train.batch_size=128.")
-_BREAKDOWN = flags.DEFINE_bool("breakdown", True, "Also time encoder, allocator+loss and optimiser "
-                               "separately (extra compiles).")
+_OVERRIDE = flags.DEFINE_list(
+  "override",
+  [],
+  "key=value config overrides, e.g. model.allocator.variant=shared,train.batch_size=128.",
+)
+_BREAKDOWN = flags.DEFINE_bool(
+  "breakdown", True, "Also time encoder, allocator+loss and optimiser separately (extra compiles)."
+)
 _LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per timed decision.")
 _OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
@@ -59,6 +62,7 @@ _MARK = "BENCH_RESULT "
 
 
 # --- Configurations -------------------------------------------------------------------------------
+
 
 def _parse_value(text: str):
   try:
@@ -93,12 +97,15 @@ def make_config(name: str, overrides: list[str]):
 def synthetic_batch(batch: int, seq_len: int, n_ahead: int, seed: int = 0) -> dict:
   """A random Batch of the model's shapes: prices near 1, positive volumes."""
   r = np.random.default_rng(seed)
-  return {"inputs": r.normal(size=(batch, seq_len, N_FEATURES)).astype(np.float32),
-          "prices": (1.0 + 0.01 * r.normal(size=(batch, n_ahead))).astype(np.float32),
-          "volumes": r.uniform(0.5, 1.5, size=(batch, n_ahead)).astype(np.float32)}
+  return {
+    "inputs": r.normal(size=(batch, seq_len, N_FEATURES)).astype(np.float32),
+    "prices": (1.0 + 0.01 * r.normal(size=(batch, n_ahead))).astype(np.float32),
+    "volumes": r.uniform(0.5, 1.5, size=(batch, n_ahead)).astype(np.float32),
+  }
 
 
 # --- Measurements ---------------------------------------------------------------------------------
+
 
 def _timed(fn, *args, repeats: int) -> list[float]:
   """Wall times of `repeats` blocking calls (after the caller's warm-up)."""
@@ -130,8 +137,9 @@ def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
     return jax.grad(lambda p: jnp.sum(enc.apply({"params": p}, x) * cot))(p)
 
   def allocate(p, c):
-    return allocation.allocate(p, mcfg.allocator, mcfg.lookback, c, r_min, r_max,
-                               batch["prices"], batch["volumes"])
+    return allocation.allocate(
+      p, mcfg.allocator, mcfg.lookback, c, r_min, r_max, batch["prices"], batch["volumes"]
+    )
 
   alloc = allocate(state.params["allocator"], ctx)
   alloc_cot = jnp.ones_like(alloc) / alloc.size
@@ -140,17 +148,20 @@ def breakdown(state, batch: dict, mcfg, repeats: int) -> dict:
     return jax.grad(lambda p, c: jnp.sum(allocate(p, c) * alloc_cot), argnums=(0, 1))(p, c)
 
   def loss_grad(a):
-    return jax.grad(lambda a: objectives.lem_loss(a, batch["prices"], batch["volumes"],
-                                                  state.loss_config)[0])(a)
+    return jax.grad(
+      lambda a: objectives.lem_loss(a, batch["prices"], batch["volumes"], state.loss_config)[0]
+    )(a)
 
   def optimizer(params, opt_state, grads):
     updates, opt_state = state.tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  parts = {"encoder_fwd_bwd": (encoder_grad, state.params["encoder"], batch["inputs"]),
-           "allocator_scan_fwd_bwd": (allocator_grad, state.params["allocator"], ctx),
-           "loss_fwd_bwd": (loss_grad, alloc),
-           "optimizer_update": (optimizer, state.params, state.opt_state, state.params)}
+  parts = {
+    "encoder_fwd_bwd": (encoder_grad, state.params["encoder"], batch["inputs"]),
+    "allocator_scan_fwd_bwd": (allocator_grad, state.params["allocator"], ctx),
+    "loss_fwd_bwd": (loss_grad, alloc),
+    "optimizer_update": (optimizer, state.params, state.opt_state, state.params),
+  }
   out = {}
   for name, (fn, *args) in parts.items():
     compiled, _ = _compiled(fn, *args)
@@ -166,16 +177,30 @@ def same_step_latency(mcfg, params, n_orders: int, repeats: int) -> dict:
 
   def decide(params, inputs_BxTxF, carry, r_min_B, r_max_B):
     ctx_BxTxH = enc.apply({"params": params["encoder"]}, inputs_BxTxF)
-    return allocation.decide(allocation.step_params(params["allocator"], s), acfg, carry,
-                             ctx_BxTxH[:, mcfg.lookback - 1 + s], s, r_min_B, r_max_B)
+    return allocation.decide(
+      allocation.step_params(params["allocator"], s),
+      acfg,
+      carry,
+      ctx_BxTxH[:, mcfg.lookback - 1 + s],
+      s,
+      r_min_B,
+      r_max_B,
+    )
 
   batch = synthetic_batch(n_orders, mcfg.seq_len, mcfg.n_ahead, seed=1)
-  args = (params, jnp.asarray(batch["inputs"]), allocation.init_carry(acfg, n_orders),
-          jnp.zeros((n_orders,)), jnp.ones((n_orders,)))
+  args = (
+    params,
+    jnp.asarray(batch["inputs"]),
+    allocation.init_carry(acfg, n_orders),
+    jnp.zeros((n_orders,)),
+    jnp.ones((n_orders,)),
+  )
   compiled, _ = _compiled(decide, *args)
   jax.block_until_ready(compiled(*args))
-  return {"n_orders": n_orders, "median_s": float(np.median(_timed(compiled, *args,
-                                                                     repeats=repeats)))}
+  return {
+    "n_orders": n_orders,
+    "median_s": float(np.median(_timed(compiled, *args, repeats=repeats))),
+  }
 
 
 def synthetic_history(policy: online.Policy, n_bars: int | None = None, seed: int = 0) -> dict:
@@ -183,10 +208,13 @@ def synthetic_history(policy: online.Policy, n_bars: int | None = None, seed: in
   n_bars = n_bars or policy.lookback + policy.window_bars + 2 + policy.n_ahead
   rng = np.random.default_rng(seed)
   close = 100.0 * np.exp(np.cumsum(0.002 * rng.standard_normal(n_bars)))
-  return {"time": 1_700_000_000_000 // policy.step_ms * policy.step_ms
-                  + policy.step_ms * np.arange(n_bars, dtype=np.int64),
-          "close": close, "volume": rng.lognormal(3.0, 0.5, n_bars),
-          "vwap": close * (1 + 0.0005 * rng.standard_normal(n_bars))}
+  return {
+    "time": 1_700_000_000_000 // policy.step_ms * policy.step_ms
+    + policy.step_ms * np.arange(n_bars, dtype=np.int64),
+    "close": close,
+    "volume": rng.lognormal(3.0, 0.5, n_bars),
+    "vwap": close * (1 + 0.0005 * rng.standard_normal(n_bars)),
+  }
 
 
 def step_latency(policy: online.Policy, n_orders: int = 1, repeats: int = 20) -> dict:
@@ -203,14 +231,17 @@ def step_latency(policy: online.Policy, n_orders: int = 1, repeats: int = 20) ->
   """
   bars = synthetic_history(policy)
   n_hist = bars["time"].size - policy.n_ahead
-  carry = online.start(policy, online.Order("buy", 1.0, min_bars=1),
-                       {k: v[:n_hist] for k, v in bars.items()})
+  carry = online.start(
+    policy, online.Order("buy", 1.0, min_bars=1), {k: v[:n_hist] for k, v in bars.items()}
+  )
   live = online.check_bar(policy, carry, {k: v[n_hist] for k, v in bars.items()})
   if n_orders > 1:
     k = policy.n_ahead + 1
     carry = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], n_orders, axis=0), carry)
-    carry = carry._replace(head=(np.arange(n_orders) % k).astype(np.int32),
-                           scenario=(np.arange(n_orders) % scenarios.NUM_SCENARIOS).astype(np.int32))
+    carry = carry._replace(
+      head=(np.arange(n_orders) % k).astype(np.int32),
+      scenario=(np.arange(n_orders) % scenarios.NUM_SCENARIOS).astype(np.int32),
+    )
     live = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], n_orders, axis=0), live)
     fn = online.step_many
   else:
@@ -218,9 +249,14 @@ def step_latency(policy: online.Policy, n_orders: int = 1, repeats: int = 20) ->
   carry, live = jax.device_put((carry, live))
   jax.block_until_ready(fn(policy, carry, live))
   times = _timed(fn, policy, carry, live, repeats=max(int(repeats), 1))
-  return {"n_orders": int(n_orders), "repeats": len(times), "median_s": float(np.median(times)),
-          "p10_s": float(np.percentile(times, 10)), "p90_s": float(np.percentile(times, 90)),
-          "device": str(jax.devices()[0])}
+  return {
+    "n_orders": int(n_orders),
+    "repeats": len(times),
+    "median_s": float(np.median(times)),
+    "p10_s": float(np.percentile(times, 10)),
+    "p90_s": float(np.percentile(times, 90)),
+    "device": str(jax.devices()[0]),
+  }
 
 
 def peak_memory_bytes() -> dict:
@@ -232,8 +268,14 @@ def peak_memory_bytes() -> dict:
   return out
 
 
-def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_breakdown: bool,
-            latency_orders: list[int]) -> dict:
+def run_one(
+  name: str,
+  overrides: list[str],
+  steps: int,
+  warmup: int,
+  with_breakdown: bool,
+  latency_orders: list[int],
+) -> dict:
   """All measurements of one configuration (in this process)."""
   config = make_config(name, overrides)
   cfgs = experiment.resolve_configs(config, N_FEATURES)
@@ -262,16 +304,28 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
     times.append(time.perf_counter() - tick)
   step_s = float(np.median(times))
   result = {
-      "config": name, "overrides": overrides, "batch_size": tcfg.batch_size,
-      "lookback": mcfg.lookback, "n_ahead": mcfg.n_ahead, "hidden": mcfg.encoder.hidden,
-      "embed_dim": mcfg.encoder.embed_dim, "attention_heads": mcfg.encoder.n_attention_heads,
-      "tkan_layers": mcfg.encoder.n_tkan_layers, "allocator_variant": mcfg.allocator.variant,
-      "allocator_width": mcfg.allocator.width, "n_features": N_FEATURES,
-      "params": n_params, "allocator_params": n_alloc,
-      "init_s": init_s, "compile_s": compile_s,
-      "compile_cpu_s": compile_cpu_s, "step_s_median": step_s,
-      "step_s_min": float(np.min(times)), "step_s_all": times,
-      "samples_per_s": tcfg.batch_size / step_s, "loss_finite": bool(np.isfinite(metrics["loss"])),
+    "config": name,
+    "overrides": overrides,
+    "batch_size": tcfg.batch_size,
+    "lookback": mcfg.lookback,
+    "n_ahead": mcfg.n_ahead,
+    "hidden": mcfg.encoder.hidden,
+    "embed_dim": mcfg.encoder.embed_dim,
+    "attention_heads": mcfg.encoder.n_attention_heads,
+    "tkan_layers": mcfg.encoder.n_tkan_layers,
+    "allocator_variant": mcfg.allocator.variant,
+    "allocator_width": mcfg.allocator.width,
+    "n_features": N_FEATURES,
+    "params": n_params,
+    "allocator_params": n_alloc,
+    "init_s": init_s,
+    "compile_s": compile_s,
+    "compile_cpu_s": compile_cpu_s,
+    "step_s_median": step_s,
+    "step_s_min": float(np.min(times)),
+    "step_s_all": times,
+    "samples_per_s": tcfg.batch_size / step_s,
+    "loss_finite": bool(np.isfinite(metrics["loss"])),
   }
   result.update(peak_memory_bytes())  # before the breakdown and latency runs add their own
   logging.info("%s: %.3f s/step, compile %.1f s", name, step_s, compile_s)
@@ -287,41 +341,65 @@ def run_one(name: str, overrides: list[str], steps: int, warmup: int, with_break
     except Exception as e:
       # Recorded, not raised: one failing size should not hide the other measurements.
       result["decision_latency"][str(n)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-    result["decision_latency_same_step"][str(n)] = same_step_latency(mcfg, policy.params, n,
-                                                                     repeats)
+    result["decision_latency_same_step"][str(n)] = same_step_latency(
+      mcfg, policy.params, n, repeats
+    )
   return result
 
 
 # --- Driver ---------------------------------------------------------------------------------------
 
+
 def _run_child(name: str) -> dict:
   """Runs one configuration in a fresh interpreter (own compile caches and peak memory)."""
-  argv = [sys.executable, "-m", "lemjax.bench", f"--child={name}", f"--steps={_STEPS.value}",
-          f"--warmup={_WARMUP.value}", f"--breakdown={_BREAKDOWN.value}",
-          f"--latency_orders={','.join(_LATENCY.value)}"]
+  argv = [
+    sys.executable,
+    "-m",
+    "lemjax.bench",
+    f"--child={name}",
+    f"--steps={_STEPS.value}",
+    f"--warmup={_WARMUP.value}",
+    f"--breakdown={_BREAKDOWN.value}",
+    f"--latency_orders={','.join(_LATENCY.value)}",
+  ]
   if _OVERRIDE.value:
     argv.append(f"--override={','.join(_OVERRIDE.value)}")
   proc = subprocess.run(argv, capture_output=True, text=True, check=False)
   lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
   if proc.returncode or not lines:
     raise RuntimeError(f"benchmark of {name!r} failed:\n{proc.stderr[-4000:]}")
-  return json.loads(lines[-1][len(_MARK):])
+  return json.loads(lines[-1][len(_MARK) :])
 
 
 def format_table(results: list[dict]) -> str:
   """One row per configuration, the numbers the README quotes."""
-  header = ("config", "params", "compile s (cpu)", "step s", "samples/s", "peak MB",
-            "latency 1 ms", "latency 1024 ms")
+  header = (
+    "config",
+    "params",
+    "compile s (cpu)",
+    "step s",
+    "samples/s",
+    "peak MB",
+    "latency 1 ms",
+    "latency 1024 ms",
+  )
   rows = [header]
   for r in results:
     peak = r.get("peak_device_bytes", r["peak_rss_bytes"]) / 2**20
     lat = {k: v.get("median_s", float("nan")) * 1e3 for k, v in r["decision_latency"].items()}
     label = r["config"] + "".join("+" + o for o in r["overrides"])
-    rows.append((label,
-                 f"{r['params'] / 1e6:.2f}M",
-                 f"{r['compile_s']:.1f} ({r['compile_cpu_s']:.1f})", f"{r['step_s_median']:.3f}",
-                 f"{r['samples_per_s']:.1f}", f"{peak:.0f}", f"{lat.get('1', float('nan')):.1f}",
-                 f"{lat.get('1024', float('nan')):.1f}"))
+    rows.append(
+      (
+        label,
+        f"{r['params'] / 1e6:.2f}M",
+        f"{r['compile_s']:.1f} ({r['compile_cpu_s']:.1f})",
+        f"{r['step_s_median']:.3f}",
+        f"{r['samples_per_s']:.1f}",
+        f"{peak:.0f}",
+        f"{lat.get('1', float('nan')):.1f}",
+        f"{lat.get('1024', float('nan')):.1f}",
+      )
+    )
   widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
   lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows]
   for r in results:
@@ -334,8 +412,14 @@ def format_table(results: list[dict]) -> str:
 def main(argv):
   del argv
   if _CHILD.value:
-    result = run_one(_CHILD.value, _OVERRIDE.value, _STEPS.value, _WARMUP.value,
-                     _BREAKDOWN.value, [int(n) for n in _LATENCY.value])
+    result = run_one(
+      _CHILD.value,
+      _OVERRIDE.value,
+      _STEPS.value,
+      _WARMUP.value,
+      _BREAKDOWN.value,
+      [int(n) for n in _LATENCY.value],
+    )
     print(_MARK + json.dumps(result), flush=True)
     return
   if _STEPS.value < 1:
@@ -346,13 +430,21 @@ def main(argv):
     results.append(_run_child(name))
   table = format_table(results)
   print(table)
-  env = {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
-         "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version(),
-         "machine": platform.machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  env = {
+    "device": str(jax.devices()[0]),
+    "backend": jax.default_backend(),
+    "cpu_count": os.cpu_count(),
+    "jax": jax.__version__,
+    "python": platform.python_version(),
+    "machine": platform.machine(),
+    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }
   with open(_OUT.value, "w") as f:
     json.dump({"environment": env, "results": results, "table": table}, f, indent=2)
   print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":
+  # Only on the command line: lemjax.main, imported beside this module in the tests, owns --config.
+  flags.DEFINE_alias("config", "configs")
   app.run(main)

@@ -8,16 +8,18 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-LATEST_DIR = "latest"   # rolling checkpoints for automatic resume
-BEST_DIR = "best"       # the checkpoint with the lowest validation loss so far
+LATEST_DIR = "latest"  # rolling checkpoints for automatic resume
+BEST_DIR = "best"  # the checkpoint with the lowest validation loss so far
 
 
 def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   # Synchronous saves: the train step donates its state, so a background copy could race it.
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+    max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+  )
   return ocp.CheckpointManager(
-      os.path.abspath(directory), options=options, item_names=("state", "meta"))
+    os.path.abspath(directory), options=options, item_names=("state", "meta")
+  )
 
 
 class Checkpointer:
@@ -50,8 +52,12 @@ class Checkpointer:
     if step is None:
       return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    out = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    out = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+      ),
+    )
     return out["state"], dict(out["meta"])
 
   def restore_subset(self, target: Any, *, best: bool = False, step: int | None = None):
@@ -65,8 +71,10 @@ class Checkpointer:
       return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     state = ocp.args.PyTreeRestore(
-        abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-        partial_restore=True)
+      abstract,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+      partial_restore=True,
+    )
     out = manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
     return out["state"], dict(out["meta"])
 

@@ -13,15 +13,16 @@ from typing import Any
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
   """Market-context encoder sizes (SPEC section 3)."""
-  n_features: int = 8            # F, scalar input features per bar
-  embed_dim: int = 20            # E, width of each feature's embedding
-  hidden: int = 200              # H, width of the context
-  n_tkan_layers: int = 2         # stacked TKAN layers
-  n_kan_sublayers: int = 1       # KAN sub-layers feeding each TKAN output gate
-  kan_grid: int = 3              # G, uniform grid intervals of the B-spline basis
-  kan_order: int = 3             # k, B-spline order
+
+  n_features: int = 8  # F, scalar input features per bar
+  embed_dim: int = 20  # E, width of each feature's embedding
+  hidden: int = 200  # H, width of the context
+  n_tkan_layers: int = 2  # stacked TKAN layers
+  n_kan_sublayers: int = 1  # KAN sub-layers feeding each TKAN output gate
+  kan_grid: int = 3  # G, uniform grid intervals of the B-spline basis
+  kan_order: int = 3  # k, B-spline order
   kan_range: tuple[float, float] = (-1.0, 1.0)
-  kan_activation: str = "silu"   # base-branch activation of KANLinear
+  kan_activation: str = "silu"  # base-branch activation of KANLinear
   n_attention_heads: int = 8
   dropout: float = 0.0
 
@@ -29,33 +30,49 @@ class EncoderConfig:
 @dataclasses.dataclass(frozen=True)
 class AllocatorConfig:
   """Allocation network sizes (SPEC section 3, item 5)."""
-  n_ahead: int = 12              # N, execution bars
-  width: int = 200               # hidden width of each head/scenario MLP
-  variant: str = "per_step"      # "per_step": separate MLP per step; "shared": one MLP per head/scenario + step embedding
-  max_scale: float = 12.0        # the MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step
+
+  n_ahead: int = 12  # N, execution bars
+  width: int = 200  # hidden width of each head/scenario MLP
+  variant: str = "per_step"  # "per_step": separate MLP per step; "shared": one MLP per head/scenario + step embedding
+  # The MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish anywhere.
+  max_scale: float = 12.0
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
   """Training objective (SPEC section 4); see lemjax/objectives.py."""
-  flexible_weight: float = 1.0   # weight of the flexible heads' terms (k < N)
-  fixed_weight: float = 1.0      # weight of the fixed-duration head's tracking terms (k = N)
-  vwap_weight: float = 1.0       # weight of the terms judged against VWAP
-  twap_weight: float = 1.0       # weight of the terms judged against TWAP
-  per_side: bool = False         # flexible heads: softplus(-imp) per side instead of the buy-minus-sell spread
-  softplus_scale_bps: float = 100.0  # slippage (bps) is divided by this inside softplus; 100 = percent, as in the paper
-  mask_temperature: float = 2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r / temperature)
+
+  flexible_weight: float = 1.0  # weight of the flexible heads' terms (k < N)
+  fixed_weight: float = 1.0  # weight of the fixed-duration head's tracking terms (k = N)
+  vwap_weight: float = 1.0  # weight of the terms judged against VWAP
+  twap_weight: float = 1.0  # weight of the terms judged against TWAP
+  per_side: bool = (
+    False  # flexible heads: softplus(-imp) per side instead of the buy-minus-sell spread
+  )
+  softplus_scale_bps: float = (
+    100.0  # slippage (bps) is divided by this inside softplus; 100 = percent, as in the paper
+  )
+  mask_temperature: float = (
+    2e-3  # soft window: a bar with remaining fraction r weighs 1 - exp(-r / temperature)
+  )
   mask_temperature_start: float = 0.05  # training starts at this temperature (0: no annealing) ...
-  mask_anneal_steps: int = 500   # ... and reaches `mask_temperature` geometrically after this many steps
-  reference_compat: bool = False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)
-  reference_alpha: float = 50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
+  mask_anneal_steps: int = (
+    500  # ... and reaches `mask_temperature` geometrically after this many steps
+  )
+  reference_compat: bool = (
+    False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)
+  )
+  reference_alpha: float = (
+    50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """The LEM's sizes: encoder, allocator and the window (lookback, n_ahead, shared with DataConfig)."""
-  lookback: int = 120            # L, history bars before t0
-  n_ahead: int = 12              # N
+
+  lookback: int = 120  # L, history bars before t0
+  n_ahead: int = 12  # N
   encoder: EncoderConfig = EncoderConfig()
   allocator: AllocatorConfig = AllocatorConfig()
   reference_compat: bool = False  # reproduce the `lems` package's conventions (SPEC section 8)
@@ -69,16 +86,17 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Market data, windows and splits (SPEC section 6); lookback/n_ahead must match ModelConfig."""
-  source: str = "auto"           # "auto": files under `path` if any, else synthetic; "files"; "synthetic"
-  path: str = "data/binance"     # folder searched (recursively) for kline / daily-bar files
-  kind: str = "auto"             # "auto" (detected from the files), "binance" klines or "daily" equity bars
-  interval: str = "1h"           # bar length of the files, e.g. "15m", "1h", "1d"
-  resample_to: str = ""          # coarser bar length to aggregate to ("" keeps `interval`), e.g. "4h"
+
+  source: str = "auto"  # "auto": files under `path` if any, else synthetic; "files"; "synthetic"
+  path: str = "data/binance"  # folder searched (recursively) for kline / daily-bar files
+  kind: str = "auto"  # "auto" (detected from the files), "binance" klines or "daily" equity bars
+  interval: str = "1h"  # bar length of the files, e.g. "15m", "1h", "1d"
+  resample_to: str = ""  # coarser bar length to aggregate to ("" keeps `interval`), e.g. "4h"
   symbols: tuple[str, ...] = ()  # assets to keep; empty keeps every asset found
-  lookback: int = 120            # L, history bars before t0
-  n_ahead: int = 12              # N, execution bars
-  stride: int = 1                # bars between consecutive window origins
-  volume_window: str = "7d"      # time span of the trailing mean in the log-volume feature
+  lookback: int = 120  # L, history bars before t0
+  n_ahead: int = 12  # N, execution bars
+  stride: int = 1  # bars between consecutive window origins
+  volume_window: str = "7d"  # time span of the trailing mean in the log-volume feature
   # Split date ranges (ISO dates, both ends inclusive, UTC); "" means the data's first / last bar.
   # A window belongs to the split that holds all its bars, so splits are L + N bars apart.
   train_start: str = "2022-01-01"
@@ -88,25 +106,32 @@ class DataConfig:
   test_start: str = "2025-07-01"
   test_end: str = ""
   # Embedded synthetic market (used when no files are found, or with source="synthetic").
-  synthetic_regime: str = "crypto"  # "crypto": 24/7 bars; "equity": weekday sessions (or daily bars)
-  synthetic_assets: int = 4      # number of synthetic assets
-  synthetic_bars: int = 8760     # bars per synthetic asset
-  synthetic_seed: int = 0        # seed of the synthetic market (deterministic)
+  synthetic_regime: str = (
+    "crypto"  # "crypto": 24/7 bars; "equity": weekday sessions (or daily bars)
+  )
+  synthetic_assets: int = 4  # number of synthetic assets
+  synthetic_bars: int = 8760  # bars per synthetic asset
+  synthetic_seed: int = 0  # seed of the synthetic market (deterministic)
   synthetic_start: str = "2022-01-03"  # first synthetic bar (ISO date, UTC)
-  synthetic_split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test fractions of its time range
-  martingale: bool = False       # synthetic prices a pure martingale (null test, SPEC section 7)
+  synthetic_split: tuple[float, float, float] = (
+    0.7,
+    0.15,
+    0.15,
+  )  # train/val/test fractions of its time range
+  martingale: bool = False  # synthetic prices a pure martingale (null test, SPEC section 7)
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
   """AdamW, its learning-rate schedule and clipping: every field `train.make_optimizer` reads."""
-  learning_rate: float = 1e-3    # peak learning rate
-  schedule: str = "cosine"       # "cosine" (warm-up then cosine decay) or "constant" (warm-up then flat)
-  warmup_steps: int = 100        # linear warm-up from 0 to the peak
+
+  learning_rate: float = 1e-3  # peak learning rate
+  schedule: str = "cosine"  # "cosine" (warm-up then cosine decay) or "constant" (warm-up then flat)
+  warmup_steps: int = 100  # linear warm-up from 0 to the peak
   final_lr_fraction: float = 0.1  # cosine: final learning rate as a fraction of the peak
-  weight_decay: float = 1e-4     # AdamW decoupled weight decay
-  clip_norm: float = 1.0         # global-norm gradient clipping (0 disables)
-  steps: int = 3000              # optimiser steps (the cosine decays over all of them)
+  weight_decay: float = 1e-4  # AdamW decoupled weight decay
+  clip_norm: float = 1.0  # global-norm gradient clipping (0 disables)
+  steps: int = 3000  # optimiser steps (the cosine decays over all of them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,61 +141,90 @@ class TrainConfig(OptimizerConfig):
   The optimiser fields are inherited from OptimizerConfig, so the `train` section stays flat
   (as in experiments/base.py and every saved config.json).
   """
-  batch_size: int = 64           # B, parent orders per step
+
+  batch_size: int = 64  # B, parent orders per step
   # Per-step rate bounds (fractions of the parent order) drawn uniformly per sample, then made
   # feasible: r_min <= 1/N <= r_max, so one model serves many contracts.
   r_min_range: tuple[float, float] = (0.0, 0.05)
   r_max_range: tuple[float, float] = (0.25, 1.0)
-  log_every: int = 50            # steps between metric fetches (the only host syncs)
-  eval_every: int = 250          # steps between validations and checkpoints
-  val_orders: int = 1024         # fixed validation orders (evenly spaced over the split)
-  val_batch_size: int = 256      # orders per validation batch
-  patience: int = 6              # validations without improvement before stopping (0: never)
-  max_checkpoints: int = 2       # rolling checkpoints kept for resuming
-  stop_after: int = 0            # leave the loop after this step without saving (tests a kill); 0: off
-  progress: bool = True          # tqdm progress bar
+  log_every: int = 50  # steps between metric fetches (the only host syncs)
+  eval_every: int = 250  # steps between validations and checkpoints
+  val_orders: int = 1024  # fixed validation orders (evenly spaced over the split)
+  val_batch_size: int = 256  # orders per validation batch
+  patience: int = 6  # validations without improvement before stopping (0: never)
+  max_checkpoints: int = 2  # rolling checkpoints kept for resuming
+  stop_after: int = 0  # leave the loop after this step without saving (tests a kill); 0: off
+  progress: bool = True  # tqdm progress bar
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
   """Test-split evaluation and report (lemjax/evaluate.py)."""
-  checkpoint: str = "best"       # "best" (lowest validation loss) or "latest"
-  batch_size: int = 256          # orders per forward pass
-  r_min: float = 0.0             # per-step lower rate bound of every test order (fraction)
-  r_max: float = 1.0             # per-step upper rate bound of every test order (fraction)
-  order_stride: int = 0          # bars between consecutive test orders of one asset (0: N, no overlap)
-  max_orders: int = 0            # cap on test orders, evenly spaced (0: all)
-  min_period: int = 6            # min period (bars) of the per-strategy table
-  benchmark: str = "vwap"        # scenario shown in report.md tables; CSVs hold all of them
+
+  checkpoint: str = "best"  # "best" (lowest validation loss) or "latest"
+  batch_size: int = 256  # orders per forward pass
+  r_min: float = 0.0  # per-step lower rate bound of every test order (fraction)
+  r_max: float = 1.0  # per-step upper rate bound of every test order (fraction)
+  order_stride: int = 0  # bars between consecutive test orders of one asset (0: N, no overlap)
+  max_orders: int = 0  # cap on test orders, evenly spaced (0: all)
+  min_period: int = 6  # min period (bars) of the per-strategy table
+  benchmark: str = "vwap"  # scenario shown in report.md tables; CSVs hold all of them
   target: str = "quantity"
-  theta_grid_bps: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0,
-                                       150.0, 250.0, 400.0, float("inf"))  # optional-stopping thresholds
-  vol_theta_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
-                                       float("inf"))  # vol-scaled thresholds (x vol x sqrt(bars left))
-  lsm_ridge: float = 1e-3        # ridge penalty of the least-squares stopping fit (standardised features)
-  tune_orders: int = 2048        # training orders used to tune theta and the volume profile
-  val_orders: int = 2048         # validation orders on which the best causal baseline is chosen
-  bootstrap: int = 2000          # bootstrap resamples for the 95% intervals
-  block_length: int = 5          # start times per bootstrap block (lemjax/stats.py)
-  plot_orders: int = 3           # orders drawn in the allocation-curve plot
-  seed: int = 0                  # bootstrap and order-selection seed
+  theta_grid_bps: tuple[float, ...] = (
+    0.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    35.0,
+    50.0,
+    75.0,
+    100.0,
+    150.0,
+    250.0,
+    400.0,
+    float("inf"),
+  )  # optional-stopping thresholds
+  vol_theta_grid: tuple[float, ...] = (
+    0.0,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    float("inf"),
+  )  # vol-scaled thresholds (x vol x sqrt(bars left))
+  lsm_ridge: float = 1e-3  # ridge penalty of the least-squares stopping fit (standardised features)
+  tune_orders: int = 2048  # training orders used to tune theta and the volume profile
+  val_orders: int = 2048  # validation orders on which the best causal baseline is chosen
+  bootstrap: int = 2000  # bootstrap resamples for the 95% intervals
+  block_length: int = 5  # start times per bootstrap block (lemjax/stats.py)
+  plot_orders: int = 3  # orders drawn in the allocation-curve plot
+  seed: int = 0  # bootstrap and order-selection seed
 
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
   """Device mesh of a run (lemjax/sharding.py): batch over a `data` axis, parameters replicated."""
-  data: int = 0                  # devices on the `data` axis; 0 = every device of every process
-  fsdp: bool = False             # also shard large parameters and their optimiser state over `data`
-  fsdp_min_size: int = 1 << 18   # parameters with fewer elements stay replicated under fsdp
+
+  data: int = 0  # devices on the `data` axis; 0 = every device of every process
+  fsdp: bool = False  # also shard large parameters and their optimiser state over `data`
+  fsdp_min_size: int = 1 << 18  # parameters with fewer elements stay replicated under fsdp
 
 
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
   """Multi-process setup for `jax.distributed.initialize` (lemjax/sharding.py)."""
-  enabled: str = "auto"          # "auto": only when the environment names a cluster; "on"; "off"
+
+  enabled: str = "auto"  # "auto": only when the environment names a cluster; "on"; "off"
   coordinator_address: str = ""  # host:port of process 0 ("" = JAX_COORDINATOR_ADDRESS / cluster)
-  num_processes: int = 0         # 0 = JAX_NUM_PROCESSES or the cluster's value
-  process_id: int = -1           # -1 = JAX_PROCESS_ID or the cluster's value
+  num_processes: int = 0  # 0 = JAX_NUM_PROCESSES or the cluster's value
+  process_id: int = -1  # -1 = JAX_PROCESS_ID or the cluster's value
 
 
 # --- Builders: a ConfigDict section becomes its dataclass; an unknown key is an error ---------------
@@ -212,11 +266,15 @@ def _check_saved_fields(section, cls, name: str, nested: tuple[str, ...] = ()) -
   known = {f.name for f in dataclasses.fields(cls)} - set(nested)
   saved = set(section) - set(nested)
   if saved - known:
-    raise ValueError(f"config field {name}.{sorted(saved - known)[0]} is not known to this version "
-                     "of lemjax: the checkpoint was written by different code")
+    raise ValueError(
+      f"config field {name}.{sorted(saved - known)[0]} is not known to this version "
+      "of lemjax: the checkpoint was written by different code"
+    )
   if known - saved:
-    raise ValueError(f"config field {name}.{sorted(known - saved)[0]} is missing from the saved "
-                     "config: the checkpoint was written by different code")
+    raise ValueError(
+      f"config field {name}.{sorted(known - saved)[0]} is missing from the saved "
+      "config: the checkpoint was written by different code"
+    )
 
 
 def saved_model_config(saved: Any) -> ModelConfig:
@@ -239,8 +297,10 @@ def model_config(cfg: Any) -> ModelConfig:
   alloc_items = _items(items.pop("allocator", None))
   # The allocator's N is the model's; a saved config.json repeats it.
   if alloc_items.setdefault("n_ahead", n_ahead) != n_ahead:
-    raise ValueError(f"config model.allocator.n_ahead={alloc_items['n_ahead']} differs from "
-                     f"model.n_ahead={n_ahead}; set model.n_ahead only")
+    raise ValueError(
+      f"config model.allocator.n_ahead={alloc_items['n_ahead']} differs from "
+      f"model.n_ahead={n_ahead}; set model.n_ahead only"
+    )
   alloc = _build(AllocatorConfig, alloc_items, "model.allocator")
   base = _build(ModelConfig, items, "model")
   return dataclasses.replace(base, encoder=enc, allocator=alloc)
@@ -263,7 +323,9 @@ def train_config(cfg: Any) -> TrainConfig:
 
 def optimizer_config(cfg: OptimizerConfig) -> OptimizerConfig:
   """The optimiser part of `cfg` (a TrainConfig): equal for runs that differ only elsewhere."""
-  return OptimizerConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(OptimizerConfig)})
+  return OptimizerConfig(
+    **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(OptimizerConfig)}
+  )
 
 
 def eval_config(cfg: Any) -> EvalConfig:
@@ -282,9 +344,15 @@ def distributed_config(cfg: Any) -> DistributedConfig:
 
 
 # Each section of an experiment ConfigDict and its builder; `name` and `seed` are plain values.
-SECTIONS = {"data": data_config, "model": model_config, "loss": loss_config,
-            "train": train_config, "eval": eval_config, "mesh": mesh_config,
-            "distributed": distributed_config}
+SECTIONS = {
+  "data": data_config,
+  "model": model_config,
+  "loss": loss_config,
+  "train": train_config,
+  "eval": eval_config,
+  "mesh": mesh_config,
+  "distributed": distributed_config,
+}
 TOP_LEVEL_KEYS = ("name", "seed")
 
 

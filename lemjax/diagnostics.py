@@ -24,8 +24,9 @@ MONOTONE_TOLERANCE_BPS = 3.0
 
 def _z_pvalue(mean, lo, hi, level: float) -> np.ndarray:
   """One-sided p-value of mean > 0 from a (clustered) interval, via its implied standard error."""
-  se = np.maximum((np.asarray(hi) - np.asarray(lo)) / (2.0 * scipy.stats.norm.ppf(0.5 + level / 2)),
-                  1e-12)
+  se = np.maximum(
+    (np.asarray(hi) - np.asarray(lo)) / (2.0 * scipy.stats.norm.ppf(0.5 + level / 2)), 1e-12
+  )
   return scipy.stats.norm.sf(np.asarray(mean) / se)
 
 
@@ -43,8 +44,10 @@ def holm_reject(pvalues: np.ndarray, alpha: float = 0.05) -> np.ndarray:
 
 # --- Head health ----------------------------------------------------------------------------------
 
-def head_health(imp_BxKxS, early_BxKxS, reference_early_KxS, group_B, *, block_length: int,
-                n_boot: int, seed: int) -> pl.DataFrame:
+
+def head_health(
+  imp_BxKxS, early_BxKxS, reference_early_KxS, group_B, *, block_length: int, n_boot: int, seed: int
+) -> pl.DataFrame:
   """Flags flexible heads that never end early or score below the next head beyond noise.
 
   A head with minimum k+1 has every option of the head with minimum k+2, so its mean
@@ -68,28 +71,39 @@ def head_health(imp_BxKxS, early_BxKxS, reference_early_KxS, group_B, *, block_l
   n = imp.shape[1] - 1
   flex = n  # heads 0..n-1 are flexible
   # Head k minus head k+1 for k = 0..n-2 (the last flexible head has no flexible successor).
-  diff = stats_lib.paired_difference(imp[:, :flex - 1], imp[:, 1:flex], group_B,
-                                     block_length=block_length, n_boot=n_boot, seed=seed)
+  diff = stats_lib.paired_difference(
+    imp[:, : flex - 1], imp[:, 1:flex], group_B, block_length=block_length, n_boot=n_boot, seed=seed
+  )
   rows = []
   for k in range(flex):
     for s in range(imp.shape[2]):
       has_next = k < flex - 1
       lo = float(diff["ci_lo"][k, s]) if has_next else math.nan
       hi = float(diff["ci_hi"][k, s]) if has_next else math.nan
-      rows.append({
-          "head": k, "min_period": k + 1, "scenario": scenarios.scenario_name(s),
-          "ended_early": float(early_KxS[k, s]), "reference_early": float(reference_early_KxS[k, s]),
+      rows.append(
+        {
+          "head": k,
+          "min_period": k + 1,
+          "scenario": scenarios.scenario_name(s),
+          "ended_early": float(early_KxS[k, s]),
+          "reference_early": float(reference_early_KxS[k, s]),
           "mean_bps": float(imp[:, k, s].mean()),
           "minus_next_bps": float(diff["mean"][k, s]) if has_next else math.nan,
-          "minus_next_lo": lo, "minus_next_hi": hi,
-          "collapsed": bool(early_KxS[k, s] < COLLAPSED_EARLY
-                            and reference_early_KxS[k, s] >= REFERENCE_EARLY),
-          "monotonicity_break": bool(has_next and hi < 0.0
-                                     and diff["mean"][k, s] < -MONOTONE_TOLERANCE_BPS)})
+          "minus_next_lo": lo,
+          "minus_next_hi": hi,
+          "collapsed": bool(
+            early_KxS[k, s] < COLLAPSED_EARLY and reference_early_KxS[k, s] >= REFERENCE_EARLY
+          ),
+          "monotonicity_break": bool(
+            has_next and hi < 0.0 and diff["mean"][k, s] < -MONOTONE_TOLERANCE_BPS
+          ),
+        }
+      )
   return pl.DataFrame(rows)
 
 
 # --- Regimes --------------------------------------------------------------------------------------
+
 
 def tercile_edges(reference_vol_B) -> np.ndarray:
   """The 1/3 and 2/3 quantiles of lookback volatility (from training orders: no test-set choice)."""
@@ -110,8 +124,10 @@ REGIMES = ("calm", "middle", "volatile")
 
 # --- Null test ------------------------------------------------------------------------------------
 
-def null_test_verdict(best_paired: dict, lem_stats: dict, n_ahead: int, *, level: float = 0.95,
-                      alpha: float = 0.05) -> dict:
+
+def null_test_verdict(
+  best_paired: dict, lem_stats: dict, n_ahead: int, *, level: float = 0.95, alpha: float = 0.05
+) -> dict:
   """SPEC section 7 on a martingale market: is any gain beyond what a causal rule can earn?
 
   (a) flexible heads: LEM minus the best causal baseline must not be significantly positive at
@@ -142,46 +158,84 @@ def null_test_verdict(best_paired: dict, lem_stats: dict, n_ahead: int, *, level
     for s in range(scenarios.NUM_SCENARIOS):
       mean, lo, hi = (float(best_paired[key][k, s]) for key in ("mean", "ci_lo", "ci_hi"))
       label = k + 1 if k < n_ahead else f"fixed ({n_ahead})"
-      rows.append({"test": "LEM minus best causal baseline", "min_period": label,
-                   "scenario": scenarios.scenario_name(s), "mean_bps": mean, "ci_lo": lo,
-                   "ci_hi": hi, "p_value": float(_z_pvalue(mean, lo, hi, level))})
+      rows.append(
+        {
+          "test": "LEM minus best causal baseline",
+          "min_period": label,
+          "scenario": scenarios.scenario_name(s),
+          "mean_bps": mean,
+          "ci_lo": lo,
+          "ci_hi": hi,
+          "p_value": float(_z_pvalue(mean, lo, hi, level)),
+        }
+      )
   for s in range(scenarios.NUM_SCENARIOS):
-    fixed_rows.append({"scenario": scenarios.scenario_name(s),
-                       **{key: float(lem_stats[src][n_ahead, s]) for key, src in
-                          (("mean_bps", "mean_bps"), ("ci_lo", "ci_lo"), ("ci_hi", "ci_hi"))}})
+    fixed_rows.append(
+      {
+        "scenario": scenarios.scenario_name(s),
+        **{
+          key: float(lem_stats[src][n_ahead, s])
+          for key, src in (("mean_bps", "mean_bps"), ("ci_lo", "ci_lo"), ("ci_hi", "ci_hi"))
+        },
+      }
+    )
   reject = holm_reject(np.array([r["p_value"] for r in rows]), alpha)
   for row, r in zip(rows, reject):
     row["significant"] = bool(r)
-  return {"rows": rows, "passed": not reject.any(), "fixed_rows": fixed_rows, "alpha": alpha,
-          "level": level, "n_clusters": int(best_paired.get("n_clusters", 0))}
+  return {
+    "rows": rows,
+    "passed": not reject.any(),
+    "fixed_rows": fixed_rows,
+    "alpha": alpha,
+    "level": level,
+    "n_clusters": int(best_paired.get("n_clusters", 0)),
+  }
 
 
 def null_test_markdown(verdict: dict) -> str:
   """null_test.md: the verdict first, then the significant rows, every row, the fixed head."""
   significant = [r for r in verdict["rows"] if r["significant"]]
-  lines = ["# Null test (SPEC section 7) on a synthetic martingale", "",
-           "Positive is better than the benchmark for both sides. On a martingale a causal model can "
-           "earn only the end-date option, which the best causal stopping rule also earns.", "",
-           "- Every head (flexible min periods and the fixed duration): LEM minus the best causal "
-           "baseline (chosen on validation orders) must not be significantly positive.",
-           f"- Intervals: {verdict['level']:.0%} clustered bootstrap over "
-           f"{verdict['n_clusters']} start-time clusters; significance by Holm's step-down test "
-           f"over all {len(verdict['rows'])} rows at family-wise level {verdict['alpha']}.", "",
-           f"**Verdict: {'PASS' if verdict['passed'] else 'FAIL (possible leak)'}**", ""]
-  header = ("| test | min period | scenario | mean (bps) | interval | p | significant |\n"
-            "|---|---|---|---|---|---|---|")
+  lines = [
+    "# Null test (SPEC section 7) on a synthetic martingale",
+    "",
+    "Positive is better than the benchmark for both sides. On a martingale a causal model can "
+    "earn only the end-date option, which the best causal stopping rule also earns.",
+    "",
+    "- Every head (flexible min periods and the fixed duration): LEM minus the best causal "
+    "baseline (chosen on validation orders) must not be significantly positive.",
+    f"- Intervals: {verdict['level']:.0%} clustered bootstrap over "
+    f"{verdict['n_clusters']} start-time clusters; significance by Holm's step-down test "
+    f"over all {len(verdict['rows'])} rows at family-wise level {verdict['alpha']}.",
+    "",
+    f"**Verdict: {'PASS' if verdict['passed'] else 'FAIL (possible leak)'}**",
+    "",
+  ]
+  header = (
+    "| test | min period | scenario | mean (bps) | interval | p | significant |\n"
+    "|---|---|---|---|---|---|---|"
+  )
 
   def fmt(r):
-    return (f"| {r['test']} | {r['min_period']} | {r['scenario']} | {r['mean_bps']:+.2f} | "
-            f"[{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] | {r['p_value']:.3g} | "
-            f"{'YES' if r['significant'] else 'no'} |")
+    return (
+      f"| {r['test']} | {r['min_period']} | {r['scenario']} | {r['mean_bps']:+.2f} | "
+      f"[{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] | {r['p_value']:.3g} | "
+      f"{'YES' if r['significant'] else 'no'} |"
+    )
+
   if significant:
     lines += ["## Significant rows", "", header, *map(fmt, significant), ""]
-  lines += ["## Fixed-duration head against its benchmark (information)", "",
-            "Notional targets beat a TWAP or VWAP benchmark by Jensen's inequality even on a uniform "
-            "schedule, so these rows are not part of the verdict.", "",
-            "| scenario | mean (bps) | interval |", "|---|---|---|"]
-  lines += [f"| {r['scenario']} | {r['mean_bps']:+.2f} | [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] |"
-            for r in verdict["fixed_rows"]]
+  lines += [
+    "## Fixed-duration head against its benchmark (information)",
+    "",
+    "Notional targets beat a TWAP or VWAP benchmark by Jensen's inequality even on a uniform "
+    "schedule, so these rows are not part of the verdict.",
+    "",
+    "| scenario | mean (bps) | interval |",
+    "|---|---|---|",
+  ]
+  lines += [
+    f"| {r['scenario']} | {r['mean_bps']:+.2f} | [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] |"
+    for r in verdict["fixed_rows"]
+  ]
   lines += ["", "## All rows", "", header, *map(fmt, verdict["rows"])]
   return "\n".join(lines) + "\n"

@@ -17,19 +17,32 @@ from lemjax import attention
 from lemjax.attention import CausalSelfAttention
 from lemjax.config import EncoderConfig
 from lemjax.kan import activation
-from lemjax.selection import GRN, FeatureEmbedding, GatedSkipNorm, VariableSelection
-from lemjax.tkan import TKAN, Carry
+from lemjax.selection import GRN
+from lemjax.selection import FeatureEmbedding
+from lemjax.selection import GatedSkipNorm
+from lemjax.selection import VariableSelection
+from lemjax.tkan import TKAN
+from lemjax.tkan import Carry
 
 
 def check_config(config: EncoderConfig) -> None:
   """Raises ValueError on sizes the encoder cannot use."""
-  for name in ("n_features", "embed_dim", "hidden", "n_tkan_layers", "n_kan_sublayers",
-               "kan_grid", "n_attention_heads"):
+  for name in (
+    "n_features",
+    "embed_dim",
+    "hidden",
+    "n_tkan_layers",
+    "n_kan_sublayers",
+    "kan_grid",
+    "n_attention_heads",
+  ):
     if getattr(config, name) < 1:
       raise ValueError(f"EncoderConfig.{name} must be >= 1, got {getattr(config, name)}")
   if config.hidden % config.n_attention_heads:
-    raise ValueError(f"EncoderConfig.hidden={config.hidden} is not divisible by "
-                     f"n_attention_heads={config.n_attention_heads}")
+    raise ValueError(
+      f"EncoderConfig.hidden={config.hidden} is not divisible by "
+      f"n_attention_heads={config.n_attention_heads}"
+    )
   if not 0.0 <= config.dropout < 1.0:
     raise ValueError(f"EncoderConfig.dropout must be in [0, 1), got {config.dropout}")
   activation(config.kan_activation)
@@ -37,17 +50,20 @@ def check_config(config: EncoderConfig) -> None:
 
 class _SelectBlock(nn.Module):
   """Embedding then variable selection of one chunk of rows: [R, F] -> [R, H]."""
+
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, carry, x_RxF):
     e_RxFxE = FeatureEmbedding(self.config.embed_dim, name="embedding")(x_RxF)
-    return carry, VariableSelection(self.config.hidden, self.config.embed_dim,
-                                    name="selection")(e_RxFxE)
+    return carry, VariableSelection(self.config.hidden, self.config.embed_dim, name="selection")(
+      e_RxFxE
+    )
 
 
 class _EnrichBlock(nn.Module):
   """Gated skip around the TKAN stack, then the GRN, on one chunk of rows: [R, H] -> [R, H]."""
+
   config: EncoderConfig
 
   @nn.compact
@@ -59,6 +75,7 @@ class _EnrichBlock(nn.Module):
 
 class _AttendBlock(nn.Module):
   """Causal self-attention of one chunk of whole sequences: [R, T, H] -> [R, T, H]."""
+
   config: EncoderConfig
   deterministic: bool = True
 
@@ -69,8 +86,15 @@ class _AttendBlock(nn.Module):
 
 
 def _tkan_layer(config: EncoderConfig, name: str | None = None) -> TKAN:
-  return TKAN(config.hidden, config.n_kan_sublayers, config.kan_grid, config.kan_order,
-              tuple(config.kan_range), config.kan_activation, name=name)
+  return TKAN(
+    config.hidden,
+    config.n_kan_sublayers,
+    config.kan_grid,
+    config.kan_order,
+    tuple(config.kan_range),
+    config.kan_activation,
+    name=name,
+  )
 
 
 def _by_row_chunks(block: nn.Module, name: str, inputs, max_rows: int):
@@ -85,9 +109,14 @@ def _by_row_chunks(block: nn.Module, name: str, inputs, max_rows: int):
   # Zero-pad to chunks * rows; rows are independent, so padding never mixes into real rows.
   pad = lambda a: jnp.pad(a, [(0, chunks * rows - n)] + [(0, 0)] * (a.ndim - 1))
   inputs = jax.tree.map(lambda a: pad(a).reshape(chunks, rows, *a.shape[1:]), inputs)
-  scan = nn.scan(nn.remat(block.func), variable_broadcast="params",
-                 split_rngs={"params": False, "dropout": True}, in_axes=0, out_axes=0,
-                 length=chunks)
+  scan = nn.scan(
+    nn.remat(block.func),
+    variable_broadcast="params",
+    split_rngs={"params": False, "dropout": True},
+    in_axes=0,
+    out_axes=0,
+    length=chunks,
+  )
   _, out = scan(*block.args, **block.keywords, name=name)(None, inputs)
   return out.reshape(chunks * rows, *out.shape[2:])[:n]
 
@@ -98,6 +127,7 @@ class Encoder(nn.Module):
   Every block is position-wise except the TKAN scans (forward in time) and the causally
   masked attention, so the context at t depends only on inputs at positions <= t.
   """
+
   config: EncoderConfig
   # Position-wise blocks run over row chunks of at most `chunk_rows` rows (attention over
   # `chunk_sequences` whole sequences), each rematerialised in the backward pass: the
@@ -123,8 +153,9 @@ class Encoder(nn.Module):
     if x_BxTxF.ndim != 3:
       raise ValueError(f"x_BxTxF must be [B, T, F], got shape {x_BxTxF.shape}")
     if x_BxTxF.shape[-1] != cfg.n_features:
-      raise ValueError(f"x_BxTxF has F={x_BxTxF.shape[-1]} features, "
-                       f"config.n_features={cfg.n_features}")
+      raise ValueError(
+        f"x_BxTxF has F={x_BxTxF.shape[-1]} features, config.n_features={cfg.n_features}"
+      )
     b, t, f = x_BxTxF.shape
     hid = cfg.hidden
     # Embedding and variable selection, position-wise on flattened rows N = B * T.
@@ -138,13 +169,15 @@ class Encoder(nn.Module):
     # Gated skip around the stack and enrichment GRN (position-wise), then causal attention
     # over chunks of whole sequences.
     enrich = functools.partial(_EnrichBlock, cfg)
-    h_NxH = _by_row_chunks(enrich, "enrich", (h_BxTxH.reshape(b * t, hid), sel_NxH),
-                           self.chunk_rows)
+    h_NxH = _by_row_chunks(
+      enrich, "enrich", (h_BxTxH.reshape(b * t, hid), sel_NxH), self.chunk_rows
+    )
     attend = functools.partial(_AttendBlock, cfg, deterministic)
     return _by_row_chunks(attend, "attention", h_NxH.reshape(b, t, hid), self.chunk_sequences)
 
 
 # --- The blocks on an Encoder's parameters (deterministic: no dropout) ----------------------------
+
 
 def select(config: EncoderConfig, params, x_NxF: jax.Array) -> jax.Array:
   """Embedding and variable selection of rows: [N, F] -> [N, H]."""
@@ -153,8 +186,9 @@ def select(config: EncoderConfig, params, x_NxF: jax.Array) -> jax.Array:
 
 def tkan(config: EncoderConfig, params, i: int, carry: Carry, x_BxTxH: jax.Array):
   """TKAN layer i over T steps from `carry`, as the Encoder runs it from zeros: (carry, [B, T, H])."""
-  return _tkan_layer(config).apply({"params": params[f"tkan_{i}"]}, carry, x_BxTxH,
-                                   method=TKAN.scan)
+  return _tkan_layer(config).apply(
+    {"params": params[f"tkan_{i}"]}, carry, x_BxTxH, method=TKAN.scan
+  )
 
 
 def enrich(config: EncoderConfig, params, h_NxH: jax.Array, sel_NxH: jax.Array) -> jax.Array:
@@ -165,13 +199,15 @@ def enrich(config: EncoderConfig, params, h_NxH: jax.Array, sel_NxH: jax.Array) 
 def qkv(config: EncoderConfig, params, h_BxTxH: jax.Array):
   """The attention's scaled queries, keys and values of positions h, each [B, heads, T, H / heads]."""
   mha = params["attention"]["mha"]
-  return attention.qkv(functools.partial(attention.dense, mha["qkv"]), h_BxTxH,
-                       config.n_attention_heads)
+  return attention.qkv(
+    functools.partial(attention.dense, mha["qkv"]), h_BxTxH, config.n_attention_heads
+  )
 
 
 def attend(config: EncoderConfig, params, q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK):
   """The attention's output [B, Q, H] for queries over (cached) keys and values where visible."""
   del config  # the heads are in the shapes
   mha = params["attention"]["mha"]
-  return attention.attend(functools.partial(attention.dense, mha["out"]), q_BxhxQxd, k_BxhxKxd,
-                          v_BxhxKxd, visible_QxK)
+  return attention.attend(
+    functools.partial(attention.dense, mha["out"]), q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK
+  )

@@ -28,6 +28,7 @@ SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_ea
 
 # --- Orders ---------------------------------------------------------------------------------------
 
+
 def select_orders(dataset, n_ahead: int, cfg: config_lib.EvalConfig, chunk: int = 4096):
   """Test orders: every `order_stride`-th window of each asset (default N: no overlap), capped.
 
@@ -36,8 +37,12 @@ def select_orders(dataset, n_ahead: int, cfg: config_lib.EvalConfig, chunk: int 
   """
   if dataset.num_windows < 1:
     raise ValueError("the test split holds no windows; widen data.test_start/test_end")
-  asset = np.concatenate([dataset.batch(np.arange(s, min(s + chunk, dataset.num_windows)))["asset"]
-                          for s in range(0, dataset.num_windows, chunk)])
+  asset = np.concatenate(
+    [
+      dataset.batch(np.arange(s, min(s + chunk, dataset.num_windows)))["asset"]
+      for s in range(0, dataset.num_windows, chunk)
+    ]
+  )
   origin = np.asarray(dataset.origins, np.int64)
   stride = cfg.order_stride or n_ahead
   order = np.lexsort((origin, asset))
@@ -53,20 +58,23 @@ def select_orders(dataset, n_ahead: int, cfg: config_lib.EvalConfig, chunk: int 
 
 def gather(dataset, idx: np.ndarray, chunk: int = 4096) -> dict:
   """The Batch of windows `idx`, gathered in chunks (numpy)."""
-  parts = [dataset.batch(idx[s:s + chunk]) for s in range(0, idx.size, chunk)]
+  parts = [dataset.batch(idx[s : s + chunk]) for s in range(0, idx.size, chunk)]
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 # --- Strategies -----------------------------------------------------------------------------------
 
+
 @functools.partial(jax.jit, static_argnums=0)
 def _forward(model_config, params, inputs, r_min_B, r_max_B, prices, volumes):
   return model_lib.build_model(model_config).apply(
-      {"params": params}, inputs, r_min_B, r_max_B, prices, volumes)
+    {"params": params}, inputs, r_min_B, r_max_B, prices, volumes
+  )
 
 
-def lem_allocations(params, model_config, batch: dict, r_min: float, r_max: float,
-                    batch_size: int) -> np.ndarray:
+def lem_allocations(
+  params, model_config, batch: dict, r_min: float, r_max: float, batch_size: int
+) -> np.ndarray:
   """The model's allocations [B, N, K, S] in fixed-shape chunks (the last one padded)."""
   n_orders = batch["prices"].shape[0]
   out = []
@@ -77,17 +85,22 @@ def lem_allocations(params, model_config, batch: dict, r_min: float, r_max: floa
     r_min_B = jnp.full((batch_size,), r_min, jnp.float32)
     r_max_B = jnp.full((batch_size,), r_max, jnp.float32)
     alloc = _forward(model_config, params, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"])
-    out.append(np.asarray(alloc)[:min(batch_size, n_orders - start)])
+    out.append(np.asarray(alloc)[: min(batch_size, n_orders - start)])
   return np.concatenate(out)
 
 
 def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
   """Hard-window improvement in bps [B, K, S] (the objectives module's accounting)."""
-  return np.asarray(objectives.improvement_bps(jnp.asarray(alloc_BxNxKxS, jnp.float32),
-                                               jnp.asarray(prices_BxN), jnp.asarray(volumes_BxN)))
+  return np.asarray(
+    objectives.improvement_bps(
+      jnp.asarray(alloc_BxNxKxS, jnp.float32), jnp.asarray(prices_BxN), jnp.asarray(volumes_BxN)
+    )
+  )
 
 
-def baseline_allocations(test: dict, tune: dict, val: dict, bar_ms: int, cfg: config_lib.EvalConfig):
+def baseline_allocations(
+  test: dict, tune: dict, val: dict, bar_ms: int, cfg: config_lib.EvalConfig
+):
   """Allocations [B, N, K, S] of every baseline on the test orders, and what was fitted.
 
   The volume profile, the stopping thresholds and the least-squares stopping rule are fitted
@@ -109,41 +122,69 @@ def baseline_allocations(test: dict, tune: dict, val: dict, bar_ms: int, cfg: co
     return baselines.optional_stopping(b["prices"], b["volumes"], b["closes"], theta_KxS, *bounds)
 
   def vol_stopping(b, theta_KxS):
-    return baselines.vol_stopping(b["prices"], b["volumes"], b["closes"], b["lookback_vol"],
-                                  theta_KxS, *bounds)
+    return baselines.vol_stopping(
+      b["prices"], b["volumes"], b["closes"], b["lookback_vol"], theta_KxS, *bounds
+    )
 
-  theta_KxS, theta_means = baselines.tune_theta(functools.partial(stopping, tune), cfg.theta_grid_bps,
-                                                score, tune["prices"], tune["volumes"])
-  vol_theta_KxS, vol_means = baselines.tune_theta(functools.partial(vol_stopping, tune),
-                                                  cfg.vol_theta_grid, score, tune["prices"], tune["volumes"])
-  coef = baselines.lsm_fit(tune["prices"], tune["volumes"], tune["closes"], tune["lookback_vol"], score,
-                           cfg.lsm_ridge, *bounds)
+  theta_KxS, theta_means = baselines.tune_theta(
+    functools.partial(stopping, tune), cfg.theta_grid_bps, score, tune["prices"], tune["volumes"]
+  )
+  vol_theta_KxS, vol_means = baselines.tune_theta(
+    functools.partial(vol_stopping, tune),
+    cfg.vol_theta_grid,
+    score,
+    tune["prices"],
+    tune["volumes"],
+  )
+  coef = baselines.lsm_fit(
+    tune["prices"],
+    tune["volumes"],
+    tune["closes"],
+    tune["lookback_vol"],
+    score,
+    cfg.lsm_ridge,
+    *bounds,
+  )
 
   def causal(b):
     buckets, _ = baselines.calendar_buckets(b["origin"], n, bar_ms)
-    return {"uniform": baselines.uniform(b["prices"].shape[0], n),
-            "vwap_profile": baselines.vwap_schedule(profile, buckets, *bounds),
-            "optional_stopping": stopping(b, theta_KxS),
-            "vol_stopping": vol_stopping(b, vol_theta_KxS),
-            "lsm_stopping": baselines.lsm_stopping(b["prices"], b["volumes"], b["closes"],
-                                                   b["lookback_vol"], coef, *bounds)}
+    return {
+      "uniform": baselines.uniform(b["prices"].shape[0], n),
+      "vwap_profile": baselines.vwap_schedule(profile, buckets, *bounds),
+      "optional_stopping": stopping(b, theta_KxS),
+      "vol_stopping": vol_stopping(b, vol_theta_KxS),
+      "lsm_stopping": baselines.lsm_stopping(
+        b["prices"], b["volumes"], b["closes"], b["lookback_vol"], coef, *bounds
+      ),
+    }
 
-  val_means = {name: np.nanmean(score(alloc, val["prices"], val["volumes"]), axis=0)
-               for name, alloc in causal(val).items()}
+  val_means = {
+    name: np.nanmean(score(alloc, val["prices"], val["volumes"]), axis=0)
+    for name, alloc in causal(val).items()
+  }
   choice_KxS = baselines.best_per_cell(val_means)
   allocs = causal(test)
   allocs["best_causal"] = baselines.pick(allocs, choice_KxS)
   allocs["oracle"] = baselines.oracle(test["prices"], test["volumes"], score, *bounds)
-  fitted = {"profile": profile, "theta_KxS": theta_KxS, "theta_means": theta_means,
-            "vol_theta_KxS": vol_theta_KxS, "vol_theta_means": vol_means,
-            "lsm_coef_NxKxSxP": coef, "lsm_features": baselines.LSM_FEATURES,
-            "val_means": val_means, "best_causal_choice": choice_KxS}
+  fitted = {
+    "profile": profile,
+    "theta_KxS": theta_KxS,
+    "theta_means": theta_means,
+    "vol_theta_KxS": vol_theta_KxS,
+    "vol_theta_means": vol_means,
+    "lsm_coef_NxKxSxP": coef,
+    "lsm_features": baselines.LSM_FEATURES,
+    "val_means": val_means,
+    "best_causal_choice": choice_KxS,
+  }
   return allocs, fitted
 
 
 def spread_indices(num_windows: int, count: int) -> np.ndarray:
   """Up to `count` window indices evenly spaced over [0, num_windows), sorted."""
-  return np.unique(np.linspace(0, num_windows, min(count, num_windows), endpoint=False).astype(np.int64))
+  return np.unique(
+    np.linspace(0, num_windows, min(count, num_windows), endpoint=False).astype(np.int64)
+  )
 
 
 def summaries(allocs: dict, prices_BxN, volumes_BxN) -> dict:
@@ -154,8 +195,9 @@ def summaries(allocs: dict, prices_BxN, volumes_BxN) -> dict:
   """
   out = {}
   for name, alloc in allocs.items():
-    summary = objectives.execution_summary(jnp.asarray(alloc), jnp.asarray(prices_BxN),
-                                           jnp.asarray(volumes_BxN))
+    summary = objectives.execution_summary(
+      jnp.asarray(alloc), jnp.asarray(prices_BxN), jnp.asarray(volumes_BxN)
+    )
     out[name] = {k: np.asarray(summary[k]) for k in SUMMARY_KEYS}
     price = out[name]["price"].astype(np.float64)
     out[name]["shortfall_bps"] = scenarios.SIDE_SIGN_S * (price - 1.0) * 1e4
@@ -163,6 +205,7 @@ def summaries(allocs: dict, prices_BxN, volumes_BxN) -> dict:
 
 
 # --- Orchestration --------------------------------------------------------------------------------
+
 
 def evaluate(config, workdir: str) -> dict:
   """Evaluates the experiment's checkpoint on the test split; writes report.md, CSVs, plots, orders.
@@ -180,11 +223,15 @@ def evaluate(config, workdir: str) -> dict:
   if ecfg.r_min * n > 1 + 1e-9 or ecfg.r_max * n < 1 - 1e-9 or ecfg.r_min > ecfg.r_max:
     raise ValueError(f"eval bounds r_min={ecfg.r_min}, r_max={ecfg.r_max} are infeasible for N={n}")
   if train_ds.num_windows < 1:
-    raise ValueError("the training split holds no windows, but the VWAP-profile and optional-"
-                     "stopping baselines are fitted on it; set data.train_start/train_end")
+    raise ValueError(
+      "the training split holds no windows, but the VWAP-profile and optional-"
+      "stopping baselines are fitted on it; set data.train_start/train_end"
+    )
   if val_ds.num_windows < 1:
-    raise ValueError("the validation split holds no windows, but the best causal baseline is "
-                     "chosen on it; set data.val_start/val_end")
+    raise ValueError(
+      "the validation split holds no windows, but the best causal baseline is "
+      "chosen on it; set data.val_start/val_end"
+    )
 
   # --- Model and orders.
   cfgs["model"] = workdir_lib.trained_model_config(workdir, cfgs["model"])
@@ -194,11 +241,18 @@ def evaluate(config, workdir: str) -> dict:
   test = gather(test_ds, idx)
   tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
   val = gather(val_ds, spread_indices(val_ds.num_windows, ecfg.val_orders))
-  logging.info("evaluating %d test orders (%d assets) from checkpoint %s step %d", idx.size,
-               len(np.unique(test["asset"])), ckpt_info["which"], ckpt_info["step"])
+  logging.info(
+    "evaluating %d test orders (%d assets) from checkpoint %s step %d",
+    idx.size,
+    len(np.unique(test["asset"])),
+    ckpt_info["which"],
+    ckpt_info["step"],
+  )
 
   # --- Strategies, all scored by the same accounting.
-  allocs = {"LEM": lem_allocations(params, cfgs["model"], test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)}
+  allocs = {
+    "LEM": lem_allocations(params, cfgs["model"], test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
+  }
   base_allocs, fitted = baseline_allocations(test, tune, val, test_ds.store.step_ms, ecfg)
   allocs.update(base_allocs)
   results = summaries(allocs, test["prices"], test["volumes"])
@@ -206,8 +260,14 @@ def evaluate(config, workdir: str) -> dict:
   # --- Report, tables, per-order results and plots.
   source = workdir_lib.data_source_line(data_config, report)
   context = report_lib.Context(
-      workdir=outdir, config=config, cfgs=cfgs, source_line=source, checkpoint=ckpt_info,
-      asset_names=tuple(test_ds.asset_names), split_ranges=_split_ranges(report, train_ds, test["origin"]))
+    workdir=outdir,
+    config=config,
+    cfgs=cfgs,
+    source_line=source,
+    checkpoint=ckpt_info,
+    asset_names=tuple(test_ds.asset_names),
+    split_ranges=_split_ranges(report, train_ds, test["origin"]),
+  )
   out = report_lib.write_all(context, test, allocs, results, fitted, tune)
   logging.info("report written to %s", out["report"])
   return out
@@ -215,13 +275,15 @@ def evaluate(config, workdir: str) -> dict:
 
 def _split_ranges(report, train_ds, test_origins) -> dict:
   """The data report's split ranges and the origin range of the train and test orders."""
+
   def iso(ms):
     return str(np.datetime64(int(ms), "ms").astype("datetime64[m]"))
+
   splits = getattr(report, "splits", {}) or {}
   return {
-      "configured": {name: f"{v.get('start')} .. {v.get('end')}" for name, v in splits.items()},
-      "train_origins": (iso(np.min(train_ds.origins)), iso(np.max(train_ds.origins))),
-      "test_origins": (iso(np.min(test_origins)), iso(np.max(test_origins))),
+    "configured": {name: f"{v.get('start')} .. {v.get('end')}" for name, v in splits.items()},
+    "train_origins": (iso(np.min(train_ds.origins)), iso(np.max(train_ds.origins))),
+    "test_origins": (iso(np.min(test_origins)), iso(np.max(test_origins))),
   }
 
 
@@ -233,8 +295,9 @@ def null_test(config, workdir: str) -> dict:
   null_test.json/.md next to the report.
   """
   out = evaluate(config, workdir)
-  verdict = diagnostics.null_test_verdict(out["paired"]["best_causal"], out["stats"]["LEM"],
-                                          config.model.n_ahead)
+  verdict = diagnostics.null_test_verdict(
+    out["paired"]["best_causal"], out["stats"]["LEM"], config.model.n_ahead
+  )
   outdir = os.path.dirname(out["report"])
   with open(os.path.join(outdir, "null_test.json"), "w") as f:
     json.dump(verdict, f, indent=2)

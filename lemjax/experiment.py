@@ -13,20 +13,26 @@ from lemjax import workdir as workdir_lib
 def resolve_configs(config, n_features: int) -> dict:
   """Frozen dataclasses of every section; the encoder's F comes from the data."""
   model = config_lib.model_config(config.model)
-  model = dataclasses.replace(model, encoder=dataclasses.replace(model.encoder,
-                                                                 n_features=n_features))
-  return {"data": config_lib.data_config(config.data), "model": model,
-          "loss": config_lib.loss_config(config.loss),
-          "train": config_lib.train_config(config.train),
-          "eval": config_lib.eval_config(config.eval)}
+  model = dataclasses.replace(
+    model, encoder=dataclasses.replace(model.encoder, n_features=n_features)
+  )
+  return {
+    "data": config_lib.data_config(config.data),
+    "model": model,
+    "loss": config_lib.loss_config(config.loss),
+    "train": config_lib.train_config(config.train),
+    "eval": config_lib.eval_config(config.eval),
+  }
 
 
 def load_data(config):
   """(train, val, test, report, data_config), logging a banner when the market is synthetic."""
   data_config = config_lib.data_config(config.data)
   if data_config.lookback != config.model.lookback or data_config.n_ahead != config.model.n_ahead:
-    raise ValueError(f"data.lookback/n_ahead ({data_config.lookback}, {data_config.n_ahead}) differ "
-                     f"from model.lookback/n_ahead ({config.model.lookback}, {config.model.n_ahead})")
+    raise ValueError(
+      f"data.lookback/n_ahead ({data_config.lookback}, {data_config.n_ahead}) differ "
+      f"from model.lookback/n_ahead ({config.model.lookback}, {config.model.n_ahead})"
+    )
   if workdir_lib.uses_synthetic(data_config):
     logging.warning("\n%s", workdir_lib.synthetic_banner(data_config))
     data_config = dataclasses.replace(data_config, source="synthetic")

@@ -12,12 +12,12 @@ import numpy as np
 PRECISION = jax.lax.Precision.HIGHEST
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "silu": nn.silu,
-    "relu": nn.relu,
-    "gelu": nn.gelu,
-    "tanh": jnp.tanh,
-    "elu": nn.elu,
-    "identity": lambda x: x,
+  "silu": nn.silu,
+  "relu": nn.relu,
+  "gelu": nn.gelu,
+  "tanh": jnp.tanh,
+  "elu": nn.elu,
+  "identity": lambda x: x,
 }
 
 
@@ -54,20 +54,23 @@ def _bspline_bases(x: jax.Array, grid: np.ndarray, order: int) -> list[jax.Array
   """
   grid = np.asarray(grid, np.float64)
   if grid.ndim != 1 or grid.shape[0] < order + 2:
-    raise ValueError(f"grid must be 1-D with at least order + 2 = {order + 2} knots, "
-                     f"got shape {grid.shape}")
+    raise ValueError(
+      f"grid must be 1-D with at least order + 2 = {order + 2} knots, got shape {grid.shape}"
+    )
   if np.any(np.diff(grid) <= 0):
     raise ValueError(f"grid knots must be strictly increasing, got {grid}")
   knots = [float(v) for v in grid]
   # Order 0: indicators of the half-open knot intervals.
-  bases = [jnp.logical_and(x >= lo, x < hi).astype(x.dtype)
-           for lo, hi in zip(knots[:-1], knots[1:])]
+  bases = [
+    jnp.logical_and(x >= lo, x < hi).astype(x.dtype) for lo, hi in zip(knots[:-1], knots[1:])
+  ]
   for j in range(1, order + 1):
     # Static knots: the reciprocal denominators are Python constants.
     bases = [
-        (x - knots[i]) * (1.0 / (knots[i + j] - knots[i])) * bases[i]
-        + (knots[i + j + 1] - x) * (1.0 / (knots[i + j + 1] - knots[i + 1])) * bases[i + 1]
-        for i in range(len(bases) - 1)]
+      (x - knots[i]) * (1.0 / (knots[i + j] - knots[i])) * bases[i]
+      + (knots[i + j + 1] - x) * (1.0 / (knots[i + j + 1] - knots[i + 1])) * bases[i + 1]
+      for i in range(len(bases) - 1)
+    ]
   return bases
 
 
@@ -95,6 +98,7 @@ class KANLinear(nn.Module):
     grid_range: (lo, hi) range of the grid before its extension by k knots each side.
     base_activation: name of the base-branch activation (see `activation`).
   """
+
   features: int
   grid_size: int = 3
   order: int = 3

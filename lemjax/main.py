@@ -18,19 +18,30 @@ from lemjax import train
 from lemjax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment file, e.g. experiments/crypto_intraday.py[:smoke|:paper].",
-    lock_config=True)
+  "config",
+  None,
+  "Experiment file, e.g. experiments/crypto_intraday.py[:smoke|:paper].",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", "", "Work directory of the run (default runs/<name>, with _SYNTHETIC on synthetic data).")
+  "workdir",
+  "",
+  "Work directory of the run (default runs/<name>, with _SYNTHETIC on synthetic data).",
+)
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval", "null_test", "seeds"],
-    "train: train (resuming) then stop; eval: evaluate the best checkpoint on the test split; "
-    "null_test: train and evaluate on the synthetic martingale, then apply the null-test verdict; "
-    "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread.")
+  "mode",
+  "train",
+  ["train", "eval", "null_test", "seeds"],
+  "train: train (resuming) then stop; eval: evaluate the best checkpoint on the test split; "
+  "null_test: train and evaluate on the synthetic martingale, then apply the null-test verdict; "
+  "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread.",
+)
 _SEEDS = flags.DEFINE_integer(
-    "seeds", 3, "--mode=seeds: how many seeds (config.seed, config.seed + 1, ...).")
+  "seeds", 3, "--mode=seeds: how many seeds (config.seed, config.seed + 1, ...)."
+)
 _TRACEBACK = flags.DEFINE_bool(
-    "traceback", False, "On an error, show the Python traceback, not just the `error:` line.")
+  "traceback", False, "On an error, show the Python traceback, not just the `error:` line."
+)
 
 # Errors of the user's making (no checkpoint yet, a bad config, data file or order): one line.
 USER_ERRORS = (FileNotFoundError, ValueError)
@@ -69,9 +80,17 @@ def _flag_error_line(err: Exception, argv: list[str]) -> str:
     inner = err.args[0] if err.args and isinstance(err.args[0], KeyError) else err
     key, *hint = str(inner.args[0] if inner.args else inner).splitlines()
     key = key.strip("'\"")
-    flag = next((arg for arg in argv if arg.startswith("--config.")
-                 and key in arg.partition("=")[0].split(".")), "--config")
-    return f"{flag}: unknown config key {key!r}" + "".join(f"; {h[:1].lower()}{h[1:]}" for h in hint)
+    flag = next(
+      (
+        arg
+        for arg in argv
+        if arg.startswith("--config.") and key in arg.partition("=")[0].split(".")
+      ),
+      "--config",
+    )
+    return f"{flag}: unknown config key {key!r}" + "".join(
+      f"; {h[:1].lower()}{h[1:]}" for h in hint
+    )
   lines = [line.strip() for line in str(err).splitlines() if line.strip()]
   if "Traceback (most recent call last):" in lines:  # keep the flag and the final exception
     lines = [lines[0].split(" Error whilst parsing")[0], re.sub(r"^[\w.]+: ", "", lines[-1])]

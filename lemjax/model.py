@@ -19,8 +19,10 @@ MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
 def check_inputs(config: ModelConfig, inputs_BxTxF, r_min_B, r_max_B, prices_BxN, volumes_BxN):
   """Raises ValueError naming the first argument whose shape does not fit `config`."""
   if inputs_BxTxF.ndim != 3 or inputs_BxTxF.shape[1] != config.seq_len:
-    raise ValueError(f"inputs_BxTxF must be [B, T={config.seq_len}, F] (T = L + N - 1), "
-                     f"got shape {inputs_BxTxF.shape}")
+    raise ValueError(
+      f"inputs_BxTxF must be [B, T={config.seq_len}, F] (T = L + N - 1), "
+      f"got shape {inputs_BxTxF.shape}"
+    )
   batch = inputs_BxTxF.shape[0]
   for name, value in (("prices_BxN", prices_BxN), ("volumes_BxN", volumes_BxN)):
     if value.shape != (batch, config.n_ahead):
@@ -36,12 +38,20 @@ class LEM(nn.Module):
   The model never sees which asset an order belongs to, so a trained model applies to assets
   it was not trained on.
   """
+
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, inputs_BxTxF: jax.Array, r_min_B: jax.Array, r_max_B: jax.Array,
-               prices_BxN: jax.Array, volumes_BxN: jax.Array, *,
-               deterministic: bool = True) -> jax.Array:
+  def __call__(
+    self,
+    inputs_BxTxF: jax.Array,
+    r_min_B: jax.Array,
+    r_max_B: jax.Array,
+    prices_BxN: jax.Array,
+    volumes_BxN: jax.Array,
+    *,
+    deterministic: bool = True,
+  ) -> jax.Array:
     """Allocates every order of the batch.
 
     Args:
@@ -58,14 +68,17 @@ class LEM(nn.Module):
     """
     check_inputs(self.config, inputs_BxTxF, r_min_B, r_max_B, prices_BxN, volumes_BxN)
     ctx_BxTxH = Encoder(self.config.encoder, name="encoder")(
-        inputs_BxTxF, deterministic=deterministic)
+      inputs_BxTxF, deterministic=deterministic
+    )
     return Allocator(self.config.allocator, self.config.lookback, name="allocator")(
-        ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+      ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN
+    )
 
 
 # --- Construction ---------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def build_model(config: ModelConfig) -> LEM:
   # One module object per config, so jitted functions see equal static fields and never retrace.
   return LEM(config)
@@ -75,8 +88,7 @@ def dummy_inputs(config: ModelConfig) -> tuple[jax.Array, ...]:
   """One order of the model's shapes, for `init`: (inputs [1, T, F], r_min [1], r_max [1],
   prices [1, N], volumes [1, N]); feasible bounds and unit prices and volumes."""
   n, t, f = config.n_ahead, config.seq_len, config.encoder.n_features
-  return (jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)), jnp.ones((1, n)),
-          jnp.ones((1, n)))
+  return (jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)), jnp.ones((1, n)), jnp.ones((1, n)))
 
 
 def init_params(config: ModelConfig, rng: jax.Array):
@@ -89,7 +101,7 @@ def param_shapes(config: ModelConfig):
   return jax.eval_shape(_init_fn(config), jax.random.PRNGKey(0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_fn(config: ModelConfig):
   """Jitted parameter init (an eager one dispatches every op of the scans one by one)."""
   model = build_model(config)

@@ -143,9 +143,14 @@ def execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> dict:
   bench = benchmark_price(window_mask(alloc_BxNxKxS), prices_BxN, volumes_BxN)
   slip = (price - bench) / bench * 1e4
   end, early = window_end(alloc_BxNxKxS)
-  return {"price": price, "benchmark": bench, "slippage_bps": slip,
-          "improvement_bps": -jnp.asarray(_SIDE_S)[None, None, :] * slip,
-          "window_end": end, "ended_early": early}
+  return {
+    "price": price,
+    "benchmark": bench,
+    "slippage_bps": slip,
+    "improvement_bps": -jnp.asarray(_SIDE_S)[None, None, :] * slip,
+    "window_end": end,
+    "ended_early": early,
+  }
 
 
 def improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, reference_compat: bool = False):
@@ -173,8 +178,9 @@ def mask_temperature(loss_config: LossConfig, step):
   return jnp.exp(log_t)
 
 
-def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = LossConfig(),
-             temperature=None):
+def lem_loss(
+  alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = LossConfig(), temperature=None
+):
   """The training objective of every head and scenario at once.
 
   Args:
@@ -195,13 +201,14 @@ def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = L
   if cfg.reference_compat:
     slip = reference.slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN, alpha=cfg.reference_alpha)
   else:
-    w = window_mask(alloc_BxNxKxS, temperature=cfg.mask_temperature if temperature is None
-                    else temperature)
+    w = window_mask(
+      alloc_BxNxKxS, temperature=cfg.mask_temperature if temperature is None else temperature
+    )
     price = achieved_price(alloc_BxNxKxS, prices_BxN)
     bench = benchmark_price(w, prices_BxN, volumes_BxN)
     slip = (price - bench) / bench * (1e4 / cfg.softplus_scale_bps)
   b, k = slip.shape[:2]
-  slip = slip.reshape(b, k, 2, 2, 2)   # side, benchmark, target
+  slip = slip.reshape(b, k, 2, 2, 2)  # side, benchmark, target
   bench_w = jnp.array([cfg.vwap_weight, cfg.twap_weight], jnp.float32)
   if cfg.per_side:
     side = jnp.array([1.0, -1.0], jnp.float32)[None, None, :, None, None]
@@ -212,10 +219,14 @@ def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = L
     flex_w = jnp.broadcast_to(bench_w[None, None, :, None], flex.shape)
   fixed = jax.nn.softplus(jnp.abs(slip[:, n]))
   fixed_w = jnp.broadcast_to(bench_w[None, None, :, None], fixed.shape)
-  total = (cfg.flexible_weight * jnp.sum(flex * flex_w) + cfg.fixed_weight * jnp.sum(fixed * fixed_w))
+  total = cfg.flexible_weight * jnp.sum(flex * flex_w) + cfg.fixed_weight * jnp.sum(fixed * fixed_w)
   loss = total / (flex.size + fixed.size)
-  imp = jax.lax.stop_gradient(improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN,
-                                              reference_compat=cfg.reference_compat))
-  aux = {"loss_flexible": jnp.mean(flex), "loss_fixed": jnp.mean(fixed),
-         "imp_bps_KxS": jnp.mean(imp, axis=0)}
+  imp = jax.lax.stop_gradient(
+    improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, reference_compat=cfg.reference_compat)
+  )
+  aux = {
+    "loss_flexible": jnp.mean(flex),
+    "loss_fixed": jnp.mean(fixed),
+    "imp_bps_KxS": jnp.mean(imp, axis=0),
+  }
   return loss, aux

@@ -67,7 +67,7 @@ def improvement_distribution(path: str, results: dict, s: int, k: int) -> str:
   fig, ax = plt.subplots(figsize=(7, 4))
   values = {name: res["improvement_bps"][:, k, s] for name, res in results.items()}
   finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
-  lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (-1.0, 1.0))
+  lo, hi = np.percentile(finite, [1, 99]) if finite.size else (-1.0, 1.0)
   bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 50)
   for name, v in values.items():
     ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step", label=name)
@@ -81,14 +81,26 @@ def improvement_distribution(path: str, results: dict, s: int, k: int) -> str:
   return path
 
 
-def write_plots(workdir: str, all_stats: dict, test: dict, allocs: dict, results: dict,
-                s_buy: int, s_sell: int, k_sel: int, n_orders: int) -> list[str]:
+def write_plots(
+  workdir: str,
+  all_stats: dict,
+  test: dict,
+  allocs: dict,
+  results: dict,
+  s_buy: int,
+  s_sell: int,
+  k_sel: int,
+  n_orders: int,
+) -> list[str]:
   """All report figures; returns their paths."""
   return [
-      improvement_vs_min_period(os.path.join(workdir, "improvement_vs_min_period.png"), all_stats,
-                                s_buy, s_sell),
-      allocation_curves(os.path.join(workdir, "allocation_curves.png"), test, allocs, s_buy, k_sel,
-                        n_orders),
-      improvement_distribution(os.path.join(workdir, "improvement_distribution.png"), results, s_buy,
-                               k_sel),
+    improvement_vs_min_period(
+      os.path.join(workdir, "improvement_vs_min_period.png"), all_stats, s_buy, s_sell
+    ),
+    allocation_curves(
+      os.path.join(workdir, "allocation_curves.png"), test, allocs, s_buy, k_sel, n_orders
+    ),
+    improvement_distribution(
+      os.path.join(workdir, "improvement_distribution.png"), results, s_buy, k_sel
+    ),
   ]

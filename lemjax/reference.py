@@ -50,11 +50,17 @@ def _window(alloc_BxNxKxS, volumes_BxN, alpha):
   _, n, k, _ = alloc_BxNxKxS.shape
   steps, heads = np.arange(n)[:, None], np.arange(k)[None, :]
   required_NxK = ((steps <= heads) | (heads == n)).astype(np.float32)
-  vol_BxNxS = jnp.where(jnp.asarray(scenarios.IS_TWAP_S)[None, None, :], 1.0, volumes_BxN[:, :, None])
+  vol_BxNxS = jnp.where(
+    jnp.asarray(scenarios.IS_TWAP_S)[None, None, :], 1.0, volumes_BxN[:, :, None]
+  )
   seen_BxNxS = jnp.cumsum(vol_BxNxS, axis=1)
   no_volume_yet = jnp.concatenate(
-      [jnp.ones_like(seen_BxNxS[:, :1]), (seen_BxNxS[:, :-1] <= 0).astype(jnp.float32)], axis=1)
-  needed = required_NxK[None, :, :, None] + (1 - required_NxK[None, :, :, None]) * no_volume_yet[:, :, None, :]
+    [jnp.ones_like(seen_BxNxS[:, :1]), (seen_BxNxS[:, :-1] <= 0).astype(jnp.float32)], axis=1
+  )
+  needed = (
+    required_NxK[None, :, :, None]
+    + (1 - required_NxK[None, :, :, None]) * no_volume_yet[:, :, None, :]
+  )
   left = jnp.flip(jnp.cumsum(jnp.flip(alloc_BxNxKxS, 1), axis=1), 1)
   active = (left > 0).astype(jnp.float32) if alpha is None else jax.nn.sigmoid(alpha * left)
   return needed + (1 - needed) * active
@@ -79,7 +85,9 @@ def slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, alpha=None):
   price_qty = jnp.sum(traded * p, axis=1) / (jnp.sum(traded, axis=1) + eps)
   price_ntl = jnp.sum(traded, axis=1) / (jnp.sum(traded / p, axis=1) + eps)
   achieved = jnp.where(jnp.asarray(scenarios.IS_NOTIONAL_S)[None, None, :], price_ntl, price_qty)
-  vol = jnp.where(jnp.asarray(scenarios.IS_TWAP_S)[None, None, None, :], 1.0, volumes_BxN[:, :, None, None])
+  vol = jnp.where(
+    jnp.asarray(scenarios.IS_TWAP_S)[None, None, None, :], 1.0, volumes_BxN[:, :, None, None]
+  )
   num = jnp.sum(vol * w * p, axis=1)
   den = jnp.sum(vol * w, axis=1) + eps
   bench = num / den if alpha is None else (num + eps) / den
@@ -91,7 +99,7 @@ def lem_loss(alloc_BxNxKxS, prices_BxN, volumes_BxN, alpha: float = 50.0):
   n = alloc_BxNxKxS.shape[1]
   slip = slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN, alpha=alpha)
   b, k = slip.shape[:2]
-  slip = slip.reshape(b, k, 2, 2, 2)   # side, benchmark, target
+  slip = slip.reshape(b, k, 2, 2, 2)  # side, benchmark, target
   spread = jax.nn.softplus(slip[:, :n, 0] - slip[:, :n, 1])
   fixed = jax.nn.softplus(jnp.abs(slip[:, n]))
   return (jnp.sum(spread) + jnp.sum(fixed)) / (spread.size + fixed.size)
@@ -103,6 +111,6 @@ def avg_improvement_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> dict:
   n = alloc_BxNxKxS.shape[1]
   slip = slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN)
   pairs = slip[:, :n].reshape(slip.shape[0], n, 4, 2)
-  sign = np.array([-1.0, -1.0, 1.0, 1.0], np.float32)   # buy gains when P is below the benchmark
+  sign = np.array([-1.0, -1.0, 1.0, 1.0], np.float32)  # buy gains when P is below the benchmark
   means = jnp.mean(pairs, axis=(0, 1, 3)) * sign
   return {name: means[i] for i, name in enumerate(REFERENCE_PAIRS)}

@@ -18,37 +18,50 @@ from lemjax import tables
 
 SIGN_CONVENTION = tables.SIGN_CONVENTION
 # Strategies of the paired and per-asset markdown tables (the CSV files hold every strategy).
-PAIRED_IN_MARKDOWN = ("best_causal", "optional_stopping", "vol_stopping", "lsm_stopping", "PPO",
-                      "vwap_profile")
+PAIRED_IN_MARKDOWN = (
+  "best_causal",
+  "optional_stopping",
+  "vol_stopping",
+  "lsm_stopping",
+  "PPO",
+  "vwap_profile",
+)
 PER_ASSET_IN_MARKDOWN = ("LEM", "best_causal")
 
 
 @dataclasses.dataclass
 class Context:
   """What the report says about where its numbers come from."""
+
   workdir: str
-  config: Any                 # the experiment ConfigDict
-  cfgs: dict                  # frozen dataclasses per section
-  source_line: str            # "Data source: ..." (folder and files, or SYNTHETIC)
-  checkpoint: dict            # which, step, directory, val
+  config: Any  # the experiment ConfigDict
+  cfgs: dict  # frozen dataclasses per section
+  source_line: str  # "Data source: ..." (folder and files, or SYNTHETIC)
+  checkpoint: dict  # which, step, directory, val
   asset_names: tuple
   split_ranges: dict
 
 
 def _sides(cfg) -> tuple[int, int]:
-  return (scenarios.scenario_index("buy", cfg.benchmark, cfg.target),
-          scenarios.scenario_index("sell", cfg.benchmark, cfg.target))
+  return (
+    scenarios.scenario_index("buy", cfg.benchmark, cfg.target),
+    scenarios.scenario_index("sell", cfg.benchmark, cfg.target),
+  )
 
 
 # --- Statistics -----------------------------------------------------------------------------------
+
 
 def strategy_stats(values: dict, ended_early: dict, group_B, ecfg) -> dict:
   """`stats.summarize_improvement` of every strategy's per-order values (same resamples for all)."""
   g = int(np.unique(group_B).size)
   block = stats_lib.fitted_block_length(ecfg.block_length, g)
-  return {name: stats_lib.summarize_improvement(v, ended_early[name], group_B, block_length=block,
-                                                n_boot=ecfg.bootstrap, seed=ecfg.seed)[0]
-          for name, v in values.items()}
+  return {
+    name: stats_lib.summarize_improvement(
+      v, ended_early[name], group_B, block_length=block, n_boot=ecfg.bootstrap, seed=ecfg.seed
+    )[0]
+    for name, v in values.items()
+  }
 
 
 def paired_stats(results: dict, group_B, ecfg) -> dict:
@@ -56,9 +69,18 @@ def paired_stats(results: dict, group_B, ecfg) -> dict:
   g = int(np.unique(group_B).size)
   block = stats_lib.fitted_block_length(ecfg.block_length, g)
   lem = results["LEM"]["improvement_bps"]
-  return {name: stats_lib.paired_difference(lem, res["improvement_bps"], group_B, block_length=block,
-                                            n_boot=ecfg.bootstrap, seed=ecfg.seed)
-          for name, res in results.items() if name != "LEM"}
+  return {
+    name: stats_lib.paired_difference(
+      lem,
+      res["improvement_bps"],
+      group_B,
+      block_length=block,
+      n_boot=ecfg.bootstrap,
+      seed=ecfg.seed,
+    )
+    for name, res in results.items()
+    if name != "LEM"
+  }
 
 
 def regime_stats(results: dict, test: dict, edges, ecfg) -> tuple[list, list]:
@@ -69,11 +91,19 @@ def regime_stats(results: dict, test: dict, edges, ecfg) -> tuple[list, list]:
   for r in range(len(diagnostics.REGIMES)):
     sel = regime_B == r
     if sel.sum() < 2:
-      raise ValueError(f"the {diagnostics.REGIMES[r]} volatility tercile holds {int(sel.sum())} test "
-                       "orders; the regime table needs at least 2")
+      raise ValueError(
+        f"the {diagnostics.REGIMES[r]} volatility tercile holds {int(sel.sum())} test "
+        "orders; the regime table needs at least 2"
+      )
     sub = {name: {key: v[sel] for key, v in res.items()} for name, res in results.items()}
-    out_stats.append(strategy_stats({n: r_["improvement_bps"] for n, r_ in sub.items()},
-                                    {n: r_["ended_early"] for n, r_ in sub.items()}, group_B[sel], ecfg))
+    out_stats.append(
+      strategy_stats(
+        {n: r_["improvement_bps"] for n, r_ in sub.items()},
+        {n: r_["ended_early"] for n, r_ in sub.items()},
+        group_B[sel],
+        ecfg,
+      )
+    )
     paired = paired_stats(sub, group_B[sel], ecfg)
     out_paired.append({b: paired[b] for b in ("best_causal",) if b in paired})
   return out_stats, out_paired
@@ -94,18 +124,35 @@ def per_asset_frame(results: dict, test: dict, asset_names: tuple, ecfg) -> pl.D
     for name, res in results.items():
       imp = res["improvement_bps"][sel]
       b, k, s = imp.shape
-      iv = stats_lib.cluster_interval(imp.reshape(b, k * s), group_B, block_length=block,
-                                      n_boot=ecfg.bootstrap, seed=ecfg.seed, level=0.95)
+      iv = stats_lib.cluster_interval(
+        imp.reshape(b, k * s),
+        group_B,
+        block_length=block,
+        n_boot=ecfg.bootstrap,
+        seed=ecfg.seed,
+        level=0.95,
+      )
       k_R, s_R = np.meshgrid(np.arange(k), np.arange(s), indexing="ij")
-      frames.append(pl.DataFrame({
-          "strategy": name, "asset": asset_names[int(a)], "head": k_R.ravel(),
-          "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
-          "mean_bps": iv["mean"], "ci_lo": iv["ci_lo"], "ci_hi": iv["ci_hi"], "n": int(b),
-          "n_clusters": g}))
+      frames.append(
+        pl.DataFrame(
+          {
+            "strategy": name,
+            "asset": asset_names[int(a)],
+            "head": k_R.ravel(),
+            "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
+            "mean_bps": iv["mean"],
+            "ci_lo": iv["ci_lo"],
+            "ci_hi": iv["ci_hi"],
+            "n": int(b),
+            "n_clusters": g,
+          }
+        )
+      )
   return pl.concat(frames)
 
 
 # --- Per-order results ----------------------------------------------------------------------------
+
 
 def orders_frame(test: dict, allocs: dict, results: dict, asset_names: tuple) -> pl.DataFrame:
   """One row per test order x strategy x head x scenario, with its allocation vector."""
@@ -114,24 +161,36 @@ def orders_frame(test: dict, allocs: dict, results: dict, asset_names: tuple) ->
   head_R = np.tile(np.repeat(np.arange(k), s), b)
   scen_R = np.tile(np.arange(s), b * k)
   names = np.array(asset_names, dtype=object)
-  side, bench, target = (np.array([sc[i] for sc in scenarios.SCENARIOS], dtype=object) for i in range(3))
+  side, bench, target = (
+    np.array([sc[i] for sc in scenarios.SCENARIOS], dtype=object) for i in range(3)
+  )
   frames = []
   for name, alloc in allocs.items():
     res = results[name]
     cols = {
-        "strategy": name, "order": order_R.astype(np.int32),
-        "asset": names[test["asset"][order_R]],
-        "origin": pl.Series(test["origin"][order_R]).cast(pl.Datetime("ms", "UTC")),
-        "head": head_R.astype(np.int16), "min_period": np.minimum(head_R + 1, n).astype(np.int16),
-        "fixed_duration": head_R == n, "side": side[scen_R], "benchmark": bench[scen_R],
-        "target": target[scen_R]}
+      "strategy": name,
+      "order": order_R.astype(np.int32),
+      "asset": names[test["asset"][order_R]],
+      "origin": pl.Series(test["origin"][order_R]).cast(pl.Datetime("ms", "UTC")),
+      "head": head_R.astype(np.int16),
+      "min_period": np.minimum(head_R + 1, n).astype(np.int16),
+      "fixed_duration": head_R == n,
+      "side": side[scen_R],
+      "benchmark": bench[scen_R],
+      "target": target[scen_R],
+    }
     a_RxN = np.transpose(alloc, (0, 2, 3, 1)).reshape(b * k * s, n)
     cols.update({f"alloc_{i}": a_RxN[:, i].astype(np.float32) for i in range(n)})
-    cols.update({"price": res["price"].ravel(), "benchmark_price": res["benchmark"].ravel(),
-                 "improvement_bps": res["improvement_bps"].ravel(),
-                 "shortfall_bps": res["shortfall_bps"].ravel(),
-                 "window_end": res["window_end"].ravel().astype(np.int16),
-                 "ended_early": res["ended_early"].ravel()})
+    cols.update(
+      {
+        "price": res["price"].ravel(),
+        "benchmark_price": res["benchmark"].ravel(),
+        "improvement_bps": res["improvement_bps"].ravel(),
+        "shortfall_bps": res["shortfall_bps"].ravel(),
+        "window_end": res["window_end"].ravel().astype(np.int16),
+        "ended_early": res["ended_early"].ravel(),
+      }
+    )
     frames.append(pl.DataFrame(cols))
   return pl.concat(frames)
 
@@ -139,9 +198,11 @@ def orders_frame(test: dict, allocs: dict, results: dict, asset_names: tuple) ->
 def market_frame(test: dict, asset_names: tuple) -> pl.DataFrame:
   """One row per test order: its execution bars' prices (over arrival) and scaled volumes."""
   n = test["prices"].shape[1]
-  cols = {"order": np.arange(test["prices"].shape[0], dtype=np.int32),
-          "asset": np.array(asset_names, dtype=object)[test["asset"]],
-          "origin": pl.Series(test["origin"]).cast(pl.Datetime("ms", "UTC"))}
+  cols = {
+    "order": np.arange(test["prices"].shape[0], dtype=np.int32),
+    "asset": np.array(asset_names, dtype=object)[test["asset"]],
+    "origin": pl.Series(test["origin"]).cast(pl.Datetime("ms", "UTC")),
+  }
   cols.update({f"price_{i}": test["prices"][:, i] for i in range(n)})
   cols.update({f"volume_{i}": test["volumes"][:, i] for i in range(n)})
   return pl.DataFrame(cols)
@@ -149,8 +210,10 @@ def market_frame(test: dict, asset_names: tuple) -> pl.DataFrame:
 
 # --- Orchestration --------------------------------------------------------------------------------
 
-def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dict,
-              tune: dict) -> dict:
+
+def write_all(
+  ctx: Context, test: dict, allocs: dict, results: dict, fitted: dict, tune: dict
+) -> dict:
   """Writes report.md, the CSV tables, orders.parquet, market.parquet and the plots.
 
   Args:
@@ -169,33 +232,55 @@ def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dic
   # Statistics and paired differences, all from the same per-order values and the same resamples.
   group_B, _ = stats_lib.start_groups(test["origin"])
   early = {name: res["ended_early"] for name, res in results.items()}
-  all_stats = strategy_stats({name: res["improvement_bps"] for name, res in results.items()}, early,
-                             group_B, ecfg)
-  shortfall = strategy_stats({name: res["shortfall_bps"] for name, res in results.items()}, early,
-                             group_B, ecfg)
+  all_stats = strategy_stats(
+    {name: res["improvement_bps"] for name, res in results.items()}, early, group_B, ecfg
+  )
+  shortfall = strategy_stats(
+    {name: res["shortfall_bps"] for name, res in results.items()}, early, group_B, ecfg
+  )
   paired = paired_stats(results, group_B, ecfg)
   edges = diagnostics.tercile_edges(tune["lookback_vol"])
   by_regime, by_regime_paired = regime_stats(results, test, edges, ecfg)
   per_asset = per_asset_frame(results, test, ctx.asset_names, ecfg)
   reference = "best_causal" if "best_causal" in results else "optional_stopping"
   health = diagnostics.head_health(
-      results["LEM"]["improvement_bps"], results["LEM"]["ended_early"],
-      all_stats[reference]["ended_early"], group_B,
-      block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
-      n_boot=ecfg.bootstrap, seed=ecfg.seed)
+    results["LEM"]["improvement_bps"],
+    results["LEM"]["ended_early"],
+    all_stats[reference]["ended_early"],
+    group_B,
+    block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
+    n_boot=ecfg.bootstrap,
+    seed=ecfg.seed,
+  )
 
   # CSV files.
-  frames = [stats_lib.stats_frame(st, n).with_columns(pl.lit(name).alias("strategy"))
-            for name, st in all_stats.items()]
+  frames = [
+    stats_lib.stats_frame(st, n).with_columns(pl.lit(name).alias("strategy"))
+    for name, st in all_stats.items()
+  ]
   stats_frame = pl.concat(frames)
-  shortfall_frame = pl.concat([
-      stats_lib.stats_frame(st, n).select(["side", "benchmark", "target", "head", "mean_bps",
-                                           "std_bps", "ci_lo", "ci_hi"])
-      .rename({"mean_bps": "shortfall_mean_bps", "std_bps": "shortfall_std_bps",
-               "ci_lo": "shortfall_ci_lo", "ci_hi": "shortfall_ci_hi"})
-      .with_columns(pl.lit(name).alias("strategy")) for name, st in shortfall.items()])
-  stats_frame = stats_frame.join(shortfall_frame, on=["strategy", "side", "benchmark", "target", "head"])
-  stats_frame = stats_frame.select(["strategy", *[c for c in stats_frame.columns if c != "strategy"]])
+  shortfall_frame = pl.concat(
+    [
+      stats_lib.stats_frame(st, n)
+      .select(["side", "benchmark", "target", "head", "mean_bps", "std_bps", "ci_lo", "ci_hi"])
+      .rename(
+        {
+          "mean_bps": "shortfall_mean_bps",
+          "std_bps": "shortfall_std_bps",
+          "ci_lo": "shortfall_ci_lo",
+          "ci_hi": "shortfall_ci_hi",
+        }
+      )
+      .with_columns(pl.lit(name).alias("strategy"))
+      for name, st in shortfall.items()
+    ]
+  )
+  stats_frame = stats_frame.join(
+    shortfall_frame, on=["strategy", "side", "benchmark", "target", "head"]
+  )
+  stats_frame = stats_frame.select(
+    ["strategy", *[c for c in stats_frame.columns if c != "strategy"]]
+  )
   stats_frame.write_csv(path("stats.csv"))
   _paired_frame(paired, n).write_csv(path("paired_differences.csv"))
   per_asset.write_csv(path("per_asset.csv"))
@@ -207,18 +292,34 @@ def write_all(ctx: Context, test: dict, allocs: dict, results: dict, fitted: dic
   market_frame(test, ctx.asset_names).write_parquet(path("market.parquet"))
 
   # Plots.
-  plot_files = plots.write_plots(ctx.workdir, all_stats, test, allocs, results, s_buy, s_sell, k_sel,
-                                 ecfg.plot_orders)
+  plot_files = plots.write_plots(
+    ctx.workdir, all_stats, test, allocs, results, s_buy, s_sell, k_sel, ecfg.plot_orders
+  )
 
   # report.md.
-  parts = {"all_stats": all_stats, "shortfall": shortfall, "paired": paired, "per_asset": per_asset,
-           "health": health, "by_regime": by_regime, "by_regime_paired": by_regime_paired,
-           "edges": edges, "fitted": fitted, "plots": plot_files, "reference": reference}
+  parts = {
+    "all_stats": all_stats,
+    "shortfall": shortfall,
+    "paired": paired,
+    "per_asset": per_asset,
+    "health": health,
+    "by_regime": by_regime,
+    "by_regime_paired": by_regime_paired,
+    "edges": edges,
+    "fitted": fitted,
+    "plots": plot_files,
+    "reference": reference,
+  }
   text = _markdown(ctx, test, s_buy, s_sell, k_sel, parts)
   with open(path("report.md"), "w") as f:
     f.write(text)
-  return {"report": path("report.md"), "stats": all_stats, "paired": paired, "health": health,
-          "plots": plot_files}
+  return {
+    "report": path("report.md"),
+    "stats": all_stats,
+    "paired": paired,
+    "health": health,
+    "plots": plot_files,
+  }
 
 
 def _paired_frame(paired: dict, n_ahead: int) -> pl.DataFrame:
@@ -227,11 +328,23 @@ def _paired_frame(paired: dict, n_ahead: int) -> pl.DataFrame:
     for k in range(n_ahead + 1):
       for s in range(scenarios.NUM_SCENARIOS):
         side, bench, target = scenarios.SCENARIOS[s]
-        rows.append({"baseline": name, "side": side, "benchmark": bench, "target": target, "head": k,
-                     "min_period": min(k + 1, n_ahead), "fixed_duration": k == n_ahead,
-                     "lem_minus_baseline_bps": float(d["mean"][k, s]), "ci_lo": float(d["ci_lo"][k, s]),
-                     "ci_hi": float(d["ci_hi"][k, s]), "n": int(d["n"]),
-                     "n_clusters": int(d["n_clusters"]), "n_blocks": int(d["n_blocks"])})
+        rows.append(
+          {
+            "baseline": name,
+            "side": side,
+            "benchmark": bench,
+            "target": target,
+            "head": k,
+            "min_period": min(k + 1, n_ahead),
+            "fixed_duration": k == n_ahead,
+            "lem_minus_baseline_bps": float(d["mean"][k, s]),
+            "ci_lo": float(d["ci_lo"][k, s]),
+            "ci_hi": float(d["ci_hi"][k, s]),
+            "n": int(d["n"]),
+            "n_clusters": int(d["n_clusters"]),
+            "n_blocks": int(d["n_blocks"]),
+          }
+        )
   return pl.DataFrame(rows)
 
 
@@ -239,24 +352,42 @@ def _regime_frame(by_regime: list, by_regime_paired: list, edges, n_ahead: int) 
   frames = []
   bounds = [-np.inf, *np.asarray(edges, np.float64), np.inf]
   for r, (st, paired) in enumerate(zip(by_regime, by_regime_paired)):
-    extra = {f"LEM minus {b}": {"mean_bps": d["mean"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]}
-             for b, d in paired.items()}
+    extra = {
+      f"LEM minus {b}": {"mean_bps": d["mean"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]}
+      for b, d in paired.items()
+    }
     for name, x in {**st, **extra}.items():
-      k_R, s_R = np.meshgrid(np.arange(n_ahead + 1), np.arange(scenarios.NUM_SCENARIOS), indexing="ij")
-      frames.append(pl.DataFrame({
-          "regime": diagnostics.REGIMES[r], "vol_from_bps": bounds[r], "vol_to_bps": bounds[r + 1],
-          "strategy": name, "head": k_R.ravel(),
-          "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
-          "mean_bps": x["mean_bps"].ravel(), "ci_lo": x["ci_lo"].ravel(), "ci_hi": x["ci_hi"].ravel(),
-          "n": int(st["LEM"]["n"][0, 0]), "n_clusters": int(st["LEM"]["n_clusters"])}))
+      k_R, s_R = np.meshgrid(
+        np.arange(n_ahead + 1), np.arange(scenarios.NUM_SCENARIOS), indexing="ij"
+      )
+      frames.append(
+        pl.DataFrame(
+          {
+            "regime": diagnostics.REGIMES[r],
+            "vol_from_bps": bounds[r],
+            "vol_to_bps": bounds[r + 1],
+            "strategy": name,
+            "head": k_R.ravel(),
+            "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
+            "mean_bps": x["mean_bps"].ravel(),
+            "ci_lo": x["ci_lo"].ravel(),
+            "ci_hi": x["ci_hi"].ravel(),
+            "n": int(st["LEM"]["n"][0, 0]),
+            "n_clusters": int(st["LEM"]["n_clusters"]),
+          }
+        )
+      )
   return pl.concat(frames)
 
 
 def _fitted_frame(fitted: dict, n_ahead: int) -> pl.DataFrame:
   """Per head and scenario: thresholds, the chosen best causal baseline and validation means."""
   k_R, s_R = np.meshgrid(np.arange(n_ahead + 1), np.arange(scenarios.NUM_SCENARIOS), indexing="ij")
-  cols = {"head": k_R.ravel(), "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
-          "optional_stopping_theta_bps": np.asarray(fitted["theta_KxS"]).ravel()}
+  cols = {
+    "head": k_R.ravel(),
+    "scenario": [scenarios.scenario_name(int(i)) for i in s_R.ravel()],
+    "optional_stopping_theta_bps": np.asarray(fitted["theta_KxS"]).ravel(),
+  }
   if "vol_theta_KxS" in fitted:
     cols["vol_stopping_theta"] = np.asarray(fitted["vol_theta_KxS"]).ravel()
   if "best_causal_choice" in fitted:
@@ -267,21 +398,22 @@ def _fitted_frame(fitted: dict, n_ahead: int) -> pl.DataFrame:
 
 
 BASELINE_NOTES = (
-    "- uniform: 1/N of the order at every bar (TWAP schedule).",
-    "- vwap_profile: the training split's average volume per calendar bucket (time of day for "
-    "intraday bars, weekday for daily bars), traded in proportion.",
-    "- optional_stopping: uniform; once past the minimum, finish when the last known price (the "
-    "close of bar s-1) beats the running benchmark by theta bps (tuned per head and scenario on "
-    "training orders).",
-    "- vol_stopping: the same with theta in units of lookback volatility x sqrt(bars left).",
-    "- lsm_stopping: least-squares (Longstaff-Schwartz) optimal stopping fitted on training orders "
-    "per head and scenario on causal state (gain of the last close vs the running benchmark, lookback "
-    "volatility, bars left); uniform until it stops.",
-    "- best_causal: per min period and scenario, the causal baseline above with the best mean "
-    "improvement on validation orders (never chosen on test orders). **The LEM counts as better only "
-    "against this row.**",
-    "- PPO (when trained): the reinforcement-learning agent of lemjax/rl on the same orders.",
-    "- oracle: the best ex-post schedule with perfect foresight (an upper bound, not causal).")
+  "- uniform: 1/N of the order at every bar (TWAP schedule).",
+  "- vwap_profile: the training split's average volume per calendar bucket (time of day for "
+  "intraday bars, weekday for daily bars), traded in proportion.",
+  "- optional_stopping: uniform; once past the minimum, finish when the last known price (the "
+  "close of bar s-1) beats the running benchmark by theta bps (tuned per head and scenario on "
+  "training orders).",
+  "- vol_stopping: the same with theta in units of lookback volatility x sqrt(bars left).",
+  "- lsm_stopping: least-squares (Longstaff-Schwartz) optimal stopping fitted on training orders "
+  "per head and scenario on causal state (gain of the last close vs the running benchmark, lookback "
+  "volatility, bars left); uniform until it stops.",
+  "- best_causal: per min period and scenario, the causal baseline above with the best mean "
+  "improvement on validation orders (never chosen on test orders). **The LEM counts as better only "
+  "against this row.**",
+  "- PPO (when trained): the reinforcement-learning agent of lemjax/rl on the same orders.",
+  "- oracle: the best ex-post schedule with perfect foresight (an upper bound, not causal).",
+)
 
 
 def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
@@ -293,78 +425,148 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
   splits = ctx.split_ranges
   note = tables.clusters_note(all_stats["LEM"])
   lines = [
-      ctx.source_line, "",
-      f"# Evaluation report: {ctx.config.name}", "",
-      "- Splits: " + "; ".join(f"{k} {v}" for k, v in splits["configured"].items()),
-      f"- Order origins: train {splits['train_origins'][0]} .. {splits['train_origins'][1]}; "
-      f"test {splits['test_origins'][0]} .. {splits['test_origins'][1]}",
-      f"- Checkpoint: {ck['which']} at step {ck['step']} ({ck['directory']}), validation loss "
-      f"{val.get('loss', float('nan')):.5f}",
-      f"- Config: config.json of the run (experiment `{ctx.config.name}`); "
-      f"seed {ctx.config.seed}",
-      f"- Test orders: {test['prices'].shape[0]} over {len(np.unique(test['asset']))} assets, one "
-      f"every {ecfg.order_stride or n} windows per asset; N={n}, per-step bounds "
-      f"r_min={ecfg.r_min}, r_max={ecfg.r_max}",
-      f"- Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
-      f"{note} Block length {ecfg.block_length} start times (eval.block_length), "
-      f"{ecfg.bootstrap} resamples.", "",
+    ctx.source_line,
+    "",
+    f"# Evaluation report: {ctx.config.name}",
+    "",
+    "- Splits: " + "; ".join(f"{k} {v}" for k, v in splits["configured"].items()),
+    f"- Order origins: train {splits['train_origins'][0]} .. {splits['train_origins'][1]}; "
+    f"test {splits['test_origins'][0]} .. {splits['test_origins'][1]}",
+    f"- Checkpoint: {ck['which']} at step {ck['step']} ({ck['directory']}), validation loss "
+    f"{val.get('loss', float('nan')):.5f}",
+    f"- Config: config.json of the run (experiment `{ctx.config.name}`); seed {ctx.config.seed}",
+    f"- Test orders: {test['prices'].shape[0]} over {len(np.unique(test['asset']))} assets, one "
+    f"every {ecfg.order_stride or n} windows per asset; N={n}, per-step bounds "
+    f"r_min={ecfg.r_min}, r_max={ecfg.r_max}",
+    f"- Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
+    f"{note} Block length {ecfg.block_length} start times (eval.block_length), "
+    f"{ecfg.bootstrap} resamples.",
+    "",
   ]
   if "SYNTHETIC" in ctx.source_line:
-    lines += ["> **SYNTHETIC DATA: these numbers describe the embedded synthetic market, not a real one.**", ""]
+    lines += [
+      "> **SYNTHETIC DATA: these numbers describe the embedded synthetic market, not a real one.**",
+      "",
+    ]
   paired_md = {b: paired[b] for b in PAIRED_IN_MARKDOWN if b in paired}
-  lines += ["## Headline", "", SIGN_CONVENTION, "", f"Mean improvement (bps) [95% interval], {scen}. "
-            f"{note}", "", tables.headline_table(all_stats, s_buy, s_sell, n), "",
-            f"## Paired differences: LEM minus the best causal baseline and the stopping rules (bps, {scen})",
-            "", "A positive difference means the LEM did better on the same orders. " + note +
-            " Every baseline's pairing is in paired_differences.csv.", "",
-            tables.paired_table(paired_md, s_buy, s_sell, n), ""]
+  lines += [
+    "## Headline",
+    "",
+    SIGN_CONVENTION,
+    "",
+    f"Mean improvement (bps) [95% interval], {scen}. {note}",
+    "",
+    tables.headline_table(all_stats, s_buy, s_sell, n),
+    "",
+    f"## Paired differences: LEM minus the best causal baseline and the stopping rules (bps, {scen})",
+    "",
+    "A positive difference means the LEM did better on the same orders. "
+    + note
+    + " Every baseline's pairing is in paired_differences.csv.",
+    "",
+    tables.paired_table(paired_md, s_buy, s_sell, n),
+    "",
+  ]
   if "best_causal_choice" in parts["fitted"]:
-    lines += [f"## The best causal baseline per min period (chosen on validation orders, {scen})", "",
-              tables.choice_table(parts["fitted"]["best_causal_choice"], parts["fitted"]["val_means"],
-                                  s_buy, s_sell, n), ""]
-  lines += [f"## Tracking and shortfall at the fixed-duration head ({scen})", "",
-            "For the fixed head the question is tracking error: how far each order's price lands from "
-            "its benchmark (std, mean absolute deviation and RMSE of the improvement; 0 is perfect "
-            "tracking), compared with the volume-profile VWAP schedule (vwap_profile). IS = "
-            "implementation shortfall vs the arrival price, side x (P / arrival - 1) x 1e4 bps "
-            "(positive = cost).", "",
-            tables.tracking_table(all_stats, parts["shortfall"], n, s_buy, s_sell), "",
-            f"## Tracking and shortfall at min period 1 ({scen})", "",
-            tables.tracking_table(all_stats, parts["shortfall"], 0, s_buy, s_sell), ""]
+    lines += [
+      f"## The best causal baseline per min period (chosen on validation orders, {scen})",
+      "",
+      tables.choice_table(
+        parts["fitted"]["best_causal_choice"], parts["fitted"]["val_means"], s_buy, s_sell, n
+      ),
+      "",
+    ]
+  lines += [
+    f"## Tracking and shortfall at the fixed-duration head ({scen})",
+    "",
+    "For the fixed head the question is tracking error: how far each order's price lands from "
+    "its benchmark (std, mean absolute deviation and RMSE of the improvement; 0 is perfect "
+    "tracking), compared with the volume-profile VWAP schedule (vwap_profile). IS = "
+    "implementation shortfall vs the arrival price, side x (P / arrival - 1) x 1e4 bps "
+    "(positive = cost).",
+    "",
+    tables.tracking_table(all_stats, parts["shortfall"], n, s_buy, s_sell),
+    "",
+    f"## Tracking and shortfall at min period 1 ({scen})",
+    "",
+    tables.tracking_table(all_stats, parts["shortfall"], 0, s_buy, s_sell),
+    "",
+  ]
   edges = parts["edges"]
-  lines += [f"## Regimes: min period 1 by lookback volatility tercile ({scen})", "",
-            f"Terciles of the lookback's realised volatility, cut on training orders at "
-            f"{edges[0]:.1f} and {edges[1]:.1f} bps per bar (calm / middle / volatile). Intervals: "
-            "clustered bootstrap within each tercile.", "",
-            tables.regime_table(parts["by_regime"], parts["by_regime_paired"], diagnostics.REGIMES, 0,
-                                s_buy, s_sell), "",
-            f"## Head health (LEM, every scenario; reference: {parts['reference']})", "",
-            "A head with a smaller minimum has every option of one with a larger minimum, so it should "
-            "not score lower beyond noise (flag: more than 3 bps lower than the next head with the "
-            "clustered interval below 0), and a head should end orders early where the reference does "
-            "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
-            "head_health.csv.", "", tables.health_table(parts["health"]), ""]
+  lines += [
+    f"## Regimes: min period 1 by lookback volatility tercile ({scen})",
+    "",
+    f"Terciles of the lookback's realised volatility, cut on training orders at "
+    f"{edges[0]:.1f} and {edges[1]:.1f} bps per bar (calm / middle / volatile). Intervals: "
+    "clustered bootstrap within each tercile.",
+    "",
+    tables.regime_table(
+      parts["by_regime"], parts["by_regime_paired"], diagnostics.REGIMES, 0, s_buy, s_sell
+    ),
+    "",
+    f"## Head health (LEM, every scenario; reference: {parts['reference']})",
+    "",
+    "A head with a smaller minimum has every option of one with a larger minimum, so it should "
+    "not score lower beyond noise (flag: more than 3 bps lower than the next head with the "
+    "clustered interval below 0), and a head should end orders early where the reference does "
+    "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
+    "head_health.csv.",
+    "",
+    tables.health_table(parts["health"]),
+    "",
+  ]
   for name, st in all_stats.items():
-    lines += [f"## Table 1 - {name}: improvement by min period ({scen})", "", SIGN_CONVENTION, "",
-              tables.paper_table(st, s_buy, s_sell, n), ""]
-  lines += [f"## Table 2 - strategies at min period {k_sel + 1} ({scen})", "", SIGN_CONVENTION, "",
-            tables.strategy_table(all_stats, k_sel, s_buy, s_sell), "",
-            f"## Table 2b - strategies at the fixed-duration head ({scen})", "", SIGN_CONVENTION, "",
-            tables.strategy_table(all_stats, n, s_buy, s_sell), "",
-            f"## Share of orders ended early (buy / sell, {scen})", "",
-            tables.early_table(all_stats, s_buy, s_sell, n), "",
-            f"## Per asset: mean improvement at min period 1 ({scen})", "",
-            "Intervals: moving blocks of the asset's own consecutive orders. Every strategy: "
-            "per_asset.csv.", "",
-            tables.per_asset_table(parts["per_asset"], 0, s_buy, s_sell,
-                                   tuple(s for s in PER_ASSET_IN_MARKDOWN if s in all_stats)), "",
-            "## Baselines", "", *BASELINE_NOTES, "",
-            "## Files", "",
-            "- stats.csv (every strategy, scenario and head, with tracking and shortfall columns), "
-            "headline.csv, paired_differences.csv, per_asset.csv, regimes.csv, head_health.csv, "
-            "baselines_fitted.csv (thresholds, best-baseline choice, validation means)",
-            "- orders.parquet: one row per test order x strategy x head x scenario (allocation, achieved "
-            "price, benchmark, improvement, shortfall); market.parquet: each order's execution-bar "
-            "prices and volumes",
-            "- plots: " + ", ".join(os.path.basename(p) for p in parts["plots"]), ""]
+    lines += [
+      f"## Table 1 - {name}: improvement by min period ({scen})",
+      "",
+      SIGN_CONVENTION,
+      "",
+      tables.paper_table(st, s_buy, s_sell, n),
+      "",
+    ]
+  lines += [
+    f"## Table 2 - strategies at min period {k_sel + 1} ({scen})",
+    "",
+    SIGN_CONVENTION,
+    "",
+    tables.strategy_table(all_stats, k_sel, s_buy, s_sell),
+    "",
+    f"## Table 2b - strategies at the fixed-duration head ({scen})",
+    "",
+    SIGN_CONVENTION,
+    "",
+    tables.strategy_table(all_stats, n, s_buy, s_sell),
+    "",
+    f"## Share of orders ended early (buy / sell, {scen})",
+    "",
+    tables.early_table(all_stats, s_buy, s_sell, n),
+    "",
+    f"## Per asset: mean improvement at min period 1 ({scen})",
+    "",
+    "Intervals: moving blocks of the asset's own consecutive orders. Every strategy: "
+    "per_asset.csv.",
+    "",
+    tables.per_asset_table(
+      parts["per_asset"],
+      0,
+      s_buy,
+      s_sell,
+      tuple(s for s in PER_ASSET_IN_MARKDOWN if s in all_stats),
+    ),
+    "",
+    "## Baselines",
+    "",
+    *BASELINE_NOTES,
+    "",
+    "## Files",
+    "",
+    "- stats.csv (every strategy, scenario and head, with tracking and shortfall columns), "
+    "headline.csv, paired_differences.csv, per_asset.csv, regimes.csv, head_health.csv, "
+    "baselines_fitted.csv (thresholds, best-baseline choice, validation means)",
+    "- orders.parquet: one row per test order x strategy x head x scenario (allocation, achieved "
+    "price, benchmark, improvement, shortfall); market.parquet: each order's execution-bar "
+    "prices and volumes",
+    "- plots: " + ", ".join(os.path.basename(p) for p in parts["plots"]),
+    "",
+  ]
   return "\n".join(lines)

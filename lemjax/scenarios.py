@@ -20,8 +20,11 @@ IS_NOTIONAL_S = np.array([target == "notional" for _, _, target in SCENARIOS])
 
 def scenario_index(side: str, benchmark: str, target: str) -> int:
   """Index of a scenario on the S axis; raises ValueError naming a bad field."""
-  for name, value, allowed in (("side", side, SIDES), ("benchmark", benchmark, BENCHMARKS),
-                               ("target", target, TARGETS)):
+  for name, value, allowed in (
+    ("side", side, SIDES),
+    ("benchmark", benchmark, BENCHMARKS),
+    ("target", target, TARGETS),
+  ):
     if value not in allowed:
       raise ValueError(f"{name}={value!r} is not one of {allowed}")
   return SCENARIOS.index((side, benchmark, target))

@@ -68,41 +68,63 @@ def across_seeds(frames: dict, keys: tuple, value: str) -> pl.DataFrame:
   values = wide.select(seed_cols).to_numpy().astype(np.float64)
   std = values.std(axis=1, ddof=1) if values.shape[1] > 1 else np.zeros(values.shape[0])
   return wide.select([*keys]).with_columns(
-      pl.Series(f"{value}_mean", values.mean(axis=1)), pl.Series(f"{value}_std", std),
-      pl.lit(len(seed_cols)).alias("seeds"), *[wide[c] for c in seed_cols])
+    pl.Series(f"{value}_mean", values.mean(axis=1)),
+    pl.Series(f"{value}_std", std),
+    pl.lit(len(seed_cols)).alias("seeds"),
+    *[wide[c] for c in seed_cols],
+  )
 
 
-def headline_markdown(stats: pl.DataFrame, paired: pl.DataFrame, benchmark: str, target: str,
-                      n_ahead: int, name: str) -> str:
+def headline_markdown(
+  stats: pl.DataFrame, paired: pl.DataFrame, benchmark: str, target: str, n_ahead: int, name: str
+) -> str:
   """Across-seed headline: min period 1 and fixed head, buy and sell, every strategy and pairing."""
+
   def cell(frame, side, head, value):
-    row = frame.filter((pl.col("side") == side) & (pl.col("head") == head) &
-                       (pl.col("benchmark") == benchmark) & (pl.col("target") == target))
+    row = frame.filter(
+      (pl.col("side") == side)
+      & (pl.col("head") == head)
+      & (pl.col("benchmark") == benchmark)
+      & (pl.col("target") == target)
+    )
     if row.height != 1:
       return "n/a"
     seeds = [f"{row[c][0]:+.2f}" for c in row.columns if c.startswith("seed") and c != "seeds"]
-    return (f"{row[f'{value}_mean'][0]:+.2f} ± {row[f'{value}_std'][0]:.2f} "
-            f"({', '.join(seeds)})")
+    return f"{row[f'{value}_mean'][0]:+.2f} ± {row[f'{value}_std'][0]:.2f} ({', '.join(seeds)})"
 
   header = ["", "min period 1 buy", "min period 1 sell", "fixed buy", "fixed sell"]
   cols = [(side, head) for head in (0, n_ahead) for side in ("buy", "sell")]
-  rows = [[s] + [cell(stats.filter(pl.col("strategy") == s), side, head, "mean_bps")
-                 for side, head in cols] for s in stats["strategy"].unique(maintain_order=True)]
-  rows += [[f"LEM minus {b}"] + [cell(paired.filter(pl.col("baseline") == b), side, head,
-                                      "lem_minus_baseline_bps") for side, head in cols]
-           for b in paired["baseline"].unique(maintain_order=True)]
+  rows = [
+    [s]
+    + [cell(stats.filter(pl.col("strategy") == s), side, head, "mean_bps") for side, head in cols]
+    for s in stats["strategy"].unique(maintain_order=True)
+  ]
+  rows += [
+    [f"LEM minus {b}"]
+    + [
+      cell(paired.filter(pl.col("baseline") == b), side, head, "lem_minus_baseline_bps")
+      for side, head in cols
+    ]
+    for b in paired["baseline"].unique(maintain_order=True)
+  ]
   n_seeds = int(stats["seeds"][0])
-  lines = [f"# {name}: {n_seeds} seeds", "",
-           f"Mean improvement (bps), {benchmark.upper()} benchmark, {target} target: mean ± standard "
-           "deviation across seeds (each seed's value in brackets). Positive is better than the "
-           "benchmark for both sides; a positive paired difference means the LEM did better.", "",
-           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines = [
+    f"# {name}: {n_seeds} seeds",
+    "",
+    f"Mean improvement (bps), {benchmark.upper()} benchmark, {target} target: mean ± standard "
+    "deviation across seeds (each seed's value in brackets). Positive is better than the "
+    "benchmark for both sides; a positive paired difference means the LEM did better.",
+    "",
+    "| " + " | ".join(header) + " |",
+    "|" + "---|" * len(header),
+  ]
   lines += ["| " + " | ".join(r) + " |" for r in rows]
   return "\n".join(lines) + "\n"
 
 
-def write_summary(workdir: str, seeds: list[int], benchmark: str, target: str, n_ahead: int,
-                  name: str) -> dict:
+def write_summary(
+  workdir: str, seeds: list[int], benchmark: str, target: str, n_ahead: int, name: str
+) -> dict:
   """Reads each seed's stats.csv and paired_differences.csv and writes the across-seed tables."""
   stats, paired = {}, {}
   for seed in seeds:
@@ -110,8 +132,9 @@ def write_summary(workdir: str, seeds: list[int], benchmark: str, target: str, n
     for table, store in (("stats.csv", stats), ("paired_differences.csv", paired)):
       path = os.path.join(run, table)
       if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: evaluate seed {seed} first "
-                                f"(`--mode=eval --workdir={run}`)")
+        raise FileNotFoundError(
+          f"{path} is missing: evaluate seed {seed} first (`--mode=eval --workdir={run}`)"
+        )
       store[seed] = pl.read_csv(path)
   stats_frame = across_seeds(stats, STATS_KEYS, "mean_bps")
   paired_frame = across_seeds(paired, PAIRED_KEYS, "lem_minus_baseline_bps")
@@ -143,5 +166,11 @@ def run_seeds(config, workdir: str, n_seeds: int, train_fn, evaluate_fn) -> dict
     cfg = seed_config(config, seed)
     train_fn(cfg, seed_workdir(workdir, seed))
     evaluate_fn(cfg, seed_workdir(workdir, seed))
-  return write_summary(workdir, seeds, config.eval.benchmark, config.eval.target,
-                       int(config.model.n_ahead), config.name)
+  return write_summary(
+    workdir,
+    seeds,
+    config.eval.benchmark,
+    config.eval.target,
+    int(config.model.n_ahead),
+    config.name,
+  )

@@ -11,6 +11,7 @@ from lemjax.kan import PRECISION
 
 class FeatureEmbedding(nn.Module):
   """Each scalar feature through its own affine map: [..., F] -> [..., F, E], one einsum."""
+
   embed_dim: int
 
   @nn.compact
@@ -26,6 +27,7 @@ class FeatureEmbedding(nn.Module):
 
 class GroupedDense(nn.Module):
   """G independent dense maps applied group-wise in one batched matmul: [G, N, D] -> [G, N, O]."""
+
   features: int
 
   @nn.compact
@@ -51,6 +53,7 @@ class GatedLinearUnit(nn.Module):
 
   With `grouped`, the input is [G, N, D] and every group has its own weights.
   """
+
   features: int
   grouped: bool = False
 
@@ -69,6 +72,7 @@ class GRN(nn.Module):
     features: output width O; the skip is a linear map when the input width differs.
     grouped: input is [G, N, D] and each of the G groups has its own weights.
   """
+
   hidden: int
   features: int
   grouped: bool = False
@@ -113,6 +117,7 @@ class VariableSelection(nn.Module):
     hidden: H, output width (and inner width of the weighting GRN).
     feature_hidden: inner width of the per-feature GRNs.
   """
+
   hidden: int
   feature_hidden: int
 
@@ -124,6 +129,7 @@ class VariableSelection(nn.Module):
     logits_NxF = GRN(self.hidden, f, name="weights")(e_NxFxE.reshape(n, f * e))
     weights_FxN = jnp.transpose(nn.softmax(logits_NxF, axis=-1))
     z_FxNxH = GRN(self.feature_hidden, self.hidden, grouped=True, name="features")(
-        jnp.transpose(e_NxFxE, (1, 0, 2)))
+      jnp.transpose(e_NxFxE, (1, 0, 2))
+    )
     # Weighted sum as a fused multiply-reduce: output [N, H] only.
     return jnp.sum(weights_FxN[:, :, None] * z_FxNxH, axis=0)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
-from lemjax.config import DistributedConfig, MeshConfig
+from lemjax.config import DistributedConfig
+from lemjax.config import MeshConfig
 
 DATA_AXIS = "data"
 # Environment variables that name a multi-process job (JAX's own, Slurm, Open MPI).
@@ -20,6 +24,7 @@ _CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZ
 
 
 # --- Processes ------------------------------------------------------------------------------------
+
 
 def _env_int(name: str) -> int | None:
   value = os.environ.get(name, "")
@@ -48,16 +53,24 @@ def initialize_distributed(config: DistributedConfig) -> bool:
   if config.enabled not in ("auto", "on", "off"):
     raise ValueError(f"DistributedConfig.enabled={config.enabled!r} is not 'auto', 'on' or 'off'")
   wanted = config.enabled == "on" or (
-      config.enabled == "auto" and (bool(config.coordinator_address) or cluster_in_environment()))
+    config.enabled == "auto" and (bool(config.coordinator_address) or cluster_in_environment())
+  )
   if not wanted:
     return False
   num_processes = config.num_processes or _env_int("JAX_NUM_PROCESSES")
   process_id = config.process_id if config.process_id >= 0 else _env_int("JAX_PROCESS_ID")
-  jax.distributed.initialize(coordinator_address=config.coordinator_address or None,
-                             num_processes=num_processes, process_id=process_id)
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count())
+  jax.distributed.initialize(
+    coordinator_address=config.coordinator_address or None,
+    num_processes=num_processes,
+    process_id=process_id,
+  )
+  logging.info(
+    "jax.distributed: process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
   return jax.process_count() > 1
 
 
@@ -67,6 +80,7 @@ def is_primary() -> bool:
 
 
 # --- Mesh and shardings ---------------------------------------------------------------------------
+
 
 def make_mesh(config: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A one-axis mesh ("data",) over `config.data` devices (0: all of them, every process).
@@ -115,8 +129,10 @@ def tree_shardings(tree: Any, mesh: Mesh, config: MeshConfig) -> Any:
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   if batch_size % mesh.shape[DATA_AXIS]:
-    raise ValueError(f"batch_size={batch_size} is not a multiple of the {mesh.shape[DATA_AXIS]} "
-                     f"devices on the '{DATA_AXIS}' axis")
+    raise ValueError(
+      f"batch_size={batch_size} is not a multiple of the {mesh.shape[DATA_AXIS]} "
+      f"devices on the '{DATA_AXIS}' axis"
+    )
 
 
 def put_batch(batch: dict, mesh: Mesh) -> dict:
@@ -128,8 +144,9 @@ def put_batch(batch: dict, mesh: Mesh) -> dict:
   sharding = batch_sharding(mesh)
   if jax.process_count() == 1:
     return jax.device_put(batch, sharding)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+  }
 
 
 def host_rows(indices_B: np.ndarray) -> np.ndarray:
@@ -138,7 +155,7 @@ def host_rows(indices_B: np.ndarray) -> np.ndarray:
   if len(indices_B) % count:
     raise ValueError(f"global batch of {len(indices_B)} is not a multiple of {count} processes")
   per = len(indices_B) // count
-  return np.asarray(indices_B)[index * per:(index + 1) * per]
+  return np.asarray(indices_B)[index * per : (index + 1) * per]
 
 
 def shard_tree(tree: Any, shardings: Any) -> Any:
@@ -146,13 +163,18 @@ def shard_tree(tree: Any, shardings: Any) -> Any:
   return jax.device_put(tree, shardings)
 
 
-def jit_sharded_step(step_fn: Callable, state_shardings: Any, mesh: Mesh,
-                     donate: bool = True) -> Callable:
+def jit_sharded_step(
+  step_fn: Callable, state_shardings: Any, mesh: Mesh, donate: bool = True
+) -> Callable:
   """`step_fn(state, batch, rng) -> (state, metrics)` jitted with explicit shardings.
 
   The batch is split over `data`; the state keeps `state_shardings` in and out, so XLA inserts
   the gradient all-reduce (replicated parameters) or the gathers and reduce-scatters (FSDP).
   """
   rep = replicated(mesh)
-  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding(mesh), rep),
-                 out_shardings=(state_shardings, rep), donate_argnums=(0,) if donate else ())
+  return jax.jit(
+    step_fn,
+    in_shardings=(state_shardings, batch_sharding(mesh), rep),
+    out_shardings=(state_shardings, rep),
+    donate_argnums=(0,) if donate else (),
+  )

@@ -63,8 +63,10 @@ def _dense_groups(group_B, b: int):
 def _n_blocks(g: int, block_length: int) -> int:
   """ceil(G / block_length), after checking that blocks shorter than G leave something to draw."""
   if block_length < 1 or (block_length > 1 and block_length >= g):
-    raise ValueError(f"block_length={block_length} must be 1 or less than the G={g} start groups "
-                     f"(a block of all groups gives a zero-width interval)")
+    raise ValueError(
+      f"block_length={block_length} must be 1 or less than the G={g} start groups "
+      f"(a block of all groups gives a zero-width interval)"
+    )
   return math.ceil(g / block_length)
 
 
@@ -88,8 +90,9 @@ def _block_sums(x_BxM, group_B, g: int, block_length: int):
   return sums_GxM, counts_G
 
 
-def block_bootstrap_means(x_BxM, group_B, *, block_length: int, n_boot: int, seed: int,
-                          max_cells: int = 4_000_000):
+def block_bootstrap_means(
+  x_BxM, group_B, *, block_length: int, n_boot: int, seed: int, max_cells: int = 4_000_000
+):
   """Moving-block bootstrap distribution of the column means, over start groups.
 
   Each resample draws ceil(G / block_length) block starts uniformly from 0..G-1, the rows of
@@ -132,8 +135,9 @@ def block_bootstrap_means(x_BxM, group_B, *, block_length: int, n_boot: int, see
   return np.concatenate(out, axis=0)
 
 
-def cluster_interval(x_BxM, group_B, *, block_length: int, n_boot: int, seed: int,
-                     level: float) -> dict:
+def cluster_interval(
+  x_BxM, group_B, *, block_length: int, n_boot: int, seed: int, level: float
+) -> dict:
   """Column means with percentile intervals of the moving-block bootstrap over start groups.
 
   Args:
@@ -150,12 +154,18 @@ def cluster_interval(x_BxM, group_B, *, block_length: int, n_boot: int, seed: in
   g = _dense_groups(group_B, x.shape[0])[1]
   tail = (1.0 - level) / 2 * 100
   lo, hi = np.percentile(boot_RxM, [tail, 100 - tail], axis=0)
-  return {"mean": x.mean(0), "ci_lo": lo, "ci_hi": hi, "n_clusters": g,
-          "n_blocks": _n_blocks(g, block_length)}
+  return {
+    "mean": x.mean(0),
+    "ci_lo": lo,
+    "ci_hi": hi,
+    "n_clusters": g,
+    "n_blocks": _n_blocks(g, block_length),
+  }
 
 
-def paired_difference(a_Bx, b_Bx, group_B, *, block_length: int, n_boot: int = 1000,
-                      seed: int = 0, level: float = 0.95) -> dict:
+def paired_difference(
+  a_Bx, b_Bx, group_B, *, block_length: int, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
   """Mean of a - b over the same orders, with a block-bootstrap interval over start groups.
 
   Args:
@@ -170,19 +180,38 @@ def paired_difference(a_Bx, b_Bx, group_B, *, block_length: int, n_boot: int = 1
   a, b = np.asarray(a_Bx, np.float64), np.asarray(b_Bx, np.float64)
   if a.shape != b.shape or a.ndim < 1:
     raise ValueError(f"a_Bx.shape={a.shape} and b_Bx.shape={b.shape} must match (orders first)")
-  d = cluster_interval((a - b).reshape(a.shape[0], -1), group_B, block_length=block_length,
-                       n_boot=n_boot, seed=seed, level=level)
+  d = cluster_interval(
+    (a - b).reshape(a.shape[0], -1),
+    group_B,
+    block_length=block_length,
+    n_boot=n_boot,
+    seed=seed,
+    level=level,
+  )
   shape = a.shape[1:]
-  return {"mean": d["mean"].reshape(shape), "ci_lo": d["ci_lo"].reshape(shape),
-          "ci_hi": d["ci_hi"].reshape(shape), "n": a.shape[0], "n_clusters": d["n_clusters"],
-          "n_blocks": d["n_blocks"]}
+  return {
+    "mean": d["mean"].reshape(shape),
+    "ci_lo": d["ci_lo"].reshape(shape),
+    "ci_hi": d["ci_hi"].reshape(shape),
+    "n": a.shape[0],
+    "n_clusters": d["n_clusters"],
+    "n_blocks": d["n_blocks"],
+  }
 
 
 # ----------------------------------------------------------------------------- summaries
 
 
-def summarize_improvement(imp_BxKxS, ended_early_BxKxS, group_B, *, block_length: int,
-                          n_boot: int = 1000, seed: int = 0, level: float = 0.95):
+def summarize_improvement(
+  imp_BxKxS,
+  ended_early_BxKxS,
+  group_B,
+  *,
+  block_length: int,
+  n_boot: int = 1000,
+  seed: int = 0,
+  level: float = 0.95,
+):
   """Evaluation statistics per head and scenario from per-order improvements.
 
   Args:
@@ -206,15 +235,26 @@ def summarize_improvement(imp_BxKxS, ended_early_BxKxS, group_B, *, block_length
   if early.shape != imp.shape:
     raise ValueError(f"ended_early_BxKxS.shape={early.shape}, expected {imp.shape}")
   pct = np.percentile(imp, _PERCENTILES, axis=0)
-  ci = cluster_interval(imp.reshape(b, k * s), group_B, block_length=block_length, n_boot=n_boot,
-                        seed=seed, level=level)
+  ci = cluster_interval(
+    imp.reshape(b, k * s), group_B, block_length=block_length, n_boot=n_boot, seed=seed, level=level
+  )
   stats = {
-      "n": np.full((k, s), b), "mean_bps": imp.mean(0), "std_bps": imp.std(0, ddof=1) if b > 1
-      else np.zeros((k, s)), "mad_bps": np.abs(imp).mean(0),
-      "rmse_bps": np.sqrt(np.square(imp).mean(0)), "median_bps": pct[2], "p5_bps": pct[0],
-      "q25_bps": pct[1], "q75_bps": pct[3], "p95_bps": pct[4], "ci_lo": ci["ci_lo"].reshape(k, s),
-      "ci_hi": ci["ci_hi"].reshape(k, s), "ended_early": early.mean(0),
-      "n_clusters": ci["n_clusters"], "n_blocks": ci["n_blocks"]}
+    "n": np.full((k, s), b),
+    "mean_bps": imp.mean(0),
+    "std_bps": imp.std(0, ddof=1) if b > 1 else np.zeros((k, s)),
+    "mad_bps": np.abs(imp).mean(0),
+    "rmse_bps": np.sqrt(np.square(imp).mean(0)),
+    "median_bps": pct[2],
+    "p5_bps": pct[0],
+    "q25_bps": pct[1],
+    "q75_bps": pct[3],
+    "p95_bps": pct[4],
+    "ci_lo": ci["ci_lo"].reshape(k, s),
+    "ci_hi": ci["ci_hi"].reshape(k, s),
+    "ended_early": early.mean(0),
+    "n_clusters": ci["n_clusters"],
+    "n_blocks": ci["n_blocks"],
+  }
   return stats, stats_frame(stats, n_ahead=k - 1)
 
 
@@ -225,20 +265,55 @@ def stats_frame(stats: dict, n_ahead: int) -> pl.DataFrame:
   rows = []
   for si, (side, bench, target) in enumerate(scenarios.SCENARIOS[:s]):
     for ki in range(k):
-      row = {"side": side, "benchmark": bench, "target": target, "head": ki,
-             "min_period": min(ki + 1, n_ahead), "fixed_duration": ki == n_ahead}
+      row = {
+        "side": side,
+        "benchmark": bench,
+        "target": target,
+        "head": ki,
+        "min_period": min(ki + 1, n_ahead),
+        "fixed_duration": ki == n_ahead,
+      }
       row.update({name: float(v[ki, si]) for name, v in stats.items() if name not in counts})
       row["n"] = int(stats["n"][ki, si])
       row["n_clusters"], row["n_blocks"] = int(stats["n_clusters"]), int(stats["n_blocks"])
       rows.append(row)
-  columns = ["side", "benchmark", "target", "head", "min_period", "fixed_duration", "n",
-             "n_clusters", "n_blocks", "mean_bps", "std_bps", "mad_bps", "rmse_bps", "median_bps",
-             "p5_bps", "q25_bps", "q75_bps", "p95_bps", "ci_lo", "ci_hi", "ended_early"]
+  columns = [
+    "side",
+    "benchmark",
+    "target",
+    "head",
+    "min_period",
+    "fixed_duration",
+    "n",
+    "n_clusters",
+    "n_blocks",
+    "mean_bps",
+    "std_bps",
+    "mad_bps",
+    "rmse_bps",
+    "median_bps",
+    "p5_bps",
+    "q25_bps",
+    "q75_bps",
+    "p95_bps",
+    "ci_lo",
+    "ci_hi",
+    "ended_early",
+  ]
   return pl.DataFrame(rows).select(columns)
 
 
-def evaluation_metrics(alloc_BxNxKxS, prices_BxN, volumes_BxN, group_B, *, block_length: int,
-                       n_boot: int = 1000, seed: int = 0, level: float = 0.95):
+def evaluation_metrics(
+  alloc_BxNxKxS,
+  prices_BxN,
+  volumes_BxN,
+  group_B,
+  *,
+  block_length: int,
+  n_boot: int = 1000,
+  seed: int = 0,
+  level: float = 0.95,
+):
   """Hard-window evaluation of allocations: `summarize_improvement` of `execution_summary`.
 
   Args:
@@ -250,5 +325,12 @@ def evaluation_metrics(alloc_BxNxKxS, prices_BxN, volumes_BxN, group_B, *, block
     (stats dict of [K, S] arrays, polars DataFrame), see `summarize_improvement`.
   """
   summary = objectives.execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN)
-  return summarize_improvement(summary["improvement_bps"], summary["ended_early"], group_B,
-                               block_length=block_length, n_boot=n_boot, seed=seed, level=level)
+  return summarize_improvement(
+    summary["improvement_bps"],
+    summary["ended_early"],
+    group_B,
+    block_length=block_length,
+    n_boot=n_boot,
+    seed=seed,
+    level=level,
+  )

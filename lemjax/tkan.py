@@ -10,7 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lemjax.kan import PRECISION, KANLinear, _bspline_bases, activation, uniform_grid
+from lemjax.kan import PRECISION
+from lemjax.kan import KANLinear
+from lemjax.kan import _bspline_bases
+from lemjax.kan import activation
+from lemjax.kan import uniform_grid
 
 # carry = (h_BxH, c_BxH, sub_BxMxH); per-step inputs = (gates_Bx3H, sub_BxMxH), pre-projected.
 Carry = tuple[jax.Array, jax.Array, jax.Array]
@@ -19,9 +23,11 @@ StepInputs = tuple[jax.Array, jax.Array]
 
 def _gate_bias_init(hidden: int):
   """Zero bias except +1 on the forget gate, so the cell starts by remembering."""
+
   def init(key, shape, dtype=jnp.float32):
     del key
-    return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(1.0)
+    return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(1.0)
+
   return init
 
 
@@ -52,6 +58,7 @@ class TKANCell(nn.Module):
     n_sublayers: M, KAN sub-layers feeding the output gate.
     grid_size, order, grid_range, base_activation: KANLinear settings.
   """
+
   hidden: int
   n_sublayers: int = 1
   grid_size: int = 3
@@ -66,27 +73,41 @@ class TKANCell(nn.Module):
     hid, m = self.hidden, self.n_sublayers
     # Pre-activations of the input/forget gates and the cell candidate.
     z_gates_Bx3H = gates_Bx3H + nn.Dense(
-        3 * hid, use_bias=False, precision=PRECISION,
-        kernel_init=nn.initializers.orthogonal(), name="recurrent")(h_BxH)
+      3 * hid,
+      use_bias=False,
+      precision=PRECISION,
+      kernel_init=nn.initializers.orthogonal(),
+      name="recurrent",
+    )(h_BxH)
     # Each KAN sub-layer reads the input and its own previous sub-state.
     w_sub_MxHxH = self.param("sub_recurrent", nn.initializers.orthogonal(), (m, hid, hid))
     z_sub_BxMxH = sub_in_BxMxH + jnp.einsum(
-        "bmh,mhk->bmk", sub_BxMxH, w_sub_MxHxH, precision=PRECISION)
-    out_BxMxH = jnp.stack([
-        KANLinear(hid, self.grid_size, self.order, self.grid_range, self.base_activation,
-                  name=f"kan_{j}")(z_sub_BxMxH[:, j]) for j in range(m)], axis=1)
+      "bmh,mhk->bmk", sub_BxMxH, w_sub_MxHxH, precision=PRECISION
+    )
+    out_BxMxH = jnp.stack(
+      [
+        KANLinear(
+          hid, self.grid_size, self.order, self.grid_range, self.base_activation, name=f"kan_{j}"
+        )(z_sub_BxMxH[:, j])
+        for j in range(m)
+      ],
+      axis=1,
+    )
     w_out_MxH = self.param("sub_mix_out", nn.initializers.constant(0.5), (m, hid))
     w_state_MxH = self.param("sub_mix_state", nn.initializers.constant(0.5), (m, hid))
     # Output gate pre-activation from the aggregated sub-layer outputs.
     z_out_BxH = nn.Dense(hid, precision=PRECISION, name="output_gate")(
-        out_BxMxH.reshape(out_BxMxH.shape[0], m * hid))
-    h_BxH, c_BxH, sub_BxMxH = _tail(z_gates_Bx3H, c_BxH, z_out_BxH, out_BxMxH, sub_BxMxH,
-                                    w_out_MxH, w_state_MxH)
+      out_BxMxH.reshape(out_BxMxH.shape[0], m * hid)
+    )
+    h_BxH, c_BxH, sub_BxMxH = _tail(
+      z_gates_Bx3H, c_BxH, z_out_BxH, out_BxMxH, sub_BxMxH, w_out_MxH, w_state_MxH
+    )
     return (h_BxH, c_BxH, sub_BxMxH), h_BxH
 
 
-def tkan_step(cell: TKANCell, params: Any, carry: Carry, inputs_t: StepInputs
-              ) -> tuple[Carry, jax.Array]:
+def tkan_step(
+  cell: TKANCell, params: Any, carry: Carry, inputs_t: StepInputs
+) -> tuple[Carry, jax.Array]:
   """The pure step `step(params, carry, x_t) -> (carry, h_t)` of a TKAN cell.
 
   Args:
@@ -127,8 +148,9 @@ def _step(p: Any, carry: Carry, inputs_t: StepInputs, settings: Settings):
   gates_Bx3H, sub_in_BxMxH = inputs_t
   m = settings[0]
   z_gates = gates_Bx3H + _dot(h_BxH, p["recurrent"]["kernel"])
-  z_sub = sub_in_BxMxH + jnp.einsum("bmh,mhk->bmk", sub_BxMxH, p["sub_recurrent"],
-                                    precision=PRECISION)
+  z_sub = sub_in_BxMxH + jnp.einsum(
+    "bmh,mhk->bmk", sub_BxMxH, p["sub_recurrent"], precision=PRECISION
+  )
   outs = []
   for j in range(m):
     pk = p[f"kan_{j}"]
@@ -136,15 +158,18 @@ def _step(p: Any, carry: Carry, inputs_t: StepInputs, settings: Settings):
     base = _dot(act_BxH, pk["base"]["kernel"]) + pk["base"]["bias"][None]
     outs.append(base + _dot(basis_BxCH, pk["spline"]["kernel"]))
   out_BxMxH = jnp.stack(outs, axis=1)
-  z_out = (_dot(out_BxMxH.reshape(out_BxMxH.shape[0], -1), p["output_gate"]["kernel"])
-           + p["output_gate"]["bias"][None])
+  z_out = (
+    _dot(out_BxMxH.reshape(out_BxMxH.shape[0], -1), p["output_gate"]["kernel"])
+    + p["output_gate"]["bias"][None]
+  )
   new = _tail(z_gates, c_BxH, z_out, out_BxMxH, sub_BxMxH, p["sub_mix_out"], p["sub_mix_state"])
   return new, (h_BxH, c_BxH, sub_BxMxH, z_gates, z_sub, z_out, out_BxMxH)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def fast_scan(settings: Settings, params: Any, carry: Carry, xs_T: StepInputs
-              ) -> tuple[Carry, jax.Array]:
+def fast_scan(
+  settings: Settings, params: Any, carry: Carry, xs_T: StepInputs
+) -> tuple[Carry, jax.Array]:
   """Scan of the TKAN step over time-major inputs; values equal a `lax.scan` of TKANCell.
 
   Args:
@@ -163,6 +188,7 @@ def _fast_scan_fwd(settings, params, carry, xs_T):
   def body(c, x_t):
     new, res = _step(params, c, x_t, settings)
     return new, (new[0], res)
+
   carry_T, (h_TxBxH, res_T) = jax.lax.scan(body, carry, xs_T)
   return (carry_T, h_TxBxH), (params, res_T)
 
@@ -171,27 +197,30 @@ def _fast_scan_bwd(settings, residuals, cotangents):
   params, res_T = residuals
   (g_h, g_c, g_sub), g_h_TxBxH = cotangents
   m = settings[0]
-  kernels = {j: (params[f"kan_{j}"]["base"]["kernel"], params[f"kan_{j}"]["spline"]["kernel"])
-             for j in range(m)}
+  kernels = {
+    j: (params[f"kan_{j}"]["base"]["kernel"], params[f"kan_{j}"]["spline"]["kernel"])
+    for j in range(m)
+  }
 
   def body(g_carry, inputs):
     (h_prev, c_prev, sub_prev, z_gates, z_sub, z_out, out), g_y = inputs
     g_h, g_c, g_sub = g_carry
-    _, tail_vjp = jax.vjp(_tail, z_gates, c_prev, z_out, out, sub_prev,
-                          params["sub_mix_out"], params["sub_mix_state"])
+    _, tail_vjp = jax.vjp(
+      _tail, z_gates, c_prev, z_out, out, sub_prev, params["sub_mix_out"], params["sub_mix_state"]
+    )
     g_zg, g_c, g_zo, g_out, g_sub, g_mix_out, g_mix_state = tail_vjp((g_h + g_y, g_c, g_sub))
     g_out = g_out + _dot(g_zo, params["output_gate"]["kernel"].T).reshape(g_out.shape)
     g_zs, g_norms = [], []
     for j in range(m):
       base_k, spline_k = kernels[j]
-      _, kan_vjp = jax.vjp(lambda z, pk: _kan_inputs(pk, z, settings), z_sub[:, j],
-                           params[f"kan_{j}"])
+      _, kan_vjp = jax.vjp(
+        lambda z, pk: _kan_inputs(pk, z, settings), z_sub[:, j], params[f"kan_{j}"]
+      )
       g_z, g_pk = kan_vjp((_dot(g_out[:, j], base_k.T), _dot(g_out[:, j], spline_k.T)))
       g_zs.append(g_z)
       g_norms.append(g_pk["norm"])
     g_zs = jnp.stack(g_zs, axis=1)
-    g_sub = g_sub + jnp.einsum("bmk,mhk->bmh", g_zs, params["sub_recurrent"],
-                               precision=PRECISION)
+    g_sub = g_sub + jnp.einsum("bmk,mhk->bmh", g_zs, params["sub_recurrent"], precision=PRECISION)
     g_h = _dot(g_zg, params["recurrent"]["kernel"].T)
     return (g_h, g_c, g_sub), (g_zg, g_zs, g_zo, g_out, g_mix_out, g_mix_state, g_norms)
 
@@ -213,16 +242,15 @@ def _weight_grads(params, settings, res_T, g_zg, g_zs, g_zo, g_out):
   h_prev, sub_prev, z_sub, out = rows(h_prev), rows(sub_prev), rows(z_sub), rows(out)
   g_zg, g_zs, g_zo, g_out = rows(g_zg), rows(g_zs), rows(g_zo), rows(g_out)
   grads = {
-      "recurrent": {"kernel": _dot(h_prev.T, g_zg)},
-      "sub_recurrent": jnp.einsum("nmh,nmk->mhk", sub_prev, g_zs, precision=PRECISION),
-      "output_gate": {"kernel": _dot(out.reshape(out.shape[0], -1).T, g_zo),
-                      "bias": g_zo.sum(0)},
+    "recurrent": {"kernel": _dot(h_prev.T, g_zg)},
+    "sub_recurrent": jnp.einsum("nmh,nmk->mhk", sub_prev, g_zs, precision=PRECISION),
+    "output_gate": {"kernel": _dot(out.reshape(out.shape[0], -1).T, g_zo), "bias": g_zo.sum(0)},
   }
   for j in range(m):
     act, basis = _kan_inputs(params[f"kan_{j}"], z_sub[:, j], settings)
     grads[f"kan_{j}"] = {
-        "base": {"kernel": _dot(act.T, g_out[:, j]), "bias": g_out[:, j].sum(0)},
-        "spline": {"kernel": _dot(basis.T, g_out[:, j])},
+      "base": {"kernel": _dot(act.T, g_out[:, j]), "bias": g_out[:, j].sum(0)},
+      "spline": {"kernel": _dot(basis.T, g_out[:, j])},
     }
   return grads
 
@@ -236,6 +264,7 @@ class TKAN(nn.Module):
   Attributes: as `TKANCell`; `fast_grad` selects `fast_scan` (True) or a plain `lax.scan`
   of the linen cell (False; same values, slower gradient).
   """
+
   hidden: int
   n_sublayers: int = 1
   grid_size: int = 3
@@ -246,22 +275,31 @@ class TKAN(nn.Module):
 
   def make_cell(self) -> TKANCell:
     """A standalone cell with this layer's settings; its parameters are `params["cell"]`."""
-    return TKANCell(self.hidden, self.n_sublayers, self.grid_size, self.order,
-                    self.grid_range, self.base_activation, parent=None)
+    return TKANCell(
+      self.hidden,
+      self.n_sublayers,
+      self.grid_size,
+      self.order,
+      self.grid_range,
+      self.base_activation,
+      parent=None,
+    )
 
   def setup(self):
     hid, m = self.hidden, self.n_sublayers
-    self.input = nn.Dense(3 * hid + m * hid, precision=PRECISION,
-                          bias_init=_gate_bias_init(hid), name="input")
-    self.cell = TKANCell(hid, m, self.grid_size, self.order, self.grid_range,
-                         self.base_activation, name="cell")
+    self.input = nn.Dense(
+      3 * hid + m * hid, precision=PRECISION, bias_init=_gate_bias_init(hid), name="input"
+    )
+    self.cell = TKANCell(
+      hid, m, self.grid_size, self.order, self.grid_range, self.base_activation, name="cell"
+    )
 
   def project(self, x_NxD: jax.Array) -> StepInputs:
     """Input projections in one matmul: [..., D] -> (gates [..., 3H], sub [..., M, H])."""
     hid, m = self.hidden, self.n_sublayers
     proj = self.input(x_NxD)
-    gates_Nx3H = proj[..., :3 * hid]
-    sub_NxMxH = proj[..., 3 * hid:].reshape(*proj.shape[:-1], m, hid)
+    gates_Nx3H = proj[..., : 3 * hid]
+    sub_NxMxH = proj[..., 3 * hid :].reshape(*proj.shape[:-1], m, hid)
     return gates_Nx3H, sub_NxMxH
 
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:

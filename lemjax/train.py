@@ -6,7 +6,8 @@ import functools
 import logging
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -25,13 +26,15 @@ from lemjax import objectives
 from lemjax import sharding
 from lemjax import workdir as workdir_lib
 from lemjax.model import model_batch
-from lemjax.workdir import MetricWriter, to_jsonable
+from lemjax.workdir import MetricWriter
+from lemjax.workdir import to_jsonable
 
 
 @flax.struct.dataclass
 class TrainState:
   """Everything a train step reads and writes; the static fields make the step module-level."""
-  step: jax.Array                 # int32 scalar, optimiser steps taken
+
+  step: jax.Array  # int32 scalar, optimiser steps taken
   params: Any
   opt_state: Any
   apply_fn: Callable = flax.struct.field(pytree_node=False)
@@ -47,17 +50,26 @@ class TrainState:
 
 # --- Building blocks ------------------------------------------------------------------------------
 
+
 def make_schedule(cfg: config_lib.OptimizerConfig) -> optax.Schedule:
   """Linear warm-up to the peak, then cosine decay to `final_lr_fraction` or a flat rate."""
   warmup = max(int(cfg.warmup_steps), 0)
   if cfg.schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, max(warmup, 1), max(cfg.steps, warmup + 1),
-        end_value=cfg.learning_rate * cfg.final_lr_fraction)
+      0.0,
+      cfg.learning_rate,
+      max(warmup, 1),
+      max(cfg.steps, warmup + 1),
+      end_value=cfg.learning_rate * cfg.final_lr_fraction,
+    )
   if cfg.schedule == "constant":
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
-         optax.constant_schedule(cfg.learning_rate)], [max(warmup, 1)])
+      [
+        optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
+        optax.constant_schedule(cfg.learning_rate),
+      ],
+      [max(warmup, 1)],
+    )
   raise ValueError(f"TrainConfig.schedule={cfg.schedule!r} is not 'cosine' or 'constant'")
 
 
@@ -70,7 +82,7 @@ def make_optimizer(cfg: config_lib.OptimizerConfig) -> optax.GradientTransformat
   return _optimizer(config_lib.optimizer_config(cfg))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _optimizer(cfg: config_lib.OptimizerConfig) -> optax.GradientTransformation:
   adamw = optax.adamw(make_schedule(cfg), weight_decay=cfg.weight_decay)
   if cfg.clip_norm > 0:
@@ -78,8 +90,9 @@ def _optimizer(cfg: config_lib.OptimizerConfig) -> optax.GradientTransformation:
   return adamw
 
 
-def sample_order_terms(rng: jax.Array, batch: int, n_ahead: int,
-                       r_min_range, r_max_range) -> tuple[jax.Array, jax.Array]:
+def sample_order_terms(
+  rng: jax.Array, batch: int, n_ahead: int, r_min_range, r_max_range
+) -> tuple[jax.Array, jax.Array]:
   """Per-order rate bounds drawn uniformly, made feasible: r_min * N <= 1 <= r_max * N.
 
   Returns:
@@ -92,27 +105,45 @@ def sample_order_terms(rng: jax.Array, batch: int, n_ahead: int,
   return jnp.minimum(r_min_B, uniform), jnp.maximum(r_max_B, uniform)
 
 
-def create_train_state(rng: jax.Array, model_config: config_lib.ModelConfig,
-                       train_config: config_lib.TrainConfig,
-                       loss_config: config_lib.LossConfig) -> TrainState:
+def create_train_state(
+  rng: jax.Array,
+  model_config: config_lib.ModelConfig,
+  train_config: config_lib.TrainConfig,
+  loss_config: config_lib.LossConfig,
+) -> TrainState:
   """Initialises parameters and optimiser state for `model_config`."""
   model = model_lib.build_model(model_config)
   params = model_lib.init_params(model_config, rng)
   tx = make_optimizer(train_config)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    apply_fn=model.apply, tx=tx, loss_config=loss_config,
-                    r_min_range=tuple(train_config.r_min_range),
-                    r_max_range=tuple(train_config.r_max_range))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    apply_fn=model.apply,
+    tx=tx,
+    loss_config=loss_config,
+    r_min_range=tuple(train_config.r_min_range),
+    r_max_range=tuple(train_config.r_max_range),
+  )
 
 
 # --- Steps ----------------------------------------------------------------------------------------
 
+
 def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None, temperature=None):
   alloc_BxNxKxS = state.apply_fn(
-      {"params": params}, batch["inputs"], r_min_B, r_max_B, batch["prices"], batch["volumes"],
-      deterministic=rngs is None, rngs=rngs)
-  loss, aux = objectives.lem_loss(alloc_BxNxKxS, batch["prices"], batch["volumes"],
-                                  state.loss_config, temperature)
+    {"params": params},
+    batch["inputs"],
+    r_min_B,
+    r_max_B,
+    batch["prices"],
+    batch["volumes"],
+    deterministic=rngs is None,
+    rngs=rngs,
+  )
+  loss, aux = objectives.lem_loss(
+    alloc_BxNxKxS, batch["prices"], batch["volumes"], state.loss_config, temperature
+  )
   return loss, (aux, alloc_BxNxKxS)
 
 
@@ -129,16 +160,26 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   """
   rng = jax.random.fold_in(rng, state.step)
   k_terms, k_dropout = jax.random.split(rng)
-  r_min_B, r_max_B = sample_order_terms(k_terms, batch["prices"].shape[0], batch["prices"].shape[1],
-                                        state.r_min_range, state.r_max_range)
+  r_min_B, r_max_B = sample_order_terms(
+    k_terms,
+    batch["prices"].shape[0],
+    batch["prices"].shape[1],
+    state.r_min_range,
+    state.r_max_range,
+  )
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
   temperature = objectives.mask_temperature(state.loss_config, state.step)
-  (loss, (aux, _)), grads = grad_fn(state.params, state, batch, r_min_B, r_max_B,
-                                    {"dropout": k_dropout}, temperature)
+  (loss, (aux, _)), grads = grad_fn(
+    state.params, state, batch, r_min_B, r_max_B, {"dropout": k_dropout}, temperature
+  )
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "mask_temperature": temperature,
-             **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}}
+  metrics = {
+    "loss": loss,
+    "grad_norm": optax.tree.norm(grads),
+    "mask_temperature": temperature,
+    **{k: v for k, v in aux.items() if jnp.ndim(v) == 0},
+  }
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
@@ -153,10 +194,13 @@ def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.A
   loss, (_, alloc_BxNxKxS) = _loss(state.params, state, batch, r_min_B, r_max_B)
   summary = objectives.execution_summary(alloc_BxNxKxS, batch["prices"], batch["volumes"])
   imp_BxKxS = summary["improvement_bps"]
-  return {"loss": loss, "imp_flexible_bps": jnp.mean(imp_BxKxS[:, :-1]),
-          "abs_fixed_bps": jnp.mean(jnp.abs(imp_BxKxS[:, -1])),
-          "early_KxS": jnp.mean(summary["ended_early"].astype(jnp.float32), axis=0),
-          "imp_bps_KxS": jnp.mean(imp_BxKxS, axis=0)}
+  return {
+    "loss": loss,
+    "imp_flexible_bps": jnp.mean(imp_BxKxS[:, :-1]),
+    "abs_fixed_bps": jnp.mean(jnp.abs(imp_BxKxS[:, -1])),
+    "early_KxS": jnp.mean(summary["ended_early"].astype(jnp.float32), axis=0),
+    "imp_bps_KxS": jnp.mean(imp_BxKxS, axis=0),
+  }
 
 
 train_step_jit = jax.jit(train_step, donate_argnums=0)
@@ -165,8 +209,14 @@ eval_step_jit = jax.jit(eval_step)
 
 # --- Validation -----------------------------------------------------------------------------------
 
-def validation_batches(dataset, cfg: config_lib.TrainConfig, n_ahead: int, seed: int,
-                       mesh: jax.sharding.Mesh | None = None) -> list:
+
+def validation_batches(
+  dataset,
+  cfg: config_lib.TrainConfig,
+  n_ahead: int,
+  seed: int,
+  mesh: jax.sharding.Mesh | None = None,
+) -> list:
   """Fixed validation orders: evenly spaced windows with fixed, seeded order terms.
 
   Args:
@@ -185,8 +235,9 @@ def validation_batches(dataset, cfg: config_lib.TrainConfig, n_ahead: int, seed:
   idx = idx.astype(np.int64).reshape(n_batches, size)
   out = []
   for i, rows in enumerate(idx):
-    r_min_B, r_max_B = sample_order_terms(jax.random.PRNGKey(seed + 7919 * (i + 1)), size, n_ahead,
-                                          cfg.r_min_range, cfg.r_max_range)
+    r_min_B, r_max_B = sample_order_terms(
+      jax.random.PRNGKey(seed + 7919 * (i + 1)), size, n_ahead, cfg.r_min_range, cfg.r_max_range
+    )
     if mesh is None or mesh.size == 1:
       out.append((jax.device_put(model_batch(dataset.batch(rows))), r_min_B, r_max_B))
     else:
@@ -207,8 +258,9 @@ def place_validation_batch(batch: dict, r_min_B, r_max_B, mesh: jax.sharding.Mes
     placed = sharding.put_batch({k: v[mine] for k, v in full.items()}, mesh)
   else:
     rep = sharding.replicated(mesh)
-    placed = {k: jax.make_array_from_callback(v.shape, rep, lambda i, v=v: v[i])
-              for k, v in full.items()}
+    placed = {
+      k: jax.make_array_from_callback(v.shape, rep, lambda i, v=v: v[i]) for k, v in full.items()
+    }
   r_min, r_max = placed.pop("r_min"), placed.pop("r_max")
   return placed, r_min, r_max
 
@@ -239,8 +291,15 @@ def val_record(val: dict) -> dict:
 
 # --- The run loop ---------------------------------------------------------------------------------
 
-def _flush(pending: list, first_step: int, writer: MetricWriter, tick: float,
-           batch_size: int, last_good: int | None) -> dict:
+
+def _flush(
+  pending: list,
+  first_step: int,
+  writer: MetricWriter,
+  tick: float,
+  batch_size: int,
+  last_good: int | None,
+) -> dict:
   """Fetches the buffered step metrics (one host sync), fails on NaN/Inf, logs their mean."""
   values = jax.device_get(pending)
   elapsed = time.perf_counter() - tick  # after the sync, so it covers the steps' compute
@@ -248,8 +307,9 @@ def _flush(pending: list, first_step: int, writer: MetricWriter, tick: float,
   bad = np.flatnonzero(~np.isfinite(losses))
   if bad.size:
     raise FloatingPointError(
-        f"non-finite training loss ({losses[bad[0]]}) at step {first_step + int(bad[0]) + 1}; "
-        f"stopping. The last good checkpoint is step {last_good} in {writer.path.rsplit('/', 1)[0]}")
+      f"non-finite training loss ({losses[bad[0]]}) at step {first_step + int(bad[0]) + 1}; "
+      f"stopping. The last good checkpoint is step {last_good} in {writer.path.rsplit('/', 1)[0]}"
+    )
   mean = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
   mean["samples_per_s"] = len(values) * batch_size / max(elapsed, 1e-9)
   writer.write(first_step + len(values), "train", mean)
@@ -269,8 +329,9 @@ def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Ar
   return state, arrays["rng"], meta
 
 
-def place_state(state: TrainState, rng: jax.Array, mesh: jax.sharding.Mesh,
-                mesh_config: config_lib.MeshConfig) -> tuple[TrainState, jax.Array, Any]:
+def place_state(
+  state: TrainState, rng: jax.Array, mesh: jax.sharding.Mesh, mesh_config: config_lib.MeshConfig
+) -> tuple[TrainState, jax.Array, Any]:
   """Puts the state and key on `mesh`: (state, rng, state shardings or None on one device).
 
   One device: everything committed to it (restored arrays come back committed, and a different
@@ -294,7 +355,8 @@ def _to_mesh(tree: Any, shardings: Any) -> Any:
   placed = jax.tree.leaves(tree)
   targets = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
   if jax.process_count() > 1 and not all(
-      isinstance(x, jax.Array) and x.sharding == s for x, s in zip(placed, targets)):
+    isinstance(x, jax.Array) and x.sharding == s for x, s in zip(placed, targets)
+  ):
     tree = jax.tree.map(np.asarray, tree)
   return sharding.shard_tree(tree, shardings)
 
@@ -321,11 +383,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
   source = workdir_lib.data_source_line(data_config, report)
   if sharding.is_primary():
     workdir_lib.write_run_files(workdir, config, cfgs, report, source)
-  logging.info("%s; %d train / %d validation windows; work directory %s", source,
-               train_ds.num_windows, val_ds.num_windows, workdir)
+  logging.info(
+    "%s; %d train / %d validation windows; work directory %s",
+    source,
+    train_ds.num_windows,
+    val_ds.num_windows,
+    workdir,
+  )
   if mesh.size > 1:
-    logging.info("mesh: %d devices on '%s' (%d processes), fsdp=%s", mesh.size,
-                 sharding.DATA_AXIS, jax.process_count(), mesh_cfg.fsdp)
+    logging.info(
+      "mesh: %d devices on '%s' (%d processes), fsdp=%s",
+      mesh.size,
+      sharding.DATA_AXIS,
+      jax.process_count(),
+      mesh_cfg.fsdp,
+    )
 
   # --- State, sampler, resume.
   init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -357,9 +429,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
     step_fn = sharding.jit_sharded_step(train_step, state_shardings, mesh)
     eval_fn = jax.jit(eval_step, out_shardings=sharding.replicated(mesh))
   val_batches = validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed, mesh)
-  bar = tqdm.tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True,
-                  disable=not (tcfg.progress and sharding.is_primary()))
-  pending, first, tick, last_good, postfix = [], step, time.perf_counter(), checkpointer.latest_step(), {}
+  bar = tqdm.tqdm(
+    total=tcfg.steps,
+    initial=step,
+    unit="step",
+    dynamic_ncols=True,
+    disable=not (tcfg.progress and sharding.is_primary()),
+  )
+  pending, first, tick, last_good, postfix = (
+    [],
+    step,
+    time.perf_counter(),
+    checkpointer.latest_step(),
+    {},
+  )
   try:
     while step < tcfg.steps:
       indices = sampler.next_indices()
@@ -385,8 +468,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
         writer.write(step, "val", val_record(val))
         log_collapsed_heads(step, val)
         if not math.isfinite(val["loss"]):
-          raise FloatingPointError(f"non-finite validation loss at step {step}; the last good "
-                                   f"checkpoint is step {last_good} in {checkpointer.root}")
+          raise FloatingPointError(
+            f"non-finite validation loss at step {step}; the last good "
+            f"checkpoint is step {last_good} in {checkpointer.root}"
+          )
         improved = meta["best_val"] is None or val["loss"] < meta["best_val"]
         if improved:
           meta.update(best_val=val["loss"], best_step=step, bad_rounds=0)
@@ -394,8 +479,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
           meta["bad_rounds"] += 1
         stop = tcfg.patience > 0 and meta["bad_rounds"] >= tcfg.patience
         meta["finished"] = bool(stop or step >= tcfg.steps)
-        saved = {**meta, "sampler": to_jsonable(sampler.state), "step": step,
-                 "val": {k: v for k, v in val.items() if np.ndim(v) == 0}}
+        saved = {
+          **meta,
+          "sampler": to_jsonable(sampler.state),
+          "step": step,
+          "val": {k: v for k, v in val.items() if np.ndim(v) == 0},
+        }
         arrays = {**state.arrays(), "rng": rng}
         if improved:
           checkpointer.save(step, arrays, saved, best=True)
@@ -405,8 +494,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
         bar.set_postfix(postfix)
         tick = time.perf_counter()  # validation time does not count against samples/s
         if stop:
-          logging.info("early stop at step %d: no improvement in %d validations (best %.5f at %d)",
-                       step, tcfg.patience, meta["best_val"], meta["best_step"])
+          logging.info(
+            "early stop at step %d: no improvement in %d validations (best %.5f at %d)",
+            step,
+            tcfg.patience,
+            meta["best_val"],
+            meta["best_step"],
+          )
           break
   finally:
     bar.close()

@@ -20,14 +20,20 @@ from lemjax import model as model_lib
 from lemjax import sharding
 from lemjax.data import tables
 
-CONFIG_FILE = "config.json"            # the experiment and its resolved sections
+CONFIG_FILE = "config.json"  # the experiment and its resolved sections
 DATA_REPORT_FILE = "data_report.json"  # what the data layer read and did
-CHECKPOINTS = ("best", "latest")       # lowest validation loss; the newest (for resuming)
-_SYNTHETIC_KEYS = ("synthetic_regime", "synthetic_seed", "synthetic_assets", "synthetic_bars",
-                   "martingale")
+CHECKPOINTS = ("best", "latest")  # lowest validation loss; the newest (for resuming)
+_SYNTHETIC_KEYS = (
+  "synthetic_regime",
+  "synthetic_seed",
+  "synthetic_assets",
+  "synthetic_bars",
+  "martingale",
+)
 
 
 # --- Naming and finding ---------------------------------------------------------------------------
+
 
 def uses_synthetic(data_config: config_lib.DataConfig) -> bool:
   """True when the run trains on the embedded synthetic market (no bar files, or asked for)."""
@@ -55,30 +61,39 @@ def find_workdir(path: str) -> str:
     if os.path.isfile(os.path.join(here, CONFIG_FILE)):
       return here
     here = os.path.dirname(here)
-  raise FileNotFoundError(f"{path}: no config.json in it or its parents; not a lemjax work directory "
-                          "(train first with `python -m lemjax.main --mode=train ...`)")
+  raise FileNotFoundError(
+    f"{path}: no config.json in it or its parents; not a lemjax work directory "
+    "(train first with `python -m lemjax.main --mode=train ...`)"
+  )
 
 
 # --- Writing --------------------------------------------------------------------------------------
+
 
 def synthetic_banner(data_config: config_lib.DataConfig) -> str:
   """The large-letter warning printed in logs and reports for synthetic runs."""
   kind = "martingale " if data_config.martingale else ""
   line = "#" * 78
-  return (f"{line}\n#{'SYNTHETIC DATA':^76}#\n"
-          f"#{f'embedded {kind}{data_config.synthetic_regime} market; no real bars were found or used':^76}#\n"
-          f"#{f'(path searched: {data_config.path or None})':^76}#\n{line}")
+  return (
+    f"{line}\n#{'SYNTHETIC DATA':^76}#\n"
+    f"#{f'embedded {kind}{data_config.synthetic_regime} market; no real bars were found or used':^76}#\n"
+    f"#{f'(path searched: {data_config.path or None})':^76}#\n{line}"
+  )
 
 
 def data_source_line(data_config: config_lib.DataConfig, report: Any) -> str:
   """`Data source:` line: the folder and files read, or SYNTHETIC."""
   if uses_synthetic(data_config) or _report_get(report, "source") == "SYNTHETIC":
     kind = "martingale " if data_config.martingale else ""
-    return (f"Data source: SYNTHETIC ({kind}{data_config.synthetic_regime} regime, "
-            f"{data_config.synthetic_assets} assets, seed {data_config.synthetic_seed})")
+    return (
+      f"Data source: SYNTHETIC ({kind}{data_config.synthetic_regime} regime, "
+      f"{data_config.synthetic_assets} assets, seed {data_config.synthetic_seed})"
+    )
   files = _report_get(report, "files") or []
   names = ", ".join(os.path.basename(str(f)) for f in files) or "(see data_report.json)"
-  return f"Data source: {_report_get(report, 'source') or os.path.abspath(data_config.path)} [{names}]"
+  return (
+    f"Data source: {_report_get(report, 'source') or os.path.abspath(data_config.path)} [{names}]"
+  )
 
 
 def _report_get(report: Any, key: str, default=None):
@@ -111,9 +126,11 @@ def to_jsonable(value: Any) -> Any:
 def write_run_files(workdir: str, config, cfgs: dict, report: Any, source_line: str) -> None:
   """Resolved config (JSON) and data report next to the checkpoints."""
   os.makedirs(workdir, exist_ok=True)
-  resolved = {"experiment": json.loads(config.to_json_best_effort()),
-              "resolved": {k: to_jsonable(v) for k, v in cfgs.items()},
-              "data_source": source_line}
+  resolved = {
+    "experiment": json.loads(config.to_json_best_effort()),
+    "resolved": {k: to_jsonable(v) for k, v in cfgs.items()},
+    "data_source": source_line,
+  }
   with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
     json.dump(resolved, f, indent=2)
   with open(os.path.join(workdir, DATA_REPORT_FILE), "w") as f:
@@ -155,6 +172,7 @@ class MetricWriter:
 
 # --- Reading a trained run ------------------------------------------------------------------------
 
+
 def read_config(workdir: str) -> dict:
   """The resolved sections (model, data, train, ...) of the config.json a run saved.
 
@@ -170,12 +188,15 @@ def read_config(workdir: str) -> dict:
       raise ValueError(f"{path} is not valid JSON: {err}") from None
   resolved = saved.get("resolved") if isinstance(saved, dict) else None
   if not isinstance(resolved, dict) or not all(
-      isinstance(resolved.get(k), dict) for k in ("model", "data")):
+    isinstance(resolved.get(k), dict) for k in ("model", "data")
+  ):
     raise ValueError(f"{path} has no resolved model and data sections; not a lemjax run config")
   return resolved
 
 
-def trained_model_config(workdir: str, model_config: config_lib.ModelConfig) -> config_lib.ModelConfig:
+def trained_model_config(
+  workdir: str, model_config: config_lib.ModelConfig
+) -> config_lib.ModelConfig:
   """The model config the run in `workdir` was trained with (its config.json), else `model_config`.
 
   A checkpoint only fits the sizes it was trained with, so a later change of the experiment
@@ -185,8 +206,11 @@ def trained_model_config(workdir: str, model_config: config_lib.ModelConfig) -> 
     return model_config
   trained = config_lib.saved_model_config(read_config(workdir)["model"])
   if trained != model_config:
-    logging.warning("evaluating with the model config this run was trained with (%s), not the "
-                    "experiment file's current one", os.path.join(workdir, CONFIG_FILE))
+    logging.warning(
+      "evaluating with the model config this run was trained with (%s), not the "
+      "experiment file's current one",
+      os.path.join(workdir, CONFIG_FILE),
+    )
   return trained
 
 
@@ -244,14 +268,17 @@ def restore_params(workdir: str, model_config: config_lib.ModelConfig, which: st
     raise ValueError(f"checkpoint {which!r} is not 'best' or 'latest'")
   directory = os.path.join(os.path.abspath(workdir), "checkpoints", which)
   missing_error = FileNotFoundError(
-      f"no {which} checkpoint in {directory}; train first with `python -m lemjax.main "
-      f"--mode=train --config=<experiment file> --workdir={workdir}` (or `make train EXP=<name>`)")
+    f"no {which} checkpoint in {directory}; train first with `python -m lemjax.main "
+    f"--mode=train --config=<experiment file> --workdir={workdir}` (or `make train EXP=<name>`)"
+  )
   if not os.path.isdir(directory) or not os.listdir(directory):
     raise missing_error
   # Committed to the default device, as freshly initialised parameters would be.
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  expected = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                          model_lib.param_shapes(model_config))
+  expected = jax.tree.map(
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+    model_lib.param_shapes(model_config),
+  )
   target = {"step": jax.ShapeDtypeStruct((), jnp.int32, sharding=device), "params": expected}
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
@@ -276,17 +303,24 @@ def _check_params(restored, expected, directory: str) -> None:
   got = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
   flat = jax.tree_util.tree_flatten_with_path(expected)[0]
   # A partial restore leaves what the checkpoint lacks as abstract placeholders.
-  missing = [jax.tree_util.keystr(path) for path, _ in flat
-             if path not in got or isinstance(got[path], jax.ShapeDtypeStruct)]
+  missing = [
+    jax.tree_util.keystr(path)
+    for path, _ in flat
+    if path not in got or isinstance(got[path], jax.ShapeDtypeStruct)
+  ]
   if missing:
     raise _mismatch(directory, f"it has no parameter {missing[0]} (and {len(missing) - 1} more)")
   for path, leaf in flat:
     if tuple(got[path].shape) != tuple(leaf.shape):
-      raise _mismatch(directory, f"parameter {jax.tree_util.keystr(path)} has shape "
-                                 f"{tuple(got[path].shape)}, the model needs {tuple(leaf.shape)}")
+      raise _mismatch(
+        directory,
+        f"parameter {jax.tree_util.keystr(path)} has shape "
+        f"{tuple(got[path].shape)}, the model needs {tuple(leaf.shape)}",
+      )
 
 
 def _mismatch(directory: str, detail: str) -> ValueError:
   return ValueError(
-      f"the checkpoint in {directory} does not fit the model of this config and code: {detail}. "
-      "Use the config it was trained with (its config.json), or retrain into a fresh work directory")
+    f"the checkpoint in {directory} does not fit the model of this config and code: {detail}. "
+    "Use the config it was trained with (its config.json), or retrain into a fresh work directory"
+  )

@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from lemjax import allocation
 from lemjax import objectives
@@ -31,11 +33,13 @@ def _wild(params, seed):
   mlp = params["step"]["mlp"] if "mlp" in params["step"] else params["shared"]["mlp"]
   mlp["w3"] = mlp["w3"] * 300.0
   logits = params["shared"]["base_logits"]
-  params["shared"]["base_logits"] = jnp.asarray(2.0 * rng.standard_normal(logits.shape), jnp.float32)
+  params["shared"]["base_logits"] = jnp.asarray(
+    2.0 * rng.standard_normal(logits.shape), jnp.float32
+  )
   return params
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(variant):
   config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant)
   params = allocation.init_params(jax.random.PRNGKey(0), config, H)
@@ -44,8 +48,9 @@ def _setup(variant):
 
 
 def _call(run, params, ctx, r_min, r_max, prices, volumes):
-  return run(params, ctx_BxTxH=ctx, r_min_B=r_min, r_max_B=r_max, prices_BxN=prices,
-             volumes_BxN=volumes)
+  return run(
+    params, ctx_BxTxH=ctx, r_min_B=r_min, r_max_B=r_max, prices_BxN=prices, volumes_BxN=volumes
+  )
 
 
 VARIANTS = ("per_step", "shared")
@@ -61,8 +66,9 @@ def test_linen_module_matches_pure_function(variant):
   alloc = module.apply(variables, ctx, r_min, r_max, prices, volumes)
   assert alloc.shape == (B, N, K, S) and alloc.dtype == jnp.float32
   assert np.all(np.isfinite(alloc))
-  np.testing.assert_allclose(_call(run, variables["params"], ctx, r_min, r_max, prices, volumes),
-                             alloc, atol=1e-6)
+  np.testing.assert_allclose(
+    _call(run, variables["params"], ctx, r_min, r_max, prices, volumes), alloc, atol=1e-6
+  )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -71,14 +77,16 @@ def test_linen_module_matches_pure_function(variant):
 def test_allocations_are_feasible(variant, seed, wild, tight):
   config, params, run = _setup(variant)
   rng = np.random.default_rng(seed)
-  if tight:   # r_min = r_max = 1/N leaves exactly one feasible schedule
+  if tight:  # r_min = r_max = 1/N leaves exactly one feasible schedule
     r_min = r_max = np.full(B, 1.0 / N, np.float32)
   else:
     r_min = rng.uniform(0.0, 1.0 / N, B).astype(np.float32)
     r_max = rng.uniform(np.maximum(r_min, 1.0 / N), 1.0).astype(np.float32)
   ctx, prices, volumes = _inputs(seed)
-  a = np.asarray(_call(run, _wild(params, seed) if wild else params, ctx, r_min, r_max, prices,
-                       volumes), np.float64)
+  a = np.asarray(
+    _call(run, _wild(params, seed) if wild else params, ctx, r_min, r_max, prices, volumes),
+    np.float64,
+  )
   tol = 1e-6
   np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=tol)
   assert a.min() >= 0.0
@@ -92,13 +100,16 @@ def test_allocations_are_feasible(variant, seed, wild, tight):
     np.testing.assert_allclose(a, 1.0 / N, atol=tol)
 
 
-@pytest.mark.parametrize("r_min, r_max, named", [
+@pytest.mark.parametrize(
+  "r_min, r_max, named",
+  [
     (0.3, 0.5, "r_min * n_ahead > 1"),
     (0.0, 0.1, "r_max * n_ahead < 1"),
     (0.15, 0.12, "r_min > r_max"),
     (-0.1, 0.5, "r_min is negative"),
     (0.0, np.nan, "r_max is not finite"),
-])
+  ],
+)
 def test_infeasible_bounds_raise_naming_them(r_min, r_max, named):
   with pytest.raises(ValueError, match=named.replace("*", r"\*")):
     allocation.validate_bounds(np.full(B, r_min), np.full(B, r_max), N)
@@ -126,14 +137,16 @@ def test_causality(variant, seed, s):
   ctx, prices, volumes = _inputs(seed)
   r_min, r_max = np.full(B, 0.02, np.float32), np.full(B, 0.6, np.float32)
   ctx2, prices2, volumes2 = ctx.copy(), prices.copy(), volumes.copy()
-  ctx2[:, L + s:] += rng.standard_normal(ctx2[:, L + s:].shape).astype(np.float32)   # bar j sits at L + j
+  ctx2[:, L + s :] += rng.standard_normal(ctx2[:, L + s :].shape).astype(
+    np.float32
+  )  # bar j sits at L + j
   prices2[:, s:] *= rng.uniform(0.9, 1.1, prices2[:, s:].shape).astype(np.float32)
   volumes2[:, s:] *= rng.uniform(0.1, 10.0, volumes2[:, s:].shape).astype(np.float32)
   a = np.asarray(_call(run, params, ctx, r_min, r_max, prices, volumes))
   a2 = np.asarray(_call(run, params, ctx2, r_min, r_max, prices2, volumes2))
-  np.testing.assert_array_equal(a[:, :s + 1], a2[:, :s + 1])
-  if s <= N - 3:   # the perturbation must reach later decisions, or this test proves nothing
-    assert np.any(a[:, s + 1:] != a2[:, s + 1:])
+  np.testing.assert_array_equal(a[:, : s + 1], a2[:, : s + 1])
+  if s <= N - 3:  # the perturbation must reach later decisions, or this test proves nothing
+    assert np.any(a[:, s + 1 :] != a2[:, s + 1 :])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -145,8 +158,15 @@ def test_scan_equals_python_loop_of_decide_and_advance(variant):
   steps = []
   for s in range(N - 1):
     one_step = allocation.step_params(params, s)
-    a = allocation.decide(one_step, config, carry, jnp.asarray(ctx[:, L - 1 + s]), s,
-                          jnp.asarray(r_min), jnp.asarray(r_max))
+    a = allocation.decide(
+      one_step,
+      config,
+      carry,
+      jnp.asarray(ctx[:, L - 1 + s]),
+      s,
+      jnp.asarray(r_min),
+      jnp.asarray(r_max),
+    )
     carry = allocation.advance(carry, a, jnp.asarray(prices[:, s]), jnp.asarray(volumes[:, s]))
     steps.append(a)
   steps.append(carry.remaining_BxKxS)
@@ -166,7 +186,9 @@ def test_advance_accounts_fills_and_market():
   qty, ntl = (0.5 + 0.25 * 1.02) / 0.75, 0.75 / (0.5 + 0.25 / 1.02)
   np.testing.assert_allclose(carry.price_bps_BxKxSxN[0, 0, 0, 1], (qty - 1) * 1e4, rtol=1e-4)
   np.testing.assert_allclose(carry.price_bps_BxKxSxN[0, 0, 1, 1], (ntl - 1) * 1e4, rtol=1e-4)
-  np.testing.assert_allclose(carry.mkt_vwap_bps_BxN[0], [0.0, (1 + 3 * 1.02) / 4 * 1e4 - 1e4, 0.0], atol=1e-2)
+  np.testing.assert_allclose(
+    carry.mkt_vwap_bps_BxN[0], [0.0, (1 + 3 * 1.02) / 4 * 1e4 - 1e4, 0.0], atol=1e-2
+  )
   np.testing.assert_allclose(carry.mkt_twap_bps_BxN[0], [0.0, 100.0, 0.0], atol=1e-2)
   np.testing.assert_allclose(carry.remaining_BxKxS, 0.25)
   assert float(carry.alloc_BxKxSxN[0, 0, 0, 2]) == 0.0
@@ -196,8 +218,9 @@ def test_loss_gradient_reaches_every_parameter(variant):
   r_min, r_max = np.full(16, 0.0, np.float32), np.full(16, 0.8, np.float32)
 
   def loss_fn(p):
-    alloc = run(p, ctx_BxTxH=ctx, r_min_B=r_min, r_max_B=r_max, prices_BxN=prices,
-                volumes_BxN=volumes)
+    alloc = run(
+      p, ctx_BxTxH=ctx, r_min_B=r_min, r_max_B=r_max, prices_BxN=prices, volumes_BxN=volumes
+    )
     return objectives.lem_loss(alloc, jnp.asarray(prices), jnp.asarray(volumes))[0]
 
   grads = jax.grad(loss_fn)(params)
@@ -205,7 +228,7 @@ def test_loss_gradient_reaches_every_parameter(variant):
     g = np.asarray(g)
     assert np.all(np.isfinite(g)), path
     assert np.any(g != 0), f"zero gradient for {jax.tree_util.keystr(path)}"
-  if variant == "per_step":   # every step's MLP is trained
+  if variant == "per_step":  # every step's MLP is trained
     w1 = np.asarray(grads["step"]["mlp"]["w_ctx"])
     assert all(np.any(w1[s] != 0) for s in range(N - 1))
 

@@ -17,7 +17,6 @@ def test_step_latency_helper():
     assert stats["n_orders"] == n_orders and stats["median_s"] > 0
 
 
-
 def test_make_config_takes_sizes_and_experiment_files_like_main():
   smoke = bench.make_config("smoke", ["train.batch_size=8", "model.allocator.variant=per_step"])
   assert smoke.train.batch_size == 8 and smoke.model.allocator.variant == "per_step"

@@ -25,11 +25,17 @@ def _config_keys(section, prefix: str) -> set[str]:
 
 def test_base_sets_every_dataclass_field():
   config = base.get_config()
-  classes = {"data": config_lib.DataConfig, "model": config_lib.ModelConfig,
-             "model.encoder": config_lib.EncoderConfig,
-             "model.allocator": config_lib.AllocatorConfig, "loss": config_lib.LossConfig,
-             "train": config_lib.TrainConfig, "eval": config_lib.EvalConfig,
-             "mesh": config_lib.MeshConfig, "distributed": config_lib.DistributedConfig}
+  classes = {
+    "data": config_lib.DataConfig,
+    "model": config_lib.ModelConfig,
+    "model.encoder": config_lib.EncoderConfig,
+    "model.allocator": config_lib.AllocatorConfig,
+    "loss": config_lib.LossConfig,
+    "train": config_lib.TrainConfig,
+    "eval": config_lib.EvalConfig,
+    "mesh": config_lib.MeshConfig,
+    "distributed": config_lib.DistributedConfig,
+  }
   assert set(config_lib.SECTIONS) == {name for name in classes if "." not in name}
   fields = set(config_lib.TOP_LEVEL_KEYS)
   for name, cls in classes.items():
@@ -37,12 +43,15 @@ def test_base_sets_every_dataclass_field():
   assert fields - NOT_VALUES == _config_keys(config, "")
 
 
-@pytest.mark.parametrize("section, key, suggestion", [
+@pytest.mark.parametrize(
+  "section, key, suggestion",
+  [
     ("train", "stpes", "train.steps"),
     ("model.encoder", "hiden", "model.encoder.hidden"),
     ("model", "lookbak", "model.lookback"),
     ("", "trian", "train"),
-])
+  ],
+)
 def test_unknown_key_names_it_and_the_nearest_valid_key(section, key, suggestion):
   config = crypto_intraday.get_config("smoke")
   node = config
@@ -50,7 +59,9 @@ def test_unknown_key_names_it_and_the_nearest_valid_key(section, key, suggestion
     node = node[part]
   node[key] = 3
   dotted = f"{section}.{key}" if section else key
-  with pytest.raises(ValueError, match=rf"unknown config key {dotted}; did you mean {suggestion}\?"):
+  with pytest.raises(
+    ValueError, match=rf"unknown config key {dotted}; did you mean {suggestion}\?"
+  ):
     config_lib.check_config(config)
 
 
@@ -71,9 +82,13 @@ def test_allocator_horizon_follows_the_model():
 
 def test_saved_sections_round_trip_through_json():
   """A run's config.json (resolved dataclasses as JSON) builds the same dataclasses again."""
-  defaults = {"data": config_lib.DataConfig(), "loss": config_lib.LossConfig(),
-              "train": config_lib.TrainConfig(steps=7, r_min_range=(0.0, 0.1)),
-              "mesh": config_lib.MeshConfig(), "distributed": config_lib.DistributedConfig()}
+  defaults = {
+    "data": config_lib.DataConfig(),
+    "loss": config_lib.LossConfig(),
+    "train": config_lib.TrainConfig(steps=7, r_min_range=(0.0, 0.1)),
+    "mesh": config_lib.MeshConfig(),
+    "distributed": config_lib.DistributedConfig(),
+  }
   for name, value in defaults.items():
     saved = json.loads(json.dumps(dataclasses.asdict(value)))  # tuples come back as lists
     assert config_lib.SECTIONS[name](saved) == value, name
@@ -87,7 +102,8 @@ def test_optimizer_config_ignores_cadence_fields():
   assert config_lib.optimizer_config(a) == config_lib.optimizer_config(b)
   assert type(config_lib.optimizer_config(a)) is config_lib.OptimizerConfig
   assert config_lib.optimizer_config(a) != config_lib.optimizer_config(
-      dataclasses.replace(a, clip_norm=0.0))
+    dataclasses.replace(a, clip_norm=0.0)
+  )
 
 
 def test_load_experiment_applies_the_variant_and_names_a_missing_file():

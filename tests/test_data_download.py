@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lemjax.config import DataConfig
-from lemjax.data import download, make_datasets
+from lemjax.data import download
+from lemjax.data import make_datasets
 
 HOUR = 3_600_000
 MONTHS = {"2024-01": 1_704_067_200_000, "2024-02": 1_706_745_600_000}
@@ -22,7 +23,9 @@ def _month_csv(start_ms, n_bars, seed):
   lines = []
   for i, c in enumerate(close):
     t, v = start_ms + i * HOUR, rng.uniform(1, 5)
-    lines.append(f"{t},{c},{c * 1.01},{c * 0.99},{c},{v},{t + HOUR - 1},{c * v},10,{v / 2},{c * v / 2},0")
+    lines.append(
+      f"{t},{c},{c * 1.01},{c * 0.99},{c},{v},{t + HOUR - 1},{c * v},10,{v / 2},{c * v / 2},0"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -52,9 +55,18 @@ def test_downloads_then_verifies_then_repairs(archive, tmp_path):
   counts = download.download(symbols, "1h", months + ["2024-03"], out, url)
   assert counts == {"downloaded": 1, "verified": 3, "kept": 0, "missing": 2}
   # What was downloaded loads as one gap-free table per symbol.
-  config = DataConfig(source="files", path=str(out), lookback=24, n_ahead=6, train_start="",
-                      train_end="2024-01-31", val_start="2024-02-01", val_end="2024-02-15",
-                      test_start="2024-02-16", test_end="")
+  config = DataConfig(
+    source="files",
+    path=str(out),
+    lookback=24,
+    n_ahead=6,
+    train_start="",
+    train_end="2024-01-31",
+    val_start="2024-02-01",
+    val_end="2024-02-15",
+    test_start="2024-02-16",
+    test_end="",
+  )
   train, _, _, report = make_datasets(config)
   assert report.assets == ["BTCUSDT", "ETHUSDT"] and report.bars["BTCUSDT"] == 744 + 696
   assert report.total("missing_bars_inserted") == 0 and train.num_windows > 0
@@ -70,6 +82,7 @@ def test_published_checksum_mismatch_raises(archive, tmp_path):
 def test_offline_fails_at_once_with_a_clear_message(tmp_path):
   def offline(url, timeout):
     raise urllib.error.URLError("Name or service not known")
+
   start = time.perf_counter()
   with pytest.raises(ConnectionError, match="needs internet"):
     download.download(["BTCUSDT"], "1h", ["2024-01"], tmp_path, fetch=offline)
@@ -78,10 +91,22 @@ def test_offline_fails_at_once_with_a_clear_message(tmp_path):
 
 def test_command_line_uses_module_defaults_and_arguments(archive, tmp_path):
   out = tmp_path / "cli"
-  rc = download.main(["--symbols", "ethusdt", "--months", "2024-01..2024-02", "--out", str(out),
-                      "--base-url", archive.as_uri()])
+  rc = download.main(
+    [
+      "--symbols",
+      "ethusdt",
+      "--months",
+      "2024-01..2024-02",
+      "--out",
+      str(out),
+      "--base-url",
+      archive.as_uri(),
+    ]
+  )
   assert rc == 0 and sorted(p.name for p in out.glob("*.zip")) == [
-      "ETHUSDT-1h-2024-01.zip", "ETHUSDT-1h-2024-02.zip"]
+    "ETHUSDT-1h-2024-01.zip",
+    "ETHUSDT-1h-2024-02.zip",
+  ]
   assert download.month_range("2024-11", "2025-02") == ["2024-11", "2024-12", "2025-01", "2025-02"]
   assert download.DEFAULT_INTERVAL == "1h" and len(download.DEFAULT_SYMBOLS) == 7
 
@@ -89,14 +114,18 @@ def test_command_line_uses_module_defaults_and_arguments(archive, tmp_path):
 def test_config_file_gives_symbols_interval_and_months(tmp_path):
   config = tmp_path / "exp.py"
   config.write_text(
-      "import ml_collections\n"
-      "def get_config():\n"
-      "  c = ml_collections.ConfigDict()\n"
-      "  c.data = dict(symbols=('BTCUSDT',), interval='15m', train_start='2024-12-30',\n"
-      "                test_end='2025-02-10')\n"
-      "  return c\n")
+    "import ml_collections\n"
+    "def get_config():\n"
+    "  c = ml_collections.ConfigDict()\n"
+    "  c.data = dict(symbols=('BTCUSDT',), interval='15m', train_start='2024-12-30',\n"
+    "                test_end='2025-02-10')\n"
+    "  return c\n"
+  )
   assert download._config_defaults(str(config)) == {
-      "symbols": ("BTCUSDT",), "interval": "15m", "months": "2024-12..2025-02"}
+    "symbols": ("BTCUSDT",),
+    "interval": "15m",
+    "months": "2024-12..2025-02",
+  }
   config.write_text(config.read_text().replace("interval='15m'", "interval='1d'"))
   with pytest.raises(ValueError, match="daily"):
     download._config_defaults(str(config))

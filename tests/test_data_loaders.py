@@ -8,7 +8,11 @@ import polars as pl
 import pytest
 
 from lemjax.config import DataConfig
-from lemjax.data import binance, daily, make_datasets, resample, tables
+from lemjax.data import binance
+from lemjax.data import daily
+from lemjax.data import make_datasets
+from lemjax.data import resample
+from lemjax.data import tables
 
 HOUR = 3_600_000
 START = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -23,9 +27,23 @@ def kline_rows(n, start=START, step=HOUR, seed=0):
   volume = rng.uniform(1, 10, n).round(5)
   vwap = (open_ + close) / 2
   t = start + step * np.arange(n)
-  return np.stack([t, open_, np.maximum(open_, close) * 1.01, np.minimum(open_, close) * 0.99,
-                   close, volume, t + step - 1, (vwap * volume).round(6),
-                   rng.integers(1, 100, n), volume / 2, vwap * volume / 2, np.zeros(n)], axis=1)
+  return np.stack(
+    [
+      t,
+      open_,
+      np.maximum(open_, close) * 1.01,
+      np.minimum(open_, close) * 0.99,
+      close,
+      volume,
+      t + step - 1,
+      (vwap * volume).round(6),
+      rng.integers(1, 100, n),
+      volume / 2,
+      vwap * volume / 2,
+      np.zeros(n),
+    ],
+    axis=1,
+  )
 
 
 def to_text(rows, header=True, width=11, microseconds=False):
@@ -51,10 +69,14 @@ def write(path, text):
 
 def test_three_layouts_and_zip_give_one_table(tmp_path):
   rows = kline_rows(30)
-  files = [write(tmp_path / "BTCUSDT_1h.csv.gz", to_text(rows[:10], header=True, width=11)),
-           write(tmp_path / "BTCUSDT-1h-a.csv", to_text(rows[10:20], header=False, width=12)),
-           write(tmp_path / "BTCUSDT-1h-2024-01.zip",
-                 to_text(rows[20:], header=False, width=12, microseconds=True))]
+  files = [
+    write(tmp_path / "BTCUSDT_1h.csv.gz", to_text(rows[:10], header=True, width=11)),
+    write(tmp_path / "BTCUSDT-1h-a.csv", to_text(rows[10:20], header=False, width=12)),
+    write(
+      tmp_path / "BTCUSDT-1h-2024-01.zip",
+      to_text(rows[20:], header=False, width=12, microseconds=True),
+    ),
+  ]
   table, counts = binance.load_symbol(files, HOUR)
   assert table.columns == list(tables.BAR_COLUMNS)
   np.testing.assert_array_equal(table["time"].to_numpy(), rows[:, 0].astype(np.int64))
@@ -65,7 +87,10 @@ def test_three_layouts_and_zip_give_one_table(tmp_path):
 
 def test_overlapping_files_are_deduplicated_and_counted(tmp_path):
   rows = kline_rows(20)
-  files = [write(tmp_path / "a.csv", to_text(rows[:12])), write(tmp_path / "b.csv", to_text(rows[8:]))]
+  files = [
+    write(tmp_path / "a.csv", to_text(rows[:12])),
+    write(tmp_path / "b.csv", to_text(rows[8:])),
+  ]
   table, counts = binance.load_symbol(files, HOUR)
   assert table.height == 20 and counts["duplicates_removed"] == 4
   assert counts["duplicate_conflicts"] == 0
@@ -113,16 +138,31 @@ def _bad_kline_text(case):
     return "", None, "empty"
   elif case == "header_only":
     return HEADER + "\n", None, "empty"
-  expect = {"misnamed_column": ("quote_volume", "missing column"),
-            "non_numeric": ("close", "line 5"), "unsorted": ("open_time", "line 6"),
-            "duplicated": ("open_time", "line 6"), "negative_price": ("low", "line 5"),
-            "negative_volume": ("volume", "line 5")}[case]
+  expect = {
+    "misnamed_column": ("quote_volume", "missing column"),
+    "non_numeric": ("close", "line 5"),
+    "unsorted": ("open_time", "line 6"),
+    "duplicated": ("open_time", "line 6"),
+    "negative_price": ("low", "line 5"),
+    "negative_volume": ("volume", "line 5"),
+  }[case]
   return "\n".join(text) + "\n", *expect
 
 
-@pytest.mark.parametrize("case", ["misnamed_column", "non_numeric", "unsorted", "duplicated",
-                                  "negative_price", "negative_volume", "mixed_bar_length",
-                                  "empty", "header_only"])
+@pytest.mark.parametrize(
+  "case",
+  [
+    "misnamed_column",
+    "non_numeric",
+    "unsorted",
+    "duplicated",
+    "negative_price",
+    "negative_volume",
+    "mixed_bar_length",
+    "empty",
+    "header_only",
+  ],
+)
 def test_bad_kline_files_raise_naming_file_column_and_line(tmp_path, case):
   text, column, where = _bad_kline_text(case)
   path = write(tmp_path / f"BAD_{case}.csv", text)
@@ -164,9 +204,16 @@ YAHOO = """Date,Open,High,Low,Close,Adj Close,Volume
 def test_daily_kaggle_layout_fills_and_drops_with_counts(tmp_path):
   symbol, table, counts = daily.load_file(write(tmp_path / "abc.csv.gz", KAGGLE))
   assert symbol == "ABC" and table.height == 4
-  assert counts == {"rows_read": 6, "dropped_missing_close": 1, "dropped_missing_volume": 1,
-                    "filled_open": 1, "filled_high": 0, "filled_low": 2, "zero_volume_bars": 1,
-                    "zero_prices_as_missing": 1}
+  assert counts == {
+    "rows_read": 6,
+    "dropped_missing_close": 1,
+    "dropped_missing_volume": 1,
+    "filled_open": 1,
+    "filled_high": 0,
+    "filled_low": 2,
+    "zero_volume_bars": 1,
+    "zero_prices_as_missing": 1,
+  }
   row = table.row(1, named=True)  # 2017-01-04: open and low filled from close
   assert row["open"] == row["low"] == 11.0
   typical = (table["high"] + table["low"] + table["close"]).to_numpy() / 3
@@ -183,10 +230,19 @@ def test_daily_yahoo_layout(tmp_path):
   np.testing.assert_allclose(table["close"].to_numpy(), [10.5, 11.0, 11.2])  # not Adj Close
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("missing_column", "missing column 'volume'"), ("non_numeric", "line 3"),
-    ("unsorted", "line 4"), ("duplicated", "line 3"), ("negative", "line 3"),
-    ("intraday", "line 2"), ("empty", "empty"), ("weekly", "non-daily")])
+@pytest.mark.parametrize(
+  "case,needle",
+  [
+    ("missing_column", "missing column 'volume'"),
+    ("non_numeric", "line 3"),
+    ("unsorted", "line 4"),
+    ("duplicated", "line 3"),
+    ("negative", "line 3"),
+    ("intraday", "line 2"),
+    ("empty", "empty"),
+    ("weekly", "non-daily"),
+  ],
+)
 def test_bad_daily_files_raise(tmp_path, case, needle):
   lines = YAHOO.splitlines()
   if case == "missing_column":
@@ -213,9 +269,19 @@ def test_bad_daily_files_raise(tmp_path, case, needle):
 
 def test_align_calendar_inserts_missing_days():
   days = [tables.date_ms(d) for d in ("2017-01-03", "2017-01-04", "2017-01-05")]
-  frame = lambda t: tables.with_vwap(pl.DataFrame({
-      "time": t, "open": [1.0] * len(t), "high": [2.0] * len(t), "low": [0.5] * len(t),
-      "close": np.arange(1.0, len(t) + 1), "volume": [5.0] * len(t), "notional": [5.0] * len(t)}))
+  frame = lambda t: tables.with_vwap(
+    pl.DataFrame(
+      {
+        "time": t,
+        "open": [1.0] * len(t),
+        "high": [2.0] * len(t),
+        "low": [0.5] * len(t),
+        "close": np.arange(1.0, len(t) + 1),
+        "volume": [5.0] * len(t),
+        "notional": [5.0] * len(t),
+      }
+    )
+  )
   aligned, inserted = daily.align_calendar({"A": frame(days), "B": frame([days[0], days[2]])})
   assert inserted == {"A": 0, "B": 1}
   b = aligned["B"]
@@ -246,9 +312,18 @@ def _kline_folder(tmp_path, symbols=("BTCUSDT", "ETHUSDT"), n=400):
 
 
 def _config(path, **kw):
-  fields = dict(path=str(path), lookback=24, n_ahead=6, volume_window="12h",
-                train_start="2024-01-01", train_end="2024-01-10", val_start="2024-01-11",
-                val_end="2024-01-13", test_start="2024-01-14", test_end="")
+  fields = dict(
+    path=str(path),
+    lookback=24,
+    n_ahead=6,
+    volume_window="12h",
+    train_start="2024-01-01",
+    train_end="2024-01-10",
+    val_start="2024-01-11",
+    val_end="2024-01-13",
+    test_start="2024-01-14",
+    test_end="",
+  )
   return DataConfig(**(fields | kw))
 
 
@@ -268,9 +343,19 @@ def test_make_datasets_detects_klines_and_restricts_symbols(tmp_path):
 
 def test_make_datasets_detects_daily_bars(tmp_path):
   write(tmp_path / "abc.csv", KAGGLE)
-  config = DataConfig(path=str(tmp_path), interval="1d", lookback=1, n_ahead=1,
-                      volume_window="1d", train_start="", train_end="2017-01-05",
-                      val_start="2017-01-06", val_end="2017-01-06", test_start="2017-01-07", test_end="")
+  config = DataConfig(
+    path=str(tmp_path),
+    interval="1d",
+    lookback=1,
+    n_ahead=1,
+    volume_window="1d",
+    train_start="",
+    train_end="2017-01-05",
+    val_start="2017-01-06",
+    val_end="2017-01-06",
+    test_start="2017-01-07",
+    test_end="",
+  )
   train, _, _, report = make_datasets(config)
   assert report.kind == "daily" and report.interval == "1d"
   assert report.corrections["ABC"]["filled_low"] == 2

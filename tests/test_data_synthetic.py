@@ -6,15 +6,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lemjax.data import synthetic, tables
+from lemjax.data import synthetic
+from lemjax.data import tables
 
 N_BARS = 20_000
 
 
 @pytest.fixture(scope="module")
 def markets():
-  return {m: synthetic.synthetic_market("crypto", 4, N_BARS, seed=11, martingale=m)
-          for m in (False, True)}
+  return {
+    m: synthetic.synthetic_market("crypto", 4, N_BARS, seed=11, martingale=m) for m in (False, True)
+  }
 
 
 def _returns(table):
@@ -51,8 +53,8 @@ def test_heavy_tails_stochastic_volatility_and_volume_link(markets):
   for table in markets[True].values():
     r = _returns(table)
     z = (r - r.mean()) / r.std()
-    assert np.mean(z**4) - 3.0 > 1.0                       # heavy tails
-    assert _lag1(np.abs(r)) > 0.1                          # volatility clustering
+    assert np.mean(z**4) - 3.0 > 1.0  # heavy tails
+    assert _lag1(np.abs(r)) > 0.1  # volatility clustering
     assert np.corrcoef(np.abs(r), np.log(table["volume"].to_numpy()[1:]))[0, 1] > 0.2
 
 

@@ -8,7 +8,10 @@ import polars as pl
 import pytest
 
 from lemjax.config import DataConfig
-from lemjax.data import features, make_datasets, synthetic, windows
+from lemjax.data import features
+from lemjax.data import make_datasets
+from lemjax.data import synthetic
+from lemjax.data import windows
 
 L, N = 24, 6
 HOUR = 3_600_000
@@ -20,11 +23,12 @@ def frames():
   """Two synthetic 1h assets; asset SYN0 gets zero-volume stretches that void some windows."""
   market = synthetic.synthetic_market("crypto", 2, 600, seed=3)
   volume = market["SYN0"]["volume"].to_numpy().copy()
-  volume[200:240] = 0.0   # longer than L: lookbacks with no volume at all
-  volume[400:409] = 0.0   # longer than N: execution periods with no volume
-  volume[100] = 0.0       # a single zero-volume bar inside kept windows
+  volume[200:240] = 0.0  # longer than L: lookbacks with no volume at all
+  volume[400:409] = 0.0  # longer than N: execution periods with no volume
+  volume[100] = 0.0  # a single zero-volume bar inside kept windows
   market["SYN0"] = market["SYN0"].with_columns(
-      pl.Series("volume", volume), pl.Series("notional", volume * market["SYN0"]["vwap"].to_numpy()))
+    pl.Series("volume", volume), pl.Series("notional", volume * market["SYN0"]["vwap"].to_numpy())
+  )
   return market
 
 
@@ -48,12 +52,20 @@ def direct_window(table, origin, lookback, n_ahead, span_ms, step_ms):
     tod = 2 * np.pi * (when.hour * 60 + when.minute) / 1440
     dow = 2 * np.pi * when.weekday() / 7
     ratio = volume[bar] / mean if mean > 0 else 0.0  # no volume in the whole trailing window
-    rows.append([np.log(ratio + 0.01),
-                 1e4 * (close[bar] / close[bar - 1] - 1) if bar > 0 else 0.0,
-                 1e4 * (close[bar] / arrival - 1) if j >= lookback - 1 else 0.0,
-                 np.sin(tod), np.cos(tod), np.sin(dow), np.cos(dow), np.log(step_ms / HOUR)])
-  prices = vwap[i0:i0 + n_ahead] / arrival
-  volumes = volume[i0:i0 + n_ahead] / volume[i0 - lookback:i0].mean()
+    rows.append(
+      [
+        np.log(ratio + 0.01),
+        1e4 * (close[bar] / close[bar - 1] - 1) if bar > 0 else 0.0,
+        1e4 * (close[bar] / arrival - 1) if j >= lookback - 1 else 0.0,
+        np.sin(tod),
+        np.cos(tod),
+        np.sin(dow),
+        np.cos(dow),
+        np.log(step_ms / HOUR),
+      ]
+    )
+  prices = vwap[i0 : i0 + n_ahead] / arrival
+  volumes = volume[i0 : i0 + n_ahead] / volume[i0 - lookback : i0].mean()
   return np.array(rows), prices, volumes
 
 
@@ -95,7 +107,9 @@ def test_features_are_causal(frames):
   rng = np.random.default_rng(1)
   for t in rng.integers(1, table.height - 1, 5):
     noise = np.where(np.arange(table.height) >= t, rng.uniform(0.5, 2.0, table.height), 1.0)
-    changed = table.with_columns([pl.col(c) * noise for c in ("close", "vwap", "volume", "notional")])
+    changed = table.with_columns(
+      [pl.col(c) * noise for c in ("close", "vwap", "volume", "notional")]
+    )
     moved = features.bar_features(changed, HOUR, SPAN)
     np.testing.assert_array_equal(moved[:t], base[:t])
     assert not np.array_equal(moved[t:], base[t:])
@@ -109,13 +123,16 @@ def test_batch_is_causal_in_the_execution_bars(frames, dataset):
     name = data.asset_names[before["asset"][0]]
     i0 = int(np.flatnonzero(frames[name]["time"].to_numpy() == before["origin"][0])[0])
     s = int(rng.integers(0, N))
-    noise = np.where(np.arange(frames[name].height) >= i0 + s, rng.uniform(0.5, 2.0, frames[name].height), 1.0)
+    noise = np.where(
+      np.arange(frames[name].height) >= i0 + s, rng.uniform(0.5, 2.0, frames[name].height), 1.0
+    )
     changed = dict(frames)
     changed[name] = frames[name].with_columns(
-        [pl.col(c) * noise for c in ("close", "vwap", "volume", "notional")])
+      [pl.col(c) * noise for c in ("close", "vwap", "volume", "notional")]
+    )
     store = windows.BarStore.build(changed, HOUR, SPAN)
     after = windows.WindowDataset(store, data._asset_M, data._t0_M, L, N).batch(np.array([index]))
-    np.testing.assert_array_equal(after["inputs"][:, :L + s], before["inputs"][:, :L + s])
+    np.testing.assert_array_equal(after["inputs"][:, : L + s], before["inputs"][:, : L + s])
     np.testing.assert_array_equal(after["prices"][:, :s], before["prices"][:, :s])
     np.testing.assert_array_equal(after["volumes"][:, :s], before["volumes"][:, :s])
 
@@ -131,8 +148,15 @@ def test_volume_window_is_measured_in_time():
 
 @pytest.fixture(scope="module")
 def splits():
-  config = DataConfig(source="synthetic", synthetic_assets=3, synthetic_bars=1500, lookback=L,
-                      n_ahead=N, stride=3, volume_window="12h")
+  config = DataConfig(
+    source="synthetic",
+    synthetic_assets=3,
+    synthetic_bars=1500,
+    lookback=L,
+    n_ahead=N,
+    stride=3,
+    volume_window="12h",
+  )
   return make_datasets(config)
 
 
@@ -143,10 +167,12 @@ def test_splits_are_embargoed_and_strided(splits):
     for a in range(len(train.asset_names)):
       last = early.batch(np.arange(early.num_windows))
       first = late.batch(np.arange(late.num_windows))
-      end = last["origin"][last["asset"] == a].max() + (N - 1) * HOUR    # last bar of early split
-      start = first["origin"][first["asset"] == a].min() - L * HOUR      # first bar of late split
+      end = last["origin"][last["asset"] == a].max() + (N - 1) * HOUR  # last bar of early split
+      start = first["origin"][first["asset"] == a].min() - L * HOUR  # first bar of late split
       assert start > end and start - end >= HOUR
-      gap_bars = (first["origin"][first["asset"] == a].min() - last["origin"][last["asset"] == a].max()) // HOUR
+      gap_bars = (
+        first["origin"][first["asset"] == a].min() - last["origin"][last["asset"] == a].max()
+      ) // HOUR
       assert gap_bars >= L + N
   origins = train.origins[np.asarray(train.batch(np.arange(train.num_windows))["asset"]) == 0]
   assert np.all(np.diff(np.sort(origins)) % (3 * HOUR) == 0)

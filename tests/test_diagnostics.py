@@ -30,11 +30,13 @@ def test_head_health_flags_collapse_and_monotonicity_break():
   group_B, shock = _orders(rng)
   b = group_B.size
   imp = 10.0 + shock[:, None, None] + rng.normal(0, 3, (b, K, S))
-  imp[:, 1, 0] -= 8.0                              # head 1 (min period 2) of buy/vwap/quantity lags
+  imp[:, 1, 0] -= 8.0  # head 1 (min period 2) of buy/vwap/quantity lags
   early = rng.random((b, K, S)) < 0.5
-  early[:, 1, 0] = False                           # ... and never ends early
+  early[:, 1, 0] = False  # ... and never ends early
   reference = np.full((K, S), 0.45)
-  frame = diagnostics.head_health(imp, early, reference, group_B, block_length=3, n_boot=400, seed=0)
+  frame = diagnostics.head_health(
+    imp, early, reference, group_B, block_length=3, n_boot=400, seed=0
+  )
   assert frame.height == N * S
   flagged = frame.filter(frame["collapsed"])
   assert flagged["head"].to_list() == [1] and flagged["scenario"].to_list() == ["buy/vwap/quantity"]
@@ -54,20 +56,27 @@ def test_regime_terciles_from_reference_orders():
 
 
 def _paired(mean, half_width):
-  return {"mean": np.full((K, S), mean), "ci_lo": np.full((K, S), mean - half_width),
-          "ci_hi": np.full((K, S), mean + half_width), "n_clusters": 50}
+  return {
+    "mean": np.full((K, S), mean),
+    "ci_lo": np.full((K, S), mean - half_width),
+    "ci_hi": np.full((K, S), mean + half_width),
+    "n_clusters": 50,
+  }
 
 
 def _lem(mean, half_width):
-  return {"mean_bps": np.full((K, S), mean), "ci_lo": np.full((K, S), mean - half_width),
-          "ci_hi": np.full((K, S), mean + half_width)}
+  return {
+    "mean_bps": np.full((K, S), mean),
+    "ci_lo": np.full((K, S), mean - half_width),
+    "ci_hi": np.full((K, S), mean + half_width),
+  }
 
 
 def test_null_verdict_passes_noise_and_fails_a_gain():
   ok = diagnostics.null_test_verdict(_paired(0.1, 1.0), _lem(-0.2, 1.0), N)
   assert ok["passed"] and len(ok["rows"]) == K * S and len(ok["fixed_rows"]) == S
   gain = _paired(0.1, 1.0)
-  gain["mean"][0, 3] = 5.0                         # one flexible cell 10 standard errors up
+  gain["mean"][0, 3] = 5.0  # one flexible cell 10 standard errors up
   gain["ci_lo"][0, 3], gain["ci_hi"][0, 3] = 4.0, 6.0
   bad = diagnostics.null_test_verdict(gain, _lem(-0.2, 1.0), N)
   assert not bad["passed"]

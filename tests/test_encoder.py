@@ -11,8 +11,9 @@ from lemjax.attention import CausalSelfAttention
 from lemjax.config import EncoderConfig
 from lemjax.encoder import Encoder
 
-CFG = EncoderConfig(n_features=3, embed_dim=4, hidden=8, n_tkan_layers=2, n_kan_sublayers=2,
-                    n_attention_heads=2)
+CFG = EncoderConfig(
+  n_features=3, embed_dim=4, hidden=8, n_tkan_layers=2, n_kan_sublayers=2, n_attention_heads=2
+)
 B, T = 3, 6
 
 
@@ -42,8 +43,9 @@ def test_shapes_finite_and_jit_matches_eager(setup):
 def test_chunking_does_not_change_values(setup):
   model, params, x, apply, _ = setup
   whole = Encoder(CFG, chunk_rows=10**6, chunk_sequences=10**6)
-  np.testing.assert_allclose(jax.jit(whole.apply)({"params": params}, x), apply(params, x),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    jax.jit(whole.apply)({"params": params}, x), apply(params, x), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_second_call_does_not_retrace(setup):
@@ -60,10 +62,10 @@ def test_future_inputs_do_not_move_the_past(setup, seed):
   _, params, x, apply, _ = setup
   t = int(np.random.default_rng(seed).integers(0, T - 1))
   noise = jax.random.normal(jax.random.key(seed + 10), x.shape) * 5.0
-  x_future = x.at[:, t + 1:].add(noise[:, t + 1:])
+  x_future = x.at[:, t + 1 :].add(noise[:, t + 1 :])
   ctx, ctx_future = apply(params, x), apply(params, x_future)
-  np.testing.assert_array_equal(ctx[:, :t + 1], ctx_future[:, :t + 1])
-  assert not np.allclose(ctx[:, t + 1:], ctx_future[:, t + 1:])
+  np.testing.assert_array_equal(ctx[:, : t + 1], ctx_future[:, : t + 1])
+  assert not np.allclose(ctx[:, t + 1 :], ctx_future[:, t + 1 :])
 
 
 def test_jacobian_of_position_t_wrt_later_inputs_is_exactly_zero(setup):
@@ -71,7 +73,7 @@ def test_jacobian_of_position_t_wrt_later_inputs_is_exactly_zero(setup):
   jac = jax.jit(jax.jacrev(lambda x_: model.apply({"params": params}, x_)))(x)
   jac = np.asarray(jac)  # [B, T, H, B, T, F]
   for t in range(T):
-    assert np.all(jac[:, t, :, :, t + 1:, :] == 0.0), f"output {t} sees the future"
+    assert np.all(jac[:, t, :, :, t + 1 :, :] == 0.0), f"output {t} sees the future"
     assert np.any(jac[:, t, :, :, t, :] != 0.0), f"output {t} ignores its own bar"
   # Rows of the batch are independent.
   for b in range(B):
@@ -106,12 +108,15 @@ def test_dropout_needs_rng_and_is_off_when_deterministic():
   model = Encoder(cfg)
   x = jax.random.normal(jax.random.key(0), (B, T, cfg.n_features))
   params = jax.jit(model.init)(jax.random.key(1), x)["params"]
-  run = jax.jit(lambda p, x_, k, det: model.apply(
-      {"params": p}, x_, deterministic=det, rngs={"dropout": k}), static_argnums=3)
+  run = jax.jit(
+    lambda p, x_, k, det: model.apply({"params": p}, x_, deterministic=det, rngs={"dropout": k}),
+    static_argnums=3,
+  )
   a, b = run(params, x, jax.random.key(2), False), run(params, x, jax.random.key(3), False)
   assert not np.allclose(a, b)
-  np.testing.assert_array_equal(run(params, x, jax.random.key(2), True),
-                                run(params, x, jax.random.key(3), True))
+  np.testing.assert_array_equal(
+    run(params, x, jax.random.key(2), True), run(params, x, jax.random.key(3), True)
+  )
 
 
 def test_attention_matches_naive_causal_softmax():
@@ -125,8 +130,8 @@ def test_attention_matches_naive_causal_softmax():
   for b in range(B):
     for h in range(2):
       for t in range(T):
-        s = k[b, :t + 1, h] @ q[b, t, h] / 2.0
+        s = k[b, : t + 1, h] @ q[b, t, h] / 2.0
         w = np.exp(s - s.max())
-        want[b, t, h] = (w / w.sum()) @ v[b, :t + 1, h]
+        want[b, t, h] = (w / w.sum()) @ v[b, : t + 1, h]
   want = want.reshape(B * T, 8) @ params["out"]["kernel"] + params["out"]["bias"][None]
   np.testing.assert_allclose(got, want.reshape(B, T, 8), rtol=1e-4, atol=1e-5)

@@ -23,8 +23,14 @@ from lemjax.data import synthetic_market
 
 N = 4  # the smoke config's horizon
 K, S = N + 1, scenarios.NUM_SCENARIOS
-CSVS = ("stats.csv", "headline.csv", "paired_differences.csv", "per_asset.csv", "regimes.csv",
-        "head_health.csv")
+CSVS = (
+  "stats.csv",
+  "headline.csv",
+  "paired_differences.csv",
+  "per_asset.csv",
+  "regimes.csv",
+  "head_health.csv",
+)
 PLOTS = ("improvement_vs_min_period.png", "allocation_curves.png", "improvement_distribution.png")
 
 
@@ -53,8 +59,12 @@ def run_main(*args):
 def workdir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("eval") / "run")
   train_lib.train_and_evaluate(smoke_config(), path)
-  run_main("--mode=eval", "--config=experiments/crypto_intraday.py:smoke", f"--workdir={path}",
-           "--config.eval.bootstrap=300")
+  run_main(
+    "--mode=eval",
+    "--config=experiments/crypto_intraday.py:smoke",
+    f"--workdir={path}",
+    "--config.eval.bootstrap=300",
+  )
   return path
 
 
@@ -74,22 +84,38 @@ def test_report_tables_and_plots_exist_with_finite_numbers(workdir):
   assert (stats["rmse_bps"] >= stats["mad_bps"] - 1e-9).all()
   assert (stats["mad_bps"] >= stats["mean_bps"].abs() - 1e-9).all()
   n = stats["n"].to_numpy()
-  np.testing.assert_allclose(stats["rmse_bps"] ** 2, stats["mean_bps"] ** 2
-                             + (n - 1) / n * stats["std_bps"] ** 2, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    stats["rmse_bps"] ** 2,
+    stats["mean_bps"] ** 2 + (n - 1) / n * stats["std_bps"] ** 2,
+    rtol=1e-6,
+    atol=1e-6,
+  )
   assert (stats["n_clusters"] >= 2).all() and (stats["n_clusters"] <= stats["n"]).all()
   paired = pl.read_csv(os.path.join(workdir, "paired_differences.csv"))
-  assert "best_causal" in set(paired["baseline"]) and (paired["n_clusters"] == stats["n_clusters"][0]).all()
+  assert (
+    "best_causal" in set(paired["baseline"])
+    and (paired["n_clusters"] == stats["n_clusters"][0]).all()
+  )
 
 
 def test_report_states_its_provenance_and_sign_convention(workdir):
   with open(os.path.join(workdir, "report.md")) as f:
     text = f.read()
   assert text.startswith("Data source: SYNTHETIC")
-  for needle in ("Checkpoint: best at step", "seed 0", "Splits: train", "## Headline",
-                 "## Paired differences", "## Share of orders ended early", "## Per asset",
-                 "## Tracking and shortfall at the fixed-duration head", "## Regimes",
-                 "## Head health", "## The best causal baseline per min period",
-                 "start-time clusters"):
+  for needle in (
+    "Checkpoint: best at step",
+    "seed 0",
+    "Splits: train",
+    "## Headline",
+    "## Paired differences",
+    "## Share of orders ended early",
+    "## Per asset",
+    "## Tracking and shortfall at the fixed-duration head",
+    "## Regimes",
+    "## Head health",
+    "## The best causal baseline per min period",
+    "start-time clusters",
+  ):
     assert needle in text, needle
   assert text.count("## Table 1 - ") == len(evaluate_lib.STRATEGIES)
   # The headline and every Table 1/2 state the sign convention.
@@ -118,14 +144,19 @@ def test_orders_file_reproduces_the_report(workdir):
   np.testing.assert_allclose(imp.ravel(), lem["improvement_bps"].to_numpy(), atol=5e-3)
   # Shortfall vs the arrival price: prices are over arrival, so side x (P - 1) x 1e4.
   side = np.where(lem["side"].to_numpy() == "buy", 1.0, -1.0)
-  np.testing.assert_allclose(lem["shortfall_bps"].to_numpy(), side * (lem["price"].to_numpy() - 1) * 1e4,
-                             rtol=1e-5, atol=1e-3)
+  np.testing.assert_allclose(
+    lem["shortfall_bps"].to_numpy(),
+    side * (lem["price"].to_numpy() - 1) * 1e4,
+    rtol=1e-5,
+    atol=1e-3,
+  )
 
 
 def test_oracle_bounds_every_strategy(workdir):
   orders = pl.read_parquet(os.path.join(workdir, "orders.parquet"))
-  imp = orders.pivot(on="strategy", index=["order", "head", "side", "benchmark", "target"],
-                     values="improvement_bps")
+  imp = orders.pivot(
+    on="strategy", index=["order", "head", "side", "benchmark", "target"], values="improvement_bps"
+  )
   for name in evaluate_lib.STRATEGIES:
     assert (imp["oracle"] >= imp[name] - 0.05).all(), name
 
@@ -139,13 +170,21 @@ def _write_klines(folder, seed):
   """Two synthetic assets under new names, as Binance kline CSV files."""
   frames = synthetic_market("crypto", 2, 900, seed=seed, interval="1h", start="2023-03-01")
   for name, frame in zip(("AAAUSDT", "BBBUSDT"), frames.values()):
-    pl.DataFrame({
-        "open_time": frame["time"], "open": frame["open"], "high": frame["high"],
-        "low": frame["low"], "close": frame["close"], "volume": frame["volume"],
-        "close_time": frame["time"] + 3_599_999, "quote_volume": frame["notional"],
-        "count": pl.Series([10] * frame.height), "taker_buy_volume": frame["volume"] / 2,
+    pl.DataFrame(
+      {
+        "open_time": frame["time"],
+        "open": frame["open"],
+        "high": frame["high"],
+        "low": frame["low"],
+        "close": frame["close"],
+        "volume": frame["volume"],
+        "close_time": frame["time"] + 3_599_999,
+        "quote_volume": frame["notional"],
+        "count": pl.Series([10] * frame.height),
+        "taker_buy_volume": frame["volume"] / 2,
         "taker_buy_quote_volume": frame["notional"] / 2,
-    }).write_csv(os.path.join(folder, f"{name}_1h.csv"))
+      }
+    ).write_csv(os.path.join(folder, f"{name}_1h.csv"))
 
 
 def test_trained_model_evaluates_on_unseen_assets_from_files(workdir, tmp_path):
@@ -154,16 +193,26 @@ def test_trained_model_evaluates_on_unseen_assets_from_files(workdir, tmp_path):
   _write_klines(str(data), seed=7)
   run = str(tmp_path / "run")
   shutil.copytree(workdir, run)
-  run_main("--mode=eval", "--config=experiments/crypto_intraday.py:smoke", f"--workdir={run}",
-           f"--config.data.path={data}", "--config.data.source=files",
-           "--config.data.train_start=2023-03-01", "--config.data.train_end=2023-03-24",
-           "--config.data.val_start=2023-03-25", "--config.data.val_end=2023-03-26",
-           "--config.data.test_start=2023-03-27", "--config.data.test_end=",
-           "--config.eval.bootstrap=100")
+  run_main(
+    "--mode=eval",
+    "--config=experiments/crypto_intraday.py:smoke",
+    f"--workdir={run}",
+    f"--config.data.path={data}",
+    "--config.data.source=files",
+    "--config.data.train_start=2023-03-01",
+    "--config.data.train_end=2023-03-24",
+    "--config.data.val_start=2023-03-25",
+    "--config.data.val_end=2023-03-26",
+    "--config.data.test_start=2023-03-27",
+    "--config.data.test_end=",
+    "--config.eval.bootstrap=100",
+  )
   out = os.path.join(run, "eval_other_market")
   with open(os.path.join(out, "report.md")) as f:
     first = f.readline()
-  assert first.startswith("Data source: ") and "AAAUSDT_1h.csv" in first and "SYNTHETIC" not in first
+  assert (
+    first.startswith("Data source: ") and "AAAUSDT_1h.csv" in first and "SYNTHETIC" not in first
+  )
   assets = set(pl.read_csv(os.path.join(out, "per_asset.csv"))["asset"])
   assert assets == {"AAAUSDT", "BBBUSDT"}
   # The run's own report was left alone.
@@ -173,8 +222,9 @@ def test_trained_model_evaluates_on_unseen_assets_from_files(workdir, tmp_path):
 
 def test_evaluation_uses_the_model_config_the_run_was_trained_with(workdir):
   trained = workdir_lib.trained_model_config(workdir, None)
-  other = dataclasses.replace(trained, allocator=dataclasses.replace(
-      trained.allocator, width=trained.allocator.width + 3))
+  other = dataclasses.replace(
+    trained, allocator=dataclasses.replace(trained.allocator, width=trained.allocator.width + 3)
+  )
   assert workdir_lib.trained_model_config(workdir, other) == trained
   assert trained.allocator.width == smoke_config().model.allocator.width
 
@@ -182,6 +232,8 @@ def test_evaluation_uses_the_model_config_the_run_was_trained_with(workdir):
 def test_checkpoint_of_another_model_raises_a_clear_error(workdir):
   trained = workdir_lib.trained_model_config(workdir, None)
   variant = "per_step" if trained.allocator.variant == "shared" else "shared"
-  other = dataclasses.replace(trained, allocator=dataclasses.replace(trained.allocator, variant=variant))
+  other = dataclasses.replace(
+    trained, allocator=dataclasses.replace(trained.allocator, variant=variant)
+  )
   with pytest.raises(ValueError, match="does not fit the model"):
     workdir_lib.restore_params(workdir, other)

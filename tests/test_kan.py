@@ -14,8 +14,9 @@ def cox_de_boor(x: float, knots: list[float], i: int, k: int) -> float:
   if k == 0:
     return 1.0 if knots[i] <= x < knots[i + 1] else 0.0
   left = (x - knots[i]) / (knots[i + k] - knots[i]) * cox_de_boor(x, knots, i, k - 1)
-  right = ((knots[i + k + 1] - x) / (knots[i + k + 1] - knots[i + 1])
-           * cox_de_boor(x, knots, i + 1, k - 1))
+  right = (
+    (knots[i + k + 1] - x) / (knots[i + k + 1] - knots[i + 1]) * cox_de_boor(x, knots, i + 1, k - 1)
+  )
   return left + right
 
 
@@ -28,8 +29,10 @@ def test_uniform_grid_extends_range_by_order_knots():
     kan.uniform_grid(3, 3, (1.0, -1.0))
 
 
-@pytest.mark.parametrize("grid_size,order,grid_range", [(3, 3, (-1.0, 1.0)), (5, 2, (-2.0, 0.5)),
-                                                        (1, 1, (0.0, 1.0)), (4, 0, (-1.0, 1.0))])
+@pytest.mark.parametrize(
+  "grid_size,order,grid_range",
+  [(3, 3, (-1.0, 1.0)), (5, 2, (-2.0, 0.5)), (1, 1, (0.0, 1.0)), (4, 0, (-1.0, 1.0))],
+)
 def test_basis_matches_scalar_cox_de_boor(grid_size, order, grid_range):
   grid = kan.uniform_grid(grid_size, order, grid_range)
   rng = np.random.default_rng(grid_size * 10 + order)
@@ -38,8 +41,9 @@ def test_basis_matches_scalar_cox_de_boor(grid_size, order, grid_range):
   got = np.asarray(kan.bspline_basis(jnp.asarray(x), grid, order))
   assert got.shape == (200, grid_size + order)
   knots = [float(v) for v in grid]
-  want = np.array([[cox_de_boor(float(xi), knots, i, order) for i in range(grid_size + order)]
-                   for xi in x])
+  want = np.array(
+    [[cox_de_boor(float(xi), knots, i, order) for i in range(grid_size + order)] for xi in x]
+  )
   np.testing.assert_allclose(got, want, atol=2e-5)
 
 

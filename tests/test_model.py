@@ -13,9 +13,11 @@ from lemjax.model import LEM
 
 L, N, F, B = 8, 4, 5, 3
 CONFIG = config_lib.ModelConfig(
-    lookback=L, n_ahead=N,
-    encoder=config_lib.EncoderConfig(n_features=F, embed_dim=3, hidden=8, n_attention_heads=2),
-    allocator=config_lib.AllocatorConfig(n_ahead=N, width=8))
+  lookback=L,
+  n_ahead=N,
+  encoder=config_lib.EncoderConfig(n_features=F, embed_dim=3, hidden=8, n_attention_heads=2),
+  allocator=config_lib.AllocatorConfig(n_ahead=N, width=8),
+)
 T = CONFIG.seq_len
 
 
@@ -52,11 +54,11 @@ def test_decisions_ignore_the_future(model_fn):
   base = np.asarray(model_fn(x, p, v))
   for s in (0, 2, N - 1):
     x2, p2, v2 = x.copy(), p.copy(), v.copy()
-    x2[:, L + s:] += 5.0      # encoder position L-1+s holds bar t0+s-1; later ones are bars >= s
+    x2[:, L + s :] += 5.0  # encoder position L-1+s holds bar t0+s-1; later ones are bars >= s
     p2[:, s:] *= 1.1
     v2[:, s:] *= 4.0
     moved = np.asarray(model_fn(x2, p2, v2))
-    np.testing.assert_array_equal(base[:, :s + 1], moved[:, :s + 1])
+    np.testing.assert_array_equal(base[:, : s + 1], moved[:, : s + 1])
     if s < N - 2:  # bars after s react (the last bar only takes the remainder of 0..N-2)
       assert not np.array_equal(base, moved)
 

@@ -14,16 +14,17 @@ from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import diagnostics
 from lemjax import evaluate
-from lemjax import stats as stats_lib
 from lemjax import experiment
+from lemjax import stats as stats_lib
 
 
 @pytest.fixture(scope="module")
 def market():
   config = null_test_exp.get_config()
   train_ds, val_ds, test_ds, _, _ = experiment.load_data(config)
-  ecfg = dataclasses.replace(config_lib.eval_config(config.eval), tune_orders=512, val_orders=512,
-                             bootstrap=1000)
+  ecfg = dataclasses.replace(
+    config_lib.eval_config(config.eval), tune_orders=512, val_orders=512, bootstrap=1000
+  )
   n = config.model.n_ahead
   test = evaluate.gather(test_ds, evaluate.select_orders(test_ds, n, ecfg))
   tune = evaluate.gather(train_ds, evaluate.spread_indices(train_ds.num_windows, ecfg.tune_orders))
@@ -33,16 +34,27 @@ def market():
 
 
 def _verdict(candidate_alloc, test, allocs, ecfg, n):
-  results = evaluate.summaries({"LEM": candidate_alloc, "best_causal": allocs["best_causal"]},
-                               test["prices"], test["volumes"])
+  results = evaluate.summaries(
+    {"LEM": candidate_alloc, "best_causal": allocs["best_causal"]}, test["prices"], test["volumes"]
+  )
   group_B, g = stats_lib.start_groups(test["origin"])
   block = stats_lib.fitted_block_length(ecfg.block_length, g)
   lem_stats, _ = stats_lib.summarize_improvement(
-      results["LEM"]["improvement_bps"], results["LEM"]["ended_early"], group_B, block_length=block,
-      n_boot=ecfg.bootstrap, seed=0)
-  paired = stats_lib.paired_difference(results["LEM"]["improvement_bps"],
-                                       results["best_causal"]["improvement_bps"], group_B,
-                                       block_length=block, n_boot=ecfg.bootstrap, seed=0)
+    results["LEM"]["improvement_bps"],
+    results["LEM"]["ended_early"],
+    group_B,
+    block_length=block,
+    n_boot=ecfg.bootstrap,
+    seed=0,
+  )
+  paired = stats_lib.paired_difference(
+    results["LEM"]["improvement_bps"],
+    results["best_causal"]["improvement_bps"],
+    group_B,
+    block_length=block,
+    n_boot=ecfg.bootstrap,
+    seed=0,
+  )
   return diagnostics.null_test_verdict(paired, lem_stats, n)
 
 

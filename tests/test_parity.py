@@ -38,7 +38,7 @@ def _case(seed, dtype):
   a = a / a.sum(axis=1, keepdims=True)
   prices = np.exp(np.cumsum(0.01 * rng.standard_normal((b, N)), axis=1))
   volumes = rng.lognormal(size=(b, N))
-  volumes[:3, 0] = 0.0   # the package then widens the VWAP window to the first traded bar
+  volumes[:3, 0] = 0.0  # the package then widens the VWAP window to the first traded bar
   volumes[0, 1] = 0.0
   a, prices, volumes = (x.astype(dtype) for x in (a, prices, volumes))
   y_true = lems.add_config_to_y(np.stack([volumes, prices], axis=-1)).astype(dtype)
@@ -69,8 +69,12 @@ def test_layout_round_trip_matches_package_channels():
   ref = reference.to_reference_layout(a)
   assert ref.shape == (2, N, N + 1, 4, 2)
   # Package channel (pair 1 = buy twap, target 1 = notional) is our buy/twap/notional.
-  np.testing.assert_array_equal(ref[..., 1, 1], a[..., scenarios.scenario_index("buy", "twap", "notional")])
-  np.testing.assert_array_equal(ref[..., 2, 0], a[..., scenarios.scenario_index("sell", "vwap", "quantity")])
+  np.testing.assert_array_equal(
+    ref[..., 1, 1], a[..., scenarios.scenario_index("buy", "twap", "notional")]
+  )
+  np.testing.assert_array_equal(
+    ref[..., 2, 0], a[..., scenarios.scenario_index("sell", "vwap", "quantity")]
+  )
   np.testing.assert_array_equal(reference.from_reference_layout(ref), a)
 
 
@@ -80,8 +84,9 @@ def test_loss_matches_package(seed, dtype):
   with _precision(dtype):
     a, prices, volumes, y_true = _case(seed, dtype)
     theirs = lems.lem_loss(y_true, reference.to_reference_layout(a))
-    ours, _ = objectives.lem_loss(jnp.asarray(a), jnp.asarray(prices), jnp.asarray(volumes),
-                                  LossConfig(reference_compat=True))
+    ours, _ = objectives.lem_loss(
+      jnp.asarray(a), jnp.asarray(prices), jnp.asarray(volumes), LossConfig(reference_compat=True)
+    )
     assert _rel(ours, theirs) < RTOL, (float(ours), float(theirs))
     default, _ = objectives.lem_loss(jnp.asarray(a), jnp.asarray(prices), jnp.asarray(volumes))
     assert _rel(default, theirs) > 1e-4, "the default loss fixes the package's mask and prices"
@@ -96,8 +101,9 @@ def test_avg_improvement_matches_package(seed, pair):
     ours = reference.avg_improvement_pct(jnp.asarray(a), jnp.asarray(prices), jnp.asarray(volumes))
     assert _rel(ours[pair], theirs) < RTOL, (float(ours[pair]), float(theirs))
     # The compat improvement (bps, per order) averages to the same number.
-    imp = objectives.improvement_bps(jnp.asarray(a), jnp.asarray(prices), jnp.asarray(volumes),
-                                     reference_compat=True)
+    imp = objectives.improvement_bps(
+      jnp.asarray(a), jnp.asarray(prices), jnp.asarray(volumes), reference_compat=True
+    )
     side, bench = pair.split("_")
     idx = [scenarios.scenario_index(side, bench, t) for t in scenarios.TARGETS]
     assert _rel(jnp.mean(imp[:, :N][..., np.array(idx)]) / 100.0, theirs) < RTOL

@@ -15,22 +15,46 @@ def _stats(mean_buy: float, mean_sell: float) -> pl.DataFrame:
   for strategy, shift in (("LEM", 0.0), ("uniform", -10.0)):
     for side, value in (("buy", mean_buy), ("sell", mean_sell)):
       for head in (0, 1, 2):
-        rows.append({"strategy": strategy, "side": side, "benchmark": "vwap", "target": "quantity",
-                     "head": head, "min_period": min(head + 1, 2), "fixed_duration": head == 2,
-                     "mean_bps": value + shift + head})
+        rows.append(
+          {
+            "strategy": strategy,
+            "side": side,
+            "benchmark": "vwap",
+            "target": "quantity",
+            "head": head,
+            "min_period": min(head + 1, 2),
+            "fixed_duration": head == 2,
+            "mean_bps": value + shift + head,
+          }
+        )
   return pl.DataFrame(rows)
 
 
 def _paired(diff: float) -> pl.DataFrame:
-  return pl.DataFrame([{"baseline": "uniform", "side": side, "benchmark": "vwap", "target": "quantity",
-                        "head": head, "min_period": min(head + 1, 2), "fixed_duration": head == 2,
-                        "lem_minus_baseline_bps": diff} for side in ("buy", "sell") for head in (0, 1, 2)])
+  return pl.DataFrame(
+    [
+      {
+        "baseline": "uniform",
+        "side": side,
+        "benchmark": "vwap",
+        "target": "quantity",
+        "head": head,
+        "min_period": min(head + 1, 2),
+        "fixed_duration": head == 2,
+        "lem_minus_baseline_bps": diff,
+      }
+      for side in ("buy", "sell")
+      for head in (0, 1, 2)
+    ]
+  )
 
 
 def test_across_seeds_mean_std_and_each_seed():
   frames = {0: _stats(1.0, 2.0), 1: _stats(3.0, 2.0), 2: _stats(5.0, 2.0)}
   out = seeds.across_seeds(frames, seeds.STATS_KEYS, "mean_bps")
-  row = out.filter((pl.col("strategy") == "LEM") & (pl.col("side") == "buy") & (pl.col("head") == 0))
+  row = out.filter(
+    (pl.col("strategy") == "LEM") & (pl.col("side") == "buy") & (pl.col("head") == 0)
+  )
   assert row["mean_bps_mean"][0] == pytest.approx(3.0)
   assert row["mean_bps_std"][0] == pytest.approx(2.0)  # std of 1, 3, 5 with ddof=1
   assert [row[f"seed{i}"][0] for i in range(3)] == [1.0, 3.0, 5.0]
@@ -59,7 +83,7 @@ def test_write_summary_reads_sibling_runs(tmp_path):
   for name in ("seeds.md", "seeds.csv", "seeds_paired.csv"):
     assert os.path.exists(os.path.join(out["dir"], name))
   text = out["markdown"]
-  assert "+1.50 ± 0.71 (+1.00, +2.00)" in text      # LEM, min period 1, buy
+  assert "+1.50 ± 0.71 (+1.00, +2.00)" in text  # LEM, min period 1, buy
   assert "LEM minus uniform" in text and "+1.00 ± 0.71 (+0.50, +1.50)" in text
   with pytest.raises(FileNotFoundError, match="evaluate seed 2"):
     seeds.write_summary(base, [0, 1, 2], "vwap", "quantity", 2, "exp")

@@ -21,7 +21,7 @@ def test_feature_embedding_is_one_affine_map_per_feature():
   params, e = _init_apply(selection.FeatureEmbedding(E), x)
   assert e.shape == (2, 5, F, E)
   for f in range(F):
-    want = x[..., f:f + 1] * params["kernel"][f][None, None] + params["bias"][f][None, None]
+    want = x[..., f : f + 1] * params["kernel"][f][None, None] + params["bias"][f][None, None]
     np.testing.assert_allclose(e[:, :, f], want, rtol=1e-6, atol=1e-6)
 
 
@@ -59,7 +59,7 @@ def test_variable_selection_equals_per_feature_loop():
   for f in range(F):
     p_f = jax.tree.map(lambda a, f=f: a[f], params["features"])
     p_f["norm"] = {"scale": p_f.pop("norm_scale"), "bias": p_f.pop("norm_bias")}
-    want = want + weights[:, f:f + 1] * grn.apply({"params": p_f}, e[:, f])
+    want = want + weights[:, f : f + 1] * grn.apply({"params": p_f}, e[:, f])
   np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
@@ -68,8 +68,9 @@ def test_gated_skip_norm_and_shape_checks():
   skip = jax.random.normal(jax.random.key(2), (N, H))
   params, y = _init_apply(selection.GatedSkipNorm(), x, skip)
   glu = selection.GatedLinearUnit(H).apply({"params": params["glu"]}, x)
-  np.testing.assert_allclose(y, nn.LayerNorm().apply({"params": params["norm"]}, skip + glu),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    y, nn.LayerNorm().apply({"params": params["norm"]}, skip + glu), atol=1e-5
+  )
   with pytest.raises(ValueError, match="skip shape"):
     selection.GatedSkipNorm().init(jax.random.key(0), x, skip[:, :3])
   with pytest.raises(ValueError, match=r"\[N, F, E\]"):

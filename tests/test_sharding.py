@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -14,7 +13,6 @@ from jax.sharding import PartitionSpec
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import sharding
-from lemjax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICES = 4
@@ -41,7 +39,9 @@ def make_batch():
 """
 
 # Runs with 4 CPU devices: plain steps, then data-parallel and FSDP steps; saves the FSDP state.
-_SCRIPT = _SETUP + """
+_SCRIPT = (
+  _SETUP
+  + """
 import json, sys
 from lemjax import checkpoint as ckpt_lib, sharding
 from lemjax.config import MeshConfig
@@ -76,19 +76,30 @@ ckpt.close()
 np.savez(sys.argv[1] + "/expected.npz", *[np.asarray(x) for x in jax.tree.leaves(sharded.params)])
 print("RESULT" + json.dumps(out))
 """
+)
 
 
 @pytest.fixture(scope="module")
 def four_devices(tmp_path_factory):
   """Runs the 4-device script once; returns (diffs per mode, checkpoint work directory)."""
   workdir = str(tmp_path_factory.mktemp("sharded"))
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT, workdir], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=600)
+  env = {
+    **os.environ,
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
+    "JAX_PLATFORMS": "cpu",
+    "PYTHONPATH": REPO,
+  }
+  proc = subprocess.run(
+    [sys.executable, "-c", _SCRIPT, workdir],
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
-  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
-  return json.loads(line[len("RESULT"):]), workdir
+  line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
+  return json.loads(line[len("RESULT") :]), workdir
 
 
 @pytest.mark.parametrize("mode", ["dp", "fsdp"])
@@ -126,10 +137,12 @@ def test_checkpoint_saved_on_4_devices_restores_on_1(four_devices):
 
 def test_leaf_spec_rules():
   fsdp = config_lib.MeshConfig(fsdp=True, fsdp_min_size=100)
-  assert sharding.leaf_spec((11, 13, 8, 200, 200), 4, fsdp) == PartitionSpec(None, None, None, None, "data")
+  assert sharding.leaf_spec((11, 13, 8, 200, 200), 4, fsdp) == PartitionSpec(
+    None, None, None, None, "data"
+  )
   assert sharding.leaf_spec((7, 32), 4, fsdp) == PartitionSpec(None, "data")
-  assert sharding.leaf_spec((7, 30), 4, fsdp) == PartitionSpec()          # nothing divisible
-  assert sharding.leaf_spec((4, 5), 4, fsdp) == PartitionSpec()           # too small
+  assert sharding.leaf_spec((7, 30), 4, fsdp) == PartitionSpec()  # nothing divisible
+  assert sharding.leaf_spec((4, 5), 4, fsdp) == PartitionSpec()  # too small
   assert sharding.leaf_spec((11, 200), 4, config_lib.MeshConfig()) == PartitionSpec()
 
 
@@ -165,22 +178,36 @@ print("RESULT" + json.dumps({"killed": killed, "resumed": resumed}))
 
 def test_train_and_evaluate_on_4_devices_checkpoints_and_resumes(tmp_path):
   workdir = str(tmp_path / "run")
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
-  proc = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, workdir], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=600)
+  env = {
+    **os.environ,
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}",
+    "JAX_PLATFORMS": "cpu",
+    "PYTHONPATH": REPO,
+  }
+  proc = subprocess.run(
+    [sys.executable, "-c", _RUN_SCRIPT, workdir],
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
-  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
-  out = json.loads(line[len("RESULT"):])
+  line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
+  out = json.loads(line[len("RESULT") :])
   assert out["killed"]["interrupted"] and out["killed"]["step"] == 3
   assert out["resumed"]["step"] == 4 and out["resumed"]["finished"]
   checkpointer = ckpt_lib.Checkpointer(workdir)
   assert checkpointer.latest_step() == 4
   checkpointer.close()
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(l) for l in f]
+    records = [json.loads(line) for line in f]
   # Each record once: the resumed run starts from the step-2 checkpoint, not from scratch.
   assert sorted((r["step"], r["split"]) for r in records) == [
-      (2, "train"), (2, "val"), (4, "train"), (4, "val")]
+    (2, "train"),
+    (2, "val"),
+    (4, "train"),
+    (4, "val"),
+  ]
   for r in records:
     assert np.isfinite(r["loss"]), r

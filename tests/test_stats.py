@@ -44,14 +44,16 @@ def test_block_bootstrap_covers_the_mean_of_dependent_orders_and_iid_does_not():
   perm_B = rng.permutation(g * a)  # row order must not matter, only the start times
   group_B, n_groups = stats_lib.start_groups(origin_B[perm_B])
   x_BxD = x_BxD[perm_B]
-  block = stats_lib.cluster_interval(x_BxD, group_B, block_length=10, n_boot=1000, seed=1,
-                                     level=0.95)
+  block = stats_lib.cluster_interval(
+    x_BxD, group_B, block_length=10, n_boot=1000, seed=1, level=0.95
+  )
   iid = stats_lib.cluster_interval(x_BxD, None, block_length=1, n_boot=1000, seed=1, level=0.95)
-  starts = stats_lib.cluster_interval(x_BxD, group_B, block_length=1, n_boot=1000, seed=1,
-                                      level=0.95)
+  starts = stats_lib.cluster_interval(
+    x_BxD, group_B, block_length=1, n_boot=1000, seed=1, level=0.95
+  )
   assert n_groups == g and block["n_clusters"] == g and block["n_blocks"] == 40
-  assert 0.90 <= _coverage(block, 1.0) <= 0.99   # 0.94 with this seed
-  assert _coverage(iid, 1.0) < 0.85              # 0.64
+  assert 0.90 <= _coverage(block, 1.0) <= 0.99  # 0.94 with this seed
+  assert _coverage(iid, 1.0) < 0.85  # 0.64
   # Clusters without blocks miss the serial correlation of neighbouring starts (0.87).
   assert _coverage(starts, 1.0) < _coverage(block, 1.0) - 0.03
   # The shared, serially correlated shock dominates the variance of the mean.
@@ -86,8 +88,9 @@ def test_blocks_wrap_circularly_and_weigh_groups_by_their_orders():
   x_B = np.array([0.0, 10.0, 100.0, 300.0])
   group_B = np.array([0, 1, 2, 2])
   block_sum_count = [(10.0, 2), (410.0, 3), (400.0, 3)]
-  possible = {round((si + sj) / (ci + cj), 9)
-              for si, ci in block_sum_count for sj, cj in block_sum_count}
+  possible = {
+    round((si + sj) / (ci + cj), 9) for si, ci in block_sum_count for sj, cj in block_sum_count
+  }
   boot = stats_lib.block_bootstrap_means(x_B[:, None], group_B, block_length=2, n_boot=500, seed=0)
   assert set(np.round(boot[:, 0], 9)) == possible
 
@@ -107,8 +110,9 @@ def test_counts_of_clusters_and_blocks(block_length, n_blocks):
   origin_B = np.repeat(np.arange(10)[::-1] * HOUR_MS, 3)  # 10 start times, latest first
   group_B, g = stats_lib.start_groups(origin_B)
   assert g == 10 and group_B.dtype == np.int64 and group_B[0] == 9 and group_B[-1] == 0
-  ci = stats_lib.cluster_interval(np.ones((30, 2)), group_B, block_length=block_length, n_boot=20,
-                                  seed=0, level=0.9)
+  ci = stats_lib.cluster_interval(
+    np.ones((30, 2)), group_B, block_length=block_length, n_boot=20, seed=0, level=0.9
+  )
   assert (ci["n_clusters"], ci["n_blocks"]) == (10, n_blocks)
   np.testing.assert_allclose(ci["ci_lo"], 1.0)
   np.testing.assert_allclose(ci["ci_hi"], 1.0)
@@ -136,7 +140,9 @@ def test_summary_reports_tracking_error_and_cluster_counts():
   assert type(st_["n_clusters"]) is int and (st_["n_clusters"], st_["n_blocks"]) == (30, 6)
   ci = stats_lib.cluster_interval(imp_BxKxS.reshape(90, -1), group_B, **kw)
   np.testing.assert_array_equal(st_["ci_lo"], ci["ci_lo"].reshape(K, S))
-  assert frame["n_clusters"].to_list() == [30] * K * S and frame["n_blocks"].to_list() == [6] * K * S
+  assert (
+    frame["n_clusters"].to_list() == [30] * K * S and frame["n_blocks"].to_list() == [6] * K * S
+  )
   assert {"mad_bps", "rmse_bps"} <= set(frame.columns)
 
 
@@ -175,12 +181,15 @@ def test_resamples_are_weighted_means_invariant_to_labels_and_shift_equivariant(
   boot = stats_lib.block_bootstrap_means(x_BxM, labels_B, **kw)
   assert boot.shape == (50, 2)
   assert np.all(boot >= x_BxM.min(0) - 1e-9) and np.all(boot <= x_BxM.max(0) + 1e-9)
-  np.testing.assert_allclose(stats_lib.block_bootstrap_means(x_BxM + shift, labels_B, **kw),
-                             boot + shift, atol=1e-8)
+  np.testing.assert_allclose(
+    stats_lib.block_bootstrap_means(x_BxM + shift, labels_B, **kw), boot + shift, atol=1e-8
+  )
   # Only the order of the labels matters: gaps and offsets leave every resample as it was.
-  np.testing.assert_array_equal(stats_lib.block_bootstrap_means(x_BxM, 3 * labels_B + 100, **kw),
-                                boot)
+  np.testing.assert_array_equal(
+    stats_lib.block_bootstrap_means(x_BxM, 3 * labels_B + 100, **kw), boot
+  )
   # Shuffling the rows together with their labels changes nothing but rounding.
   perm_B = data.draw(st.permutations(range(b)))
-  np.testing.assert_allclose(stats_lib.block_bootstrap_means(x_BxM[perm_B], labels_B[perm_B], **kw),
-                             boot, atol=1e-9)
+  np.testing.assert_allclose(
+    stats_lib.block_bootstrap_means(x_BxM[perm_B], labels_B[perm_B], **kw), boot, atol=1e-9
+  )

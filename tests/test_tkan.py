@@ -66,8 +66,9 @@ def test_batched_parameter_gradient_equals_plain_scan_gradient(setup, grads):
   g_plain = _grad(plain)(params, x)
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(g_plain)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  np.testing.assert_array_equal(jax.jit(plain.apply)({"params": params}, x),
-                                jax.jit(layer.apply)({"params": params}, x))
+  np.testing.assert_array_equal(
+    jax.jit(plain.apply)({"params": params}, x), jax.jit(layer.apply)({"params": params}, x)
+  )
 
 
 def test_stacked_layers_are_causal(setup):

@@ -32,9 +32,11 @@ def _latest(workdir):
   try:
     step = checkpointer.latest_step()
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
     manager = checkpointer._latest  # pylint: disable=protected-access
-    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                        meta=ocp.args.JsonRestore()))
+    out = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+    )
     return out["state"], dict(out["meta"])
   finally:
     checkpointer.close()
@@ -61,24 +63,38 @@ def runs(tmp_path_factory):
   after_kill.close()
   summary_resumed = train_lib.train_and_evaluate(smoke_config(), killed)
   compiled = train_lib.train_step_jit._cache_size() - compiled_before  # pylint: disable=protected-access
-  return dict(full=full, killed=killed, summary_full=summary_full, interrupted=interrupted,
-              kill_step=kill_step, summary_resumed=summary_resumed, compiled=compiled)
+  return dict(
+    full=full,
+    killed=killed,
+    summary_full=summary_full,
+    interrupted=interrupted,
+    kill_step=kill_step,
+    summary_resumed=summary_resumed,
+    compiled=compiled,
+  )
 
 
 def test_sample_order_terms_are_always_feasible():
   n = 12
-  r_min, r_max = train_lib.sample_order_terms(jax.random.PRNGKey(0), 4096, n, (0.0, 0.5), (0.0, 1.0))
+  r_min, r_max = train_lib.sample_order_terms(
+    jax.random.PRNGKey(0), 4096, n, (0.0, 0.5), (0.0, 1.0)
+  )
   r_min, r_max = np.asarray(r_min), np.asarray(r_max)
   assert (r_min * n <= 1 + 1e-6).all() and (r_max * n >= 1 - 1e-6).all() and (r_min <= r_max).all()
   assert r_min.std() > 0 and r_max.std() > 0  # drawn per order, not one contract for the batch
 
 
 def test_schedule_warms_up_then_decays():
-  cfg = config_lib.TrainConfig(learning_rate=1e-2, warmup_steps=10, steps=100, final_lr_fraction=0.1)
+  cfg = config_lib.TrainConfig(
+    learning_rate=1e-2, warmup_steps=10, steps=100, final_lr_fraction=0.1
+  )
   sched = train_lib.make_schedule(cfg)
-  np.testing.assert_allclose([sched(0), sched(10), sched(100)], [0.0, 1e-2, 1e-3], rtol=1e-5, atol=1e-9)
-  flat = train_lib.make_schedule(config_lib.TrainConfig(learning_rate=1e-2, warmup_steps=10,
-                                                        schedule="constant"))
+  np.testing.assert_allclose(
+    [sched(0), sched(10), sched(100)], [0.0, 1e-2, 1e-3], rtol=1e-5, atol=1e-9
+  )
+  flat = train_lib.make_schedule(
+    config_lib.TrainConfig(learning_rate=1e-2, warmup_steps=10, schedule="constant")
+  )
   np.testing.assert_allclose([flat(5), flat(50), flat(5000)], [5e-3, 1e-2, 1e-2], rtol=1e-5)
   with pytest.raises(ValueError, match="schedule"):
     train_lib.make_schedule(config_lib.TrainConfig(schedule="step"))
@@ -101,7 +117,9 @@ def test_no_recompilation_across_steps_and_runs(runs):
   config = smoke_config()
   train_ds, _, _, _, _ = experiment.load_data(config)
   cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], cfgs["loss"])
+  state = train_lib.create_train_state(
+    jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], cfgs["loss"]
+  )
   state, rng = jax.device_put((state, jax.random.PRNGKey(1)), jax.devices()[0])  # as the loop does
   sampler = Sampler(train_ds.num_windows, cfgs["train"].batch_size, 0)
   sizes = []
@@ -115,8 +133,14 @@ def test_no_recompilation_across_steps_and_runs(runs):
 
 def test_run_directory_holds_config_metrics_and_report(runs):
   files = set(os.listdir(runs["full"]))
-  assert {"config.json", "data_report.json", "metrics.jsonl", "checkpoints", "SYNTHETIC_DATA.txt",
-          "train_summary.json"} <= files
+  assert {
+    "config.json",
+    "data_report.json",
+    "metrics.jsonl",
+    "checkpoints",
+    "SYNTHETIC_DATA.txt",
+    "train_summary.json",
+  } <= files
   with open(os.path.join(runs["full"], "config.json")) as f:
     saved = json.load(f)
   assert saved["resolved"]["model"]["encoder"]["n_features"] > 0
@@ -153,7 +177,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
 
 def test_default_workdir_says_synthetic():
   config = smoke_config()
-  assert workdir_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke_SYNTHETIC")
+  assert workdir_lib.default_workdir(config) == os.path.join(
+    "runs", "crypto_intraday_smoke_SYNTHETIC"
+  )
   config.data.source = "files"
   assert workdir_lib.default_workdir(config) == os.path.join("runs", "crypto_intraday_smoke")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -12,8 +12,20 @@ import polars as pl
 from lemjax.data import tables
 
 # The archive's columns; older and newer files carry the trailing `ignore` column, some not.
-KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "close_time",
-                 "quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore")
+KLINE_COLUMNS = (
+  "open_time",
+  "open",
+  "high",
+  "low",
+  "close",
+  "volume",
+  "close_time",
+  "quote_volume",
+  "count",
+  "taker_buy_volume",
+  "taker_buy_quote_volume",
+  "ignore",
+)
 _NEEDED = ("open_time", "open", "high", "low", "close", "volume", "quote_volume")
 # Epoch microseconds are > 1e14 for any date after 1973; epoch milliseconds stay below until year 5138.
 _MICROSECOND_THRESHOLD = 10**14
@@ -65,20 +77,28 @@ def _parse(raw: pl.DataFrame, path: Path, first_line: int) -> pl.DataFrame:
   time = tables.numeric(raw, "open_time", path, first_line, dtype=pl.Int64).to_numpy()
   # Since 2025 the archive writes microseconds; convert per row so mixed files concatenate.
   time = np.where(time >= _MICROSECOND_THRESHOLD, time // 1000, time)
-  table = pl.DataFrame({
+  table = pl.DataFrame(
+    {
       "time": time,
       **{c: tables.numeric(raw, c, path, first_line) for c in tables.PRICE_COLUMNS},
       "volume": tables.numeric(raw, "volume", path, first_line),
       "notional": tables.numeric(raw, "quote_volume", path, first_line),
-  })
-  tables.check_nonnegative(table, tables.PRICE_COLUMNS + ("volume", "notional"), path,
-                           first_line, strict=tables.PRICE_COLUMNS)
+    }
+  )
+  tables.check_nonnegative(
+    table,
+    tables.PRICE_COLUMNS + ("volume", "notional"),
+    path,
+    first_line,
+    strict=tables.PRICE_COLUMNS,
+  )
   tables.check_times(time, path, "open_time", first_line)
   return table
 
 
-def check_bar_length(table: pl.DataFrame, path: Path, step_ms: int | None,
-                     first_line: int = 1) -> int:
+def check_bar_length(
+  table: pl.DataFrame, path: Path, step_ms: int | None, first_line: int = 1
+) -> int:
   """The file's bar length in ms; ValueError for mixed bar lengths or a length other than `step_ms`.
 
   Missing bars are allowed (steps that are whole multiples of the bar length); any other step,
@@ -91,18 +111,23 @@ def check_bar_length(table: pl.DataFrame, path: Path, step_ms: int | None,
   mode = int(values[np.argmax(counts)])
   expected = step_ms or mode
   if mode != expected:
-    raise ValueError(f"{path}: column 'open_time': bars are {mode} ms apart, "
-                     f"expected the configured bar length of {expected} ms")
+    raise ValueError(
+      f"{path}: column 'open_time': bars are {mode} ms apart, "
+      f"expected the configured bar length of {expected} ms"
+    )
   bad = steps % expected != 0
   if bad.any():
     row = int(np.argmax(bad)) + 1
-    raise ValueError(f"{path}: column 'open_time', line {row + first_line}: mixed bar lengths: "
-                     f"step of {int(steps[row - 1])} ms after a bar length of {expected} ms")
+    raise ValueError(
+      f"{path}: column 'open_time', line {row + first_line}: mixed bar lengths: "
+      f"step of {int(steps[row - 1])} ms after a bar length of {expected} ms"
+    )
   return expected
 
 
-def load_symbol(paths: Sequence[Path], step_ms: int | None = None
-                ) -> tuple[pl.DataFrame, dict[str, int]]:
+def load_symbol(
+  paths: Sequence[Path], step_ms: int | None = None
+) -> tuple[pl.DataFrame, dict[str, int]]:
   """Concatenates, de-duplicates and grid-fills the kline files of one symbol.
 
   Args:
@@ -124,15 +149,21 @@ def load_symbol(paths: Sequence[Path], step_ms: int | None = None
   if step_ms:
     bad = (unique["time"].to_numpy() - int(unique["time"][0])) % step_ms != 0
     if bad.any():
-      raise ValueError(f"{[str(p) for p in paths]}: column 'open_time': bar at "
-                       f"{int(unique['time'][int(np.argmax(bad))])} is off the {step_ms} ms grid")
+      raise ValueError(
+        f"{[str(p) for p in paths]}: column 'open_time': bar at "
+        f"{int(unique['time'][int(np.argmax(bad))])} is off the {step_ms} ms grid"
+      )
     unique, inserted = tables.fill_grid(unique, step_ms)
   else:
     inserted = 0
   zero = int((unique["volume"] == 0).sum()) - inserted
   counts = collections.OrderedDict(
-      rows_read=rows, duplicates_removed=rows - (unique.height - inserted),
-      duplicate_conflicts=conflicts, missing_bars_inserted=inserted, zero_volume_bars=zero)
+    rows_read=rows,
+    duplicates_removed=rows - (unique.height - inserted),
+    duplicate_conflicts=conflicts,
+    missing_bars_inserted=inserted,
+    zero_volume_bars=zero,
+  )
   return tables.with_vwap(unique), dict(counts)
 
 

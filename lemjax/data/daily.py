@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import polars as pl
@@ -51,15 +51,17 @@ def load_file(path: Path) -> tuple[str, pl.DataFrame, dict[str, int]]:
   if raw.height == 0:
     raise ValueError(f"{path}: empty file (header only)")
   symbol = _symbol(raw, path)
-  table = pl.DataFrame({"time": _dates(raw, path)} | {
-      c: tables.numeric(raw, c, path, 2, allow_missing=True) for c in _NEEDED[1:]})
+  table = pl.DataFrame(
+    {"time": _dates(raw, path)}
+    | {c: tables.numeric(raw, c, path, 2, allow_missing=True) for c in _NEEDED[1:]}
+  )
   tables.check_nonnegative(table, tables.PRICE_COLUMNS + ("volume",), path, 2)
   tables.check_times(table["time"].to_numpy(), path, "Date", 2)
   # A zero price is a data error in these files (e.g. a Low of 0.0): treated as missing, counted.
   zeros = sum(int((table[c] == 0).sum()) for c in tables.PRICE_COLUMNS)
   table = table.with_columns(
-      [pl.when(pl.col(c) == 0).then(None).otherwise(pl.col(c)).alias(c)
-       for c in tables.PRICE_COLUMNS])
+    [pl.when(pl.col(c) == 0).then(None).otherwise(pl.col(c)).alias(c) for c in tables.PRICE_COLUMNS]
+  )
   table, counts = _repair(table)
   counts["zero_prices_as_missing"] = zeros
   _check_daily(table, path)
@@ -82,8 +84,10 @@ def _dates(raw: pl.DataFrame, path: Path) -> np.ndarray:
   bad = dates.is_null()
   if bad.any():
     row = int(bad.arg_max())
-    raise ValueError(f"{path}: column 'Date', line {row + 2}: value {text[row]!r} is not a "
-                     "date like 2017-12-29 (daily bars only)")
+    raise ValueError(
+      f"{path}: column 'Date', line {row + 2}: value {text[row]!r} is not a "
+      "date like 2017-12-29 (daily bars only)"
+    )
   return dates.cast(pl.Datetime("ms")).cast(pl.Int64).to_numpy()
 
 
@@ -95,7 +99,9 @@ def _repair(table: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
   table = table.filter(pl.col("close").is_not_null() & pl.col("volume").is_not_null())
   for column in ("open", "high", "low"):
     counts[f"filled_{column}"] = int(table[column].is_null().sum())
-  table = table.with_columns([pl.col(c).fill_null(pl.col("close")) for c in ("open", "high", "low")])
+  table = table.with_columns(
+    [pl.col(c).fill_null(pl.col("close")) for c in ("open", "high", "low")]
+  )
   counts["zero_volume_bars"] = int((table["volume"] == 0).sum())
   typical = (pl.col("high") + pl.col("low") + pl.col("close")) / 3.0
   return table.with_columns((typical * pl.col("volume")).alias("notional")), counts
@@ -106,12 +112,15 @@ def _check_daily(table: pl.DataFrame, path: Path) -> None:
     return
   gaps = np.diff(table["time"].to_numpy()) / tables.MS_PER_DAY
   if np.median(gaps) > _MAX_MEDIAN_GAP_DAYS:
-    raise ValueError(f"{path}: column 'Date': median step of {np.median(gaps):.0f} days: "
-                     "mixed or non-daily bar lengths")
+    raise ValueError(
+      f"{path}: column 'Date': median step of {np.median(gaps):.0f} days: "
+      "mixed or non-daily bar lengths"
+    )
 
 
-def align_calendar(frames: Mapping[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame],
-                                                                 dict[str, int]]:
+def align_calendar(
+  frames: Mapping[str, pl.DataFrame],
+) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
   """Puts every asset on the union trading calendar of all assets, within its own date range.
 
   A date on which some assets traded but this one has no row is a missing bar: it is inserted
@@ -131,8 +140,12 @@ def align_calendar(frames: Mapping[str, pl.DataFrame]) -> tuple[dict[str, pl.Dat
     inserted[symbol] = full.height - frame.height
     carried = pl.col("close").forward_fill()
     full = full.with_columns(
-        [pl.col(c).fill_null(carried) for c in ("open", "high", "low", "vwap")]
-        + [pl.col("volume").fill_null(0.0), pl.col("notional").fill_null(0.0),
-           pl.col("inserted").fill_null(True)])
+      [pl.col(c).fill_null(carried) for c in ("open", "high", "low", "vwap")]
+      + [
+        pl.col("volume").fill_null(0.0),
+        pl.col("notional").fill_null(0.0),
+        pl.col("inserted").fill_null(True),
+      ]
+    )
     aligned[symbol] = full.with_columns(pl.col("close").forward_fill()).select(tables.BAR_COLUMNS)
   return aligned, inserted

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from lemjax.config import DataConfig
-from lemjax.data import binance, daily, resample, synthetic, tables, windows
+from lemjax.data import binance
+from lemjax.data import daily
+from lemjax.data import resample
+from lemjax.data import synthetic
+from lemjax.data import tables
+from lemjax.data import windows
 from lemjax.data.report import DataReport
 
 SPLITS = ("train", "val", "test")
@@ -40,8 +45,10 @@ def _choose_kind(config: DataConfig, found: dict[str, list[Path]], notes: list[s
   kinds = [k for k, files in found.items() if files]
   if len(kinds) == 2:
     kind = "daily" if config.interval == "1d" else "binance"
-    notes.append(f"both kline and daily files under {config.path}: using {kind} "
-                 f"(interval {config.interval}); set DataConfig.kind to choose")
+    notes.append(
+      f"both kline and daily files under {config.path}: using {kind} "
+      f"(interval {config.interval}); set DataConfig.kind to choose"
+    )
     return kind
   return kinds[0]
 
@@ -71,7 +78,9 @@ def _load_binance(config, files, notes):
 def _load_daily(config, files, notes):
   """Daily tables on the union trading calendar; same outputs as `_load_binance`."""
   if config.interval != "1d":
-    notes.append(f"daily bar files: bar length 1d (DataConfig.interval {config.interval!r} ignored)")
+    notes.append(
+      f"daily bar files: bar length 1d (DataConfig.interval {config.interval!r} ignored)"
+    )
   loaded = {}
   for file in files:
     symbol, table, counts = daily.load_file(file)
@@ -99,10 +108,14 @@ def _split_ranges(config: DataConfig, frames, step_ms: int, synthetic_source: bo
   if synthetic_source:
     first = min(int(f["time"][0]) for f in frames.values())
     last = max(int(f["time"][-1]) for f in frames.values()) + step_ms
-    cuts = first + np.cumsum([0.0, *config.synthetic_split]) / sum(config.synthetic_split) * (last - first)
+    cuts = first + np.cumsum([0.0, *config.synthetic_split]) / sum(config.synthetic_split) * (
+      last - first
+    )
     cuts[-1] = last
-    return {name: (cuts[i], cuts[i + 1], tables.ms_to_iso(cuts[i]), tables.ms_to_iso(cuts[i + 1]))
-            for i, name in enumerate(SPLITS)}
+    return {
+      name: (cuts[i], cuts[i + 1], tables.ms_to_iso(cuts[i]), tables.ms_to_iso(cuts[i + 1]))
+      for i, name in enumerate(SPLITS)
+    }
   ranges = {}
   for name in SPLITS:
     start, end = getattr(config, f"{name}_start"), getattr(config, f"{name}_end")
@@ -125,10 +138,15 @@ def _source(config: DataConfig) -> tuple[str, dict[str, list[Path]]]:
   if any(found.values()):
     return "files", found
   if config.source == "files":
-    raise ValueError(f"DataConfig.source='files' but no .csv/.csv.gz/.zip bar files under "
-                     f"{Path(config.path).resolve()}")
-  logging.warning("No bar files under %s: using the SYNTHETIC market (%s regime).",
-                  Path(config.path).resolve(), config.synthetic_regime)
+    raise ValueError(
+      f"DataConfig.source='files' but no .csv/.csv.gz/.zip bar files under "
+      f"{Path(config.path).resolve()}"
+    )
+  logging.warning(
+    "No bar files under %s: using the SYNTHETIC market (%s regime).",
+    Path(config.path).resolve(),
+    config.synthetic_regime,
+  )
   return "synthetic", {}
 
 
@@ -143,21 +161,31 @@ def make_datasets(config: DataConfig, **overrides):
   """
   config = dataclasses.replace(config, **overrides) if overrides else config
   if config.lookback < 1 or config.n_ahead < 1 or config.stride < 1:
-    raise ValueError(f"lookback, n_ahead and stride must be >= 1, got {config.lookback}, "
-                     f"{config.n_ahead}, {config.stride}")
+    raise ValueError(
+      f"lookback, n_ahead and stride must be >= 1, got {config.lookback}, "
+      f"{config.n_ahead}, {config.stride}"
+    )
   notes: list[str] = []
   # --- Bars: files or the synthetic market.
   origin, found = _source(config)
   if origin == "synthetic":
     step_ms = tables.interval_ms(config.interval)
     frames = synthetic.synthetic_market(
-        config.synthetic_regime, config.synthetic_assets, config.synthetic_bars,
-        config.synthetic_seed, config.martingale, config.interval, config.synthetic_start)
+      config.synthetic_regime,
+      config.synthetic_assets,
+      config.synthetic_bars,
+      config.synthetic_seed,
+      config.martingale,
+      config.interval,
+      config.synthetic_start,
+    )
     frames = {s: frames[s] for s in _select(list(frames), config)}
     corrections = {s: {} for s in frames}
     source, kind, used = "SYNTHETIC", f"synthetic-{config.synthetic_regime}", []
-    notes.append(f"SYNTHETIC market (seed {config.synthetic_seed}, martingale={config.martingale}); "
-                 f"splits by fractions {tuple(config.synthetic_split)} of its time range")
+    notes.append(
+      f"SYNTHETIC market (seed {config.synthetic_seed}, martingale={config.martingale}); "
+      f"splits by fractions {tuple(config.synthetic_split)} of its time range"
+    )
   else:
     kind = _choose_kind(config, found, notes)
     loader = _load_binance if kind == "binance" else _load_daily
@@ -175,8 +203,15 @@ def make_datasets(config: DataConfig, **overrides):
     step_ms, interval = target_ms, config.resample_to
   # --- Features, windows and splits.
   store = windows.BarStore.build(frames, step_ms, tables.interval_ms(config.volume_window))
-  report = DataReport(source=source, kind=kind, interval=interval, files=used,
-                      assets=list(frames), notes=notes, config=dataclasses.asdict(config))
+  report = DataReport(
+    source=source,
+    kind=kind,
+    interval=interval,
+    files=used,
+    assets=list(frames),
+    notes=notes,
+    config=dataclasses.asdict(config),
+  )
   for symbol, frame in frames.items():
     report.bars[symbol] = frame.height
     report.first_bar[symbol] = tables.ms_to_iso(frame["time"][0])
@@ -184,13 +219,16 @@ def make_datasets(config: DataConfig, **overrides):
     report.corrections[symbol] = corrections[symbol]
   datasets = []
   for name, (start_ms, end_ms, start, end) in _split_ranges(
-      config, frames, step_ms, origin == "synthetic").items():
-    asset_M, t0_M, counts = windows.split_windows(store, start_ms, end_ms, config.lookback,
-                                                  config.n_ahead, config.stride)
+    config, frames, step_ms, origin == "synthetic"
+  ).items():
+    asset_M, t0_M, counts = windows.split_windows(
+      store, start_ms, end_ms, config.lookback, config.n_ahead, config.stride
+    )
     report.splits[name] = {"start": start, "end": end, **counts}
     if counts["kept"] == 0:
       notes.append(f"split {name} ({start} .. {end}) has no windows")
-    datasets.append(windows.WindowDataset(store, asset_M, t0_M, config.lookback,
-                                          config.n_ahead, name, source))
+    datasets.append(
+      windows.WindowDataset(store, asset_M, t0_M, config.lookback, config.n_ahead, name, source)
+    )
   logging.info("%s", report.summary())
   return (*datasets, report)

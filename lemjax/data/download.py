@@ -1,7 +1,7 @@
 """Downloads Binance monthly spot kline archives (resumable, checksum-verified): `make data`.
 
-  .venv/bin/python -m lemjax.data.download [--config experiments/crypto_intraday.py]
-      [--symbols BTCUSDT,ETHUSDT] [--interval 1h] [--months 2022-01..2025-12] [--out data/binance]
+.venv/bin/python -m lemjax.data.download [--config experiments/crypto_intraday.py]
+    [--symbols BTCUSDT,ETHUSDT] [--interval 1h] [--months 2022-01..2025-12] [--out data/binance]
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -99,8 +100,9 @@ def _expected_sha(fetch: Fetch, url: str) -> str | None:
     return None
 
 
-def download_one(fetch: Fetch, base_url: str, symbol: str, interval: str, month: str,
-                 out: Path) -> str:
+def download_one(
+  fetch: Fetch, base_url: str, symbol: str, interval: str, month: str, out: Path
+) -> str:
   """Fetches one monthly archive unless a verified copy exists; returns what happened.
 
   Returns:
@@ -131,8 +133,14 @@ def download_one(fetch: Fetch, base_url: str, symbol: str, interval: str, month:
   return "downloaded"
 
 
-def download(symbols: Sequence[str], interval: str, months: Sequence[str], out: str | Path,
-             base_url: str = BASE_URL, fetch: Fetch = fetch_url) -> dict[str, int]:
+def download(
+  symbols: Sequence[str],
+  interval: str,
+  months: Sequence[str],
+  out: str | Path,
+  base_url: str = BASE_URL,
+  fetch: Fetch = fetch_url,
+) -> dict[str, int]:
   """Downloads every (symbol, month) archive into `out`, resuming and verifying existing files.
 
   Args:
@@ -153,8 +161,10 @@ def download(symbols: Sequence[str], interval: str, months: Sequence[str], out: 
   try:
     _expected_sha(fetch, probe)
   except (OSError, TimeoutError) as err:
-    raise ConnectionError(f"cannot reach the Binance archive at {base_url} ({err}); `make data` "
-                          "needs internet access (or point --base-url at a local copy)") from err
+    raise ConnectionError(
+      f"cannot reach the Binance archive at {base_url} ({err}); `make data` "
+      "needs internet access (or point --base-url at a local copy)"
+    ) from err
   counts = dict.fromkeys(("downloaded", "verified", "kept", "missing"), 0)
   jobs = [(s, m) for s in symbols for m in months]
   with tqdm(jobs, desc=f"klines {interval}", unit="file") as bar:
@@ -176,8 +186,11 @@ def _config_defaults(path: str) -> dict:
   get = lambda key, default: data.get(key, default) or default
   first = (get("train_start", DEFAULT_FIRST_MONTH))[:7]
   last = (get("test_end", "") or last_complete_month())[:7]
-  return {"symbols": tuple(get("symbols", DEFAULT_SYMBOLS)), "interval": get("interval", DEFAULT_INTERVAL),
-          "months": f"{first}..{last}"}
+  return {
+    "symbols": tuple(get("symbols", DEFAULT_SYMBOLS)),
+    "interval": get("interval", DEFAULT_INTERVAL),
+    "months": f"{first}..{last}",
+  }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,8 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--months", help="YYYY-MM..YYYY-MM (inclusive)")
   parser.add_argument("--out", default=DEFAULT_OUT, help="target folder")
   parser.add_argument("--base-url", default=BASE_URL, help="archive root (https or file://)")
-  parser.add_argument("--traceback", action="store_true",
-                      help="on an error, show the Python traceback, not just the `error:` line")
+  parser.add_argument(
+    "--traceback",
+    action="store_true",
+    help="on an error, show the Python traceback, not just the `error:` line",
+  )
   args = parser.parse_args(argv)
   try:
     counts = _run(args)
@@ -204,8 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> dict:
   """The download the command line asks for, with the experiment file's data as defaults."""
-  defaults = {"symbols": DEFAULT_SYMBOLS, "interval": DEFAULT_INTERVAL,
-              "months": f"{DEFAULT_FIRST_MONTH}..{last_complete_month()}"}
+  defaults = {
+    "symbols": DEFAULT_SYMBOLS,
+    "interval": DEFAULT_INTERVAL,
+    "months": f"{DEFAULT_FIRST_MONTH}..{last_complete_month()}",
+  }
   if args.config:
     defaults.update(_config_defaults(args.config))
   symbols = args.symbols.upper().split(",") if args.symbols else list(defaults["symbols"])

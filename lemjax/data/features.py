@@ -9,12 +9,14 @@ from lemjax.data import tables
 
 # Column order of the F = 8 input features (Batch.inputs[..., f]).
 FEATURE_NAMES = (
-    "log_volume_rel",        # log(volume / trailing mean volume over `volume_window` + 0.01)
-    "return_bps",            # bar close-to-close return, bps
-    "price_vs_arrival_bps",  # close / arrival price - 1 in bps from bar t0-1 on; 0 before (per window)
-    "time_of_day_sin", "time_of_day_cos",  # of the bar's open, UTC
-    "day_of_week_sin", "day_of_week_cos",  # Monday = 0
-    "log_bar_hours",         # log of the bar length in hours (0 for 1h bars)
+  "log_volume_rel",  # log(volume / trailing mean volume over `volume_window` + 0.01)
+  "return_bps",  # bar close-to-close return, bps
+  "price_vs_arrival_bps",  # close / arrival price - 1 in bps from bar t0-1 on; 0 before (per window)
+  "time_of_day_sin",
+  "time_of_day_cos",  # of the bar's open, UTC
+  "day_of_week_sin",
+  "day_of_week_cos",  # Monday = 0
+  "log_bar_hours",  # log of the bar length in hours (0 for 1h bars)
 )
 N_FEATURES = len(FEATURE_NAMES)
 ARRIVAL_FEATURE = FEATURE_NAMES.index("price_vs_arrival_bps")
@@ -39,10 +41,13 @@ def bar_features(table: pl.DataFrame, step_ms: int, volume_window_ms: int) -> np
   ratio_N = np.divide(volume_N, mean_N, out=np.zeros_like(volume_N), where=mean_N > 0)
   return_N = np.zeros_like(close_N)
   return_N[1:] = 1e4 * (close_N[1:] / close_N[:-1] - 1.0)
-  feats = np.concatenate([
+  feats = np.concatenate(
+    [
       np.stack([np.log(ratio_N + VOLUME_FLOOR), return_N, np.zeros_like(close_N)], axis=-1),
       calendar_features(time_N, step_ms),
-  ], axis=-1)
+    ],
+    axis=-1,
+  )
   return feats.astype(np.float32)
 
 
@@ -58,13 +63,23 @@ def calendar_features(time_N: np.ndarray, step_ms: int) -> np.ndarray:
   time_N = np.asarray(time_N, np.int64)
   tod_N = 2 * np.pi * (time_N % tables.MS_PER_DAY) / tables.MS_PER_DAY
   dow_N = 2 * np.pi * ((time_N // tables.MS_PER_DAY + 3) % 7) / 7.0  # epoch day 0: Thursday
-  return np.stack([np.sin(tod_N), np.cos(tod_N), np.sin(dow_N), np.cos(dow_N),
-                   np.full(tod_N.shape, np.log(step_ms / 3_600_000))], axis=-1)
+  return np.stack(
+    [
+      np.sin(tod_N),
+      np.cos(tod_N),
+      np.sin(dow_N),
+      np.cos(dow_N),
+      np.full(tod_N.shape, np.log(step_ms / 3_600_000)),
+    ],
+    axis=-1,
+  )
 
 
 def trailing_mean(time_N: np.ndarray, value_N: np.ndarray, span_ms: int) -> np.ndarray:
   """Mean of `value` over bars with time in (t - span_ms, t], for every bar t (causal)."""
-  frame = pl.DataFrame({"t": time_N, "v": value_N}).with_columns(pl.col("t").cast(pl.Datetime("ms")))
+  frame = pl.DataFrame({"t": time_N, "v": value_N}).with_columns(
+    pl.col("t").cast(pl.Datetime("ms"))
+  )
   span = f"{int(span_ms)}ms"
   return frame.select(pl.col("v").rolling_mean_by("t", window_size=span))["v"].to_numpy()
 

@@ -13,16 +13,21 @@ REPORT_FILE = "data_report.json"
 @dataclasses.dataclass
 class DataReport:
   """Everything the data layer did to the source data, written next to a run's outputs."""
-  source: str                 # "SYNTHETIC", or the folder the files were read from
-  kind: str                   # "binance", "daily", "synthetic-crypto" or "synthetic-equity"
-  interval: str               # bar length of the windows (after resampling)
+
+  source: str  # "SYNTHETIC", or the folder the files were read from
+  kind: str  # "binance", "daily", "synthetic-crypto" or "synthetic-equity"
+  interval: str  # bar length of the windows (after resampling)
   files: list[str] = dataclasses.field(default_factory=list)
   assets: list[str] = dataclasses.field(default_factory=list)
-  bars: dict[str, int] = dataclasses.field(default_factory=dict)        # per asset, after corrections
-  first_bar: dict[str, str] = dataclasses.field(default_factory=dict)   # per asset, ISO UTC
+  bars: dict[str, int] = dataclasses.field(default_factory=dict)  # per asset, after corrections
+  first_bar: dict[str, str] = dataclasses.field(default_factory=dict)  # per asset, ISO UTC
   last_bar: dict[str, str] = dataclasses.field(default_factory=dict)
-  corrections: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # asset -> counts
-  splits: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> range, counts
+  corrections: dict[str, dict[str, int]] = dataclasses.field(
+    default_factory=dict
+  )  # asset -> counts
+  splits: dict[str, dict[str, Any]] = dataclasses.field(
+    default_factory=dict
+  )  # name -> range, counts
   notes: list[str] = dataclasses.field(default_factory=list)
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -48,14 +53,18 @@ class DataReport:
 
   def summary(self) -> str:
     """A few human-readable lines (for logs)."""
-    lines = [f"data source: {self.source} ({self.kind}, {self.interval} bars, "
-             f"{len(self.assets)} assets, {sum(self.bars.values())} bars)"]
+    lines = [
+      f"data source: {self.source} ({self.kind}, {self.interval} bars, "
+      f"{len(self.assets)} assets, {sum(self.bars.values())} bars)"
+    ]
     totals: dict[str, int] = {}
     for counts in self.corrections.values():
       for key, value in counts.items():
         totals[key] = totals.get(key, 0) + value
     lines.append("corrections: " + ", ".join(f"{k}={v}" for k, v in totals.items() if v))
     for name, split in self.splits.items():
-      lines.append(f"{name}: {split.get('start')} .. {split.get('end')}: "
-                   f"{split.get('kept', 0)} windows ({split.get('candidates', 0)} origins)")
+      lines.append(
+        f"{name}: {split.get('start')} .. {split.get('end')}: "
+        f"{split.get('kept', 0)} windows ({split.get('candidates', 0)} origins)"
+      )
     return "\n".join(lines + self.notes)

@@ -21,16 +21,26 @@ def resample(table: pl.DataFrame, step_ms: int, target_ms: int) -> tuple[pl.Data
     (bar table of `target_ms` bars, number of source bars dropped in incomplete buckets).
   """
   if target_ms % step_ms or target_ms < step_ms:
-    raise ValueError(f"resample_to of {target_ms} ms is not a multiple of the bar length "
-                     f"{step_ms} ms")
+    raise ValueError(
+      f"resample_to of {target_ms} ms is not a multiple of the bar length {step_ms} ms"
+    )
   per_bucket = target_ms // step_ms
   bucket = (pl.col("time") // target_ms) * target_ms
-  out = (table.with_columns(bucket.alias("bucket"))
-         .group_by("bucket", maintain_order=True)
-         .agg(pl.col("open").first(), pl.col("high").max(), pl.col("low").min(),
-              pl.col("close").last(), pl.col("volume").sum(), pl.col("notional").sum(),
-              pl.col("inserted").all(), pl.len().alias("bars"))
-         .rename({"bucket": "time"}))
+  out = (
+    table.with_columns(bucket.alias("bucket"))
+    .group_by("bucket", maintain_order=True)
+    .agg(
+      pl.col("open").first(),
+      pl.col("high").max(),
+      pl.col("low").min(),
+      pl.col("close").last(),
+      pl.col("volume").sum(),
+      pl.col("notional").sum(),
+      pl.col("inserted").all(),
+      pl.len().alias("bars"),
+    )
+    .rename({"bucket": "time"})
+  )
   complete = out.filter(pl.col("bars") == per_bucket)
   dropped = int(out.filter(pl.col("bars") != per_bucket)["bars"].sum())
   return tables.with_vwap(complete.drop("bars")), dropped

@@ -8,8 +8,8 @@ from scipy import signal
 
 from lemjax.data import tables
 
-_SUBSTEPS = 6            # price path points inside a bar: the bar VWAP averages them
-_TAIL_DF = 4.0           # Student-t degrees of freedom of the return shocks (heavy tails)
+_SUBSTEPS = 6  # price path points inside a bar: the bar VWAP averages them
+_TAIL_DF = 4.0  # Student-t degrees of freedom of the return shocks (heavy tails)
 _MEAN_REVERSION = -0.08  # lag-1 autocorrelation of bar returns when martingale=False
 _SESSION_OPEN_MS = 14 * 3_600_000 + 30 * 60_000  # equity session 14:30-21:00 UTC
 _SESSION_MS = 390 * 60_000
@@ -84,9 +84,15 @@ def _price_paths(rng, sigma_AxN, first_N, martingale: bool):
   return path.reshape(n_assets, n_bars, _SUBSTEPS), z_AxNxM
 
 
-def synthetic_market(regime: str = "crypto", n_assets: int = 4, n_bars: int = 8760,
-                     seed: int = 0, martingale: bool = False, interval: str = "1h",
-                     start: str = "2022-01-03") -> dict[str, pl.DataFrame]:
+def synthetic_market(
+  regime: str = "crypto",
+  n_assets: int = 4,
+  n_bars: int = 8760,
+  seed: int = 0,
+  martingale: bool = False,
+  interval: str = "1h",
+  start: str = "2022-01-03",
+) -> dict[str, pl.DataFrame]:
   """Deterministic synthetic bar tables, the same columns as the loaders' (`tables.BAR_COLUMNS`).
 
   Stochastic volatility (log-AR(1)), Student-t shocks, time-of-day and day-of-week volume and
@@ -104,7 +110,9 @@ def synthetic_market(regime: str = "crypto", n_assets: int = 4, n_bars: int = 87
     symbol -> bar table with n_bars rows.
   """
   if n_assets < 1 or n_bars < 2:
-    raise ValueError(f"synthetic market needs n_assets >= 1 and n_bars >= 2, got {n_assets}, {n_bars}")
+    raise ValueError(
+      f"synthetic market needs n_assets >= 1 and n_bars >= 2, got {n_assets}, {n_bars}"
+    )
   step_ms = tables.interval_ms(interval)
   times = calendar(regime, n_bars, step_ms, tables.date_ms(start))
   rng = np.random.default_rng([seed, n_assets, n_bars, int(martingale)])
@@ -112,13 +120,24 @@ def synthetic_market(regime: str = "crypto", n_assets: int = 4, n_bars: int = 87
   # Stochastic volatility: log-vol AR(1) with a half-life of about three days.
   phi = float(np.exp(-min(step_ms, tables.MS_PER_DAY) / (3 * tables.MS_PER_DAY)))
   logvol_AxN = _ar1(0.5 * np.sqrt(1 - phi**2) * rng.standard_normal((n_assets, n_bars)), phi)
-  base_vol_A = _ANNUAL_VOL[regime] * np.sqrt(step_ms / _YEAR[regime]) * rng.uniform(0.6, 1.6, n_assets)
+  base_vol_A = (
+    _ANNUAL_VOL[regime] * np.sqrt(step_ms / _YEAR[regime]) * rng.uniform(0.6, 1.6, n_assets)
+  )
   sigma_AxN = base_vol_A[:, None] * np.exp(logvol_AxN - 0.125) * season_vol_N[None, :]
   path_AxNxM, z_AxNxM = _price_paths(rng, sigma_AxN, first_N, martingale)
   price0_A = np.exp(rng.uniform(np.log(5.0), np.log(500.0), n_assets))
-  return {f"SYN{a}": _bars(rng, times, price0_A[a], price0_A[a] * path_AxNxM[a], z_AxNxM[a],
-                           logvol_AxN[a], season_volume_N)
-          for a in range(n_assets)}
+  return {
+    f"SYN{a}": _bars(
+      rng,
+      times,
+      price0_A[a],
+      price0_A[a] * path_AxNxM[a],
+      z_AxNxM[a],
+      logvol_AxN[a],
+      season_volume_N,
+    )
+    for a in range(n_assets)
+  }
 
 
 def _bars(rng, times, price0, path_NxM, z_NxM, logvol_N, season_volume_N) -> pl.DataFrame:
@@ -132,11 +151,24 @@ def _bars(rng, times, price0, path_NxM, z_NxM, logvol_N, season_volume_N) -> pl.
   vwap_N = (weight_NxM * path_NxM).sum(-1)
   abs_move_N = np.abs(z_NxM).sum(-1) / np.sqrt(z_NxM.shape[-1])
   liquidity_N = _ar1(0.1 * rng.standard_normal(n_bars), 0.98)
-  log_volume_N = (np.log(rng.uniform(1e3, 1e5)) + season_volume_N + 0.6 * logvol_N
-                  + 0.35 * (abs_move_N - 0.8) + liquidity_N + 0.25 * rng.standard_normal(n_bars))
+  log_volume_N = (
+    np.log(rng.uniform(1e3, 1e5))
+    + season_volume_N
+    + 0.6 * logvol_N
+    + 0.35 * (abs_move_N - 0.8)
+    + liquidity_N
+    + 0.25 * rng.standard_normal(n_bars)
+  )
   volume_N = np.exp(log_volume_N)
-  table = pl.DataFrame({
-      "time": times, "open": open_N,
-      "high": np.maximum(open_N, path_NxM.max(-1)), "low": np.minimum(open_N, path_NxM.min(-1)),
-      "close": close_N, "volume": volume_N, "notional": vwap_N * volume_N})
+  table = pl.DataFrame(
+    {
+      "time": times,
+      "open": open_N,
+      "high": np.maximum(open_N, path_NxM.max(-1)),
+      "low": np.minimum(open_N, path_NxM.min(-1)),
+      "close": close_N,
+      "volume": volume_N,
+      "notional": vwap_N * volume_N,
+    }
+  )
   return tables.with_vwap(table)

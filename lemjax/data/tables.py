@@ -61,18 +61,32 @@ def read_bytes(path: Path) -> bytes:
   return path.read_bytes()
 
 
-def read_strings(path: Path, data: bytes, has_header: bool, names=None,
-                 null_values=None) -> pl.DataFrame:
+def read_strings(
+  path: Path, data: bytes, has_header: bool, names=None, null_values=None
+) -> pl.DataFrame:
   """All columns as strings (no inference), so that every bad value can be named."""
   try:
-    return pl.read_csv(io.BytesIO(data), has_header=has_header, new_columns=names,
-                       infer_schema=False, null_values=null_values, raise_if_empty=False)
+    return pl.read_csv(
+      io.BytesIO(data),
+      has_header=has_header,
+      new_columns=names,
+      infer_schema=False,
+      null_values=null_values,
+      raise_if_empty=False,
+    )
   except Exception as err:  # polars raises several error types for malformed CSV
     raise ValueError(f"{path}: cannot parse as CSV: {err}") from err
 
 
-def numeric(df: pl.DataFrame, column: str, path: Path, first_line: int, *,
-            dtype=pl.Float64, allow_missing: bool = False) -> pl.Series:
+def numeric(
+  df: pl.DataFrame,
+  column: str,
+  path: Path,
+  first_line: int,
+  *,
+  dtype=pl.Float64,
+  allow_missing: bool = False,
+) -> pl.Series:
   """Column `column` cast to `dtype`; ValueError naming the first bad value and its line.
 
   Args:
@@ -94,8 +108,10 @@ def numeric(df: pl.DataFrame, column: str, path: Path, first_line: int, *,
     bad = bad | (value.is_not_null() & ~value.is_finite())
   if bad.any():
     row = int(bad.arg_max())
-    raise ValueError(f"{path}: column {column!r}, line {row + first_line}: "
-                     f"value {raw[row]!r} is not a finite number")
+    raise ValueError(
+      f"{path}: column {column!r}, line {row + first_line}: "
+      f"value {raw[row]!r} is not a finite number"
+    )
   return value
 
 
@@ -105,12 +121,15 @@ def check_times(times: np.ndarray, path: Path, column: str, first_line: int) -> 
   if np.any(steps <= 0):
     row = int(np.argmax(steps <= 0)) + 1
     what = "duplicated" if steps[row - 1] == 0 else "unsorted"
-    raise ValueError(f"{path}: column {column!r}, line {row + first_line}: {what} timestamp "
-                     f"{times[row]} (previous {times[row - 1]})")
+    raise ValueError(
+      f"{path}: column {column!r}, line {row + first_line}: {what} timestamp "
+      f"{times[row]} (previous {times[row - 1]})"
+    )
 
 
-def check_nonnegative(df: pl.DataFrame, columns, path: Path, first_line: int,
-                      strict: tuple[str, ...] = ()) -> None:
+def check_nonnegative(
+  df: pl.DataFrame, columns, path: Path, first_line: int, strict: tuple[str, ...] = ()
+) -> None:
   """Raises ValueError at the first negative value (or non-positive, for `strict` columns)."""
   for column in columns:
     values = df[column].to_numpy()
@@ -119,8 +138,9 @@ def check_nonnegative(df: pl.DataFrame, columns, path: Path, first_line: int,
     if bad.any():
       row = int(np.argmax(bad))
       kind = "non-positive" if column in strict else "negative"
-      raise ValueError(f"{path}: column {column!r}, line {row + first_line}: "
-                       f"{kind} value {values[row]!r}")
+      raise ValueError(
+        f"{path}: column {column!r}, line {row + first_line}: {kind} value {values[row]!r}"
+      )
 
 
 def fill_grid(table: pl.DataFrame, step_ms: int) -> tuple[pl.DataFrame, int]:
@@ -138,9 +158,10 @@ def fill_grid(table: pl.DataFrame, step_ms: int) -> tuple[pl.DataFrame, int]:
   n_inserted = full.height - table.height
   carried = pl.col("close").forward_fill()
   full = full.with_columns(
-      [pl.col(c).fill_null(carried) for c in PRICE_COLUMNS]
-      + [pl.col(c).fill_null(0.0) for c in ("volume", "notional")]
-      + [pl.col("inserted").fill_null(True)])
+    [pl.col(c).fill_null(carried) for c in PRICE_COLUMNS]
+    + [pl.col(c).fill_null(0.0) for c in ("volume", "notional")]
+    + [pl.col("inserted").fill_null(True)]
+  )
   return full, n_inserted
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
@@ -16,16 +17,17 @@ SKIP_REASONS = ("history", "horizon", "embargo", "zero_volume_lookback", "zero_v
 @dataclasses.dataclass(frozen=True)
 class BarStore:
   """All assets' bars back to back (asset a holds rows offsets[a] .. offsets[a+1]-1)."""
+
   asset_names: tuple[str, ...]
-  offsets: np.ndarray     # int64 [A+1]
-  warmup: np.ndarray      # int64 [A], local index of the first bar with a full volume window
-  time: np.ndarray        # int64 [n], bar open, epoch ms
-  close: np.ndarray       # float64 [n]
-  vwap: np.ndarray        # float64 [n]
-  volume: np.ndarray      # float64 [n]
+  offsets: np.ndarray  # int64 [A+1]
+  warmup: np.ndarray  # int64 [A], local index of the first bar with a full volume window
+  time: np.ndarray  # int64 [n], bar open, epoch ms
+  close: np.ndarray  # float64 [n]
+  vwap: np.ndarray  # float64 [n]
+  volume: np.ndarray  # float64 [n]
   volume_cumsum: np.ndarray  # float64 [n+1], running sum of volume (window means in O(1))
-  feats: np.ndarray       # float32 [n, F]
-  step_ms: int            # nominal bar length
+  feats: np.ndarray  # float32 [n, F]
+  step_ms: int  # nominal bar length
 
   @classmethod
   def build(cls, frames: Mapping[str, pl.DataFrame], step_ms: int, volume_window_ms: int):
@@ -35,25 +37,40 @@ class BarStore:
     cat = lambda c: np.concatenate([frames[n][c].to_numpy() for n in names])
     volume = cat("volume").astype(np.float64)
     return cls(
-        asset_names=names, offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        warmup=np.array([features.warmup_bars(frames[n]["time"].to_numpy(), volume_window_ms)
-                         for n in names], np.int64),
-        time=cat("time").astype(np.int64), close=cat("close").astype(np.float64),
-        vwap=cat("vwap").astype(np.float64), volume=volume,
-        volume_cumsum=np.concatenate([[0.0], np.cumsum(volume)]),
-        feats=np.concatenate([features.bar_features(frames[n], step_ms, volume_window_ms)
-                              for n in names]),
-        step_ms=step_ms)
+      asset_names=names,
+      offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+      warmup=np.array(
+        [features.warmup_bars(frames[n]["time"].to_numpy(), volume_window_ms) for n in names],
+        np.int64,
+      ),
+      time=cat("time").astype(np.int64),
+      close=cat("close").astype(np.float64),
+      vwap=cat("vwap").astype(np.float64),
+      volume=volume,
+      volume_cumsum=np.concatenate([[0.0], np.cumsum(volume)]),
+      feats=np.concatenate(
+        [features.bar_features(frames[n], step_ms, volume_window_ms) for n in names]
+      ),
+      step_ms=step_ms,
+    )
 
   def asset_times(self, a: int) -> np.ndarray:
-    return self.time[self.offsets[a]:self.offsets[a + 1]]
+    return self.time[self.offsets[a] : self.offsets[a + 1]]
 
 
 class WindowDataset:
   """Samples (one parent order each) of one split; batches are gathered lazily from a BarStore."""
 
-  def __init__(self, store: BarStore, asset_M: np.ndarray, t0_M: np.ndarray, lookback: int,
-               n_ahead: int, name: str = "", source: str = ""):
+  def __init__(
+    self,
+    store: BarStore,
+    asset_M: np.ndarray,
+    t0_M: np.ndarray,
+    lookback: int,
+    n_ahead: int,
+    name: str = "",
+    source: str = "",
+  ):
     self.store, self.lookback, self.n_ahead = store, lookback, n_ahead
     self.name, self.source = name, source
     self.asset_names = store.asset_names
@@ -77,8 +94,10 @@ class WindowDataset:
     return self.num_windows
 
   def __repr__(self) -> str:
-    return (f"WindowDataset({self.name!r}, source={self.source!r}, windows={self.num_windows}, "
-            f"assets={len(self.asset_names)}, L={self.lookback}, N={self.n_ahead})")
+    return (
+      f"WindowDataset({self.name!r}, source={self.source!r}, windows={self.num_windows}, "
+      f"assets={len(self.asset_names)}, L={self.lookback}, N={self.n_ahead})"
+    )
 
   def batch(self, indices) -> dict[str, np.ndarray]:
     """The batch of windows `indices`: inputs [B,T,F], prices [B,N], volumes [B,N],
@@ -99,30 +118,34 @@ class WindowDataset:
     if idx_B.ndim != 1 or not np.issubdtype(idx_B.dtype, np.integer):
       raise ValueError(f"indices must be a 1-D int array, got {idx_B.dtype} {idx_B.shape}")
     if idx_B.size and (idx_B.min() < 0 or idx_B.max() >= self.num_windows):
-      raise ValueError(f"indices out of range [0, {self.num_windows}): {idx_B.min()}..{idx_B.max()}")
+      raise ValueError(
+        f"indices out of range [0, {self.num_windows}): {idx_B.min()}..{idx_B.max()}"
+      )
     s, lb, na = self.store, self.lookback, self.n_ahead
     t0_B = self._t0_M[idx_B]
     rows_BxT = t0_B[:, None] + np.arange(-lb, na - 1)[None, :]
     arrival_B = s.close[t0_B - 1]
     inputs_BxTxF = s.feats[rows_BxT]
     inputs_BxTxF[..., features.ARRIVAL_FEATURE] = features.price_vs_arrival(
-        s.close[rows_BxT], arrival_B, lb)
+      s.close[rows_BxT], arrival_B, lb
+    )
     exec_BxN = t0_B[:, None] + np.arange(na)[None, :]
     mean_volume_B = (s.volume_cumsum[t0_B] - s.volume_cumsum[t0_B - lb]) / lb
     log_close_BxL = np.log(s.close[t0_B[:, None] + np.arange(-lb, 0)[None, :]])
     return {
-        "inputs": inputs_BxTxF,
-        "prices": (s.vwap[exec_BxN] / arrival_B[:, None]).astype(np.float32),
-        "volumes": (s.volume[exec_BxN] / mean_volume_B[:, None]).astype(np.float32),
-        "asset": self._asset_M[idx_B],
-        "origin": s.time[t0_B],
-        "closes": (s.close[exec_BxN - 1] / arrival_B[:, None]).astype(np.float32),
-        "lookback_vol": (1e4 * np.std(np.diff(log_close_BxL, axis=1), axis=1)).astype(np.float32),
+      "inputs": inputs_BxTxF,
+      "prices": (s.vwap[exec_BxN] / arrival_B[:, None]).astype(np.float32),
+      "volumes": (s.volume[exec_BxN] / mean_volume_B[:, None]).astype(np.float32),
+      "asset": self._asset_M[idx_B],
+      "origin": s.time[t0_B],
+      "closes": (s.close[exec_BxN - 1] / arrival_B[:, None]).astype(np.float32),
+      "lookback_vol": (1e4 * np.std(np.diff(log_close_BxL, axis=1), axis=1)).astype(np.float32),
     }
 
 
-def _reasons(store: BarStore, a: int, start_ms: float, end_ms: float, lookback: int,
-             n_ahead: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def _reasons(
+  store: BarStore, a: int, start_ms: float, end_ms: float, lookback: int, n_ahead: int, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Candidate origins of asset `a` (global rows [C]) and why each is skipped ("" = kept) [C]."""
   times, base = store.asset_times(a), int(store.offsets[a])
   first = int(np.searchsorted(times, start_ms, side="left"))
@@ -130,9 +153,10 @@ def _reasons(store: BarStore, a: int, start_ms: float, end_ms: float, lookback: 
   t0 = np.arange(first + (-first) % stride, last + 1, stride, dtype=np.int64)
   reason = np.full(t0.shape, "", dtype=object)
   for name, failed in (  # the first failing test names the reason
-      ("history", t0 - lookback < store.warmup[a]),
-      ("horizon", t0 + n_ahead > times.size),
-      ("embargo", (t0 - lookback < first) | (t0 + n_ahead - 1 > last))):
+    ("history", t0 - lookback < store.warmup[a]),
+    ("horizon", t0 + n_ahead > times.size),
+    ("embargo", (t0 - lookback < first) | (t0 + n_ahead - 1 > last)),
+  ):
     reason[(reason == "") & failed] = name
   g0 = base + t0
   # Volume sums from the running sum; rows of already skipped windows are clipped into range.
@@ -143,8 +167,9 @@ def _reasons(store: BarStore, a: int, start_ms: float, end_ms: float, lookback: 
   return g0, reason
 
 
-def split_windows(store: BarStore, start_ms: float, end_ms: float, lookback: int, n_ahead: int,
-                  stride: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def split_windows(
+  store: BarStore, start_ms: float, end_ms: float, lookback: int, n_ahead: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
   """Windows whose every bar (t0-L .. t0+N-1) has open time in [start_ms, end_ms).
 
   Keeping whole windows inside their split leaves L + N bars between the origins of
@@ -181,8 +206,9 @@ class Sampler:
 
   def __init__(self, num_windows: int, batch_size: int, seed: int = 0):
     if num_windows < 1 or batch_size < 1:
-      raise ValueError(f"Sampler needs num_windows >= 1 and batch_size >= 1, got "
-                       f"{num_windows}, {batch_size}")
+      raise ValueError(
+        f"Sampler needs num_windows >= 1 and batch_size >= 1, got {num_windows}, {batch_size}"
+      )
     self.num_windows, self.batch_size = int(num_windows), int(batch_size)
     self.seed, self.epoch, self.position = int(seed), 0, 0
     self._perm, self._perm_epoch = None, None
@@ -192,7 +218,7 @@ class Sampler:
     """JSON-able position: {"epoch", "position", "seed"}."""
     return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
 
-  def restore(self, state: Mapping[str, int]) -> "Sampler":
+  def restore(self, state: Mapping[str, int]) -> Sampler:
     self.epoch, self.position = int(state["epoch"]), int(state["position"])
     self.seed = int(state["seed"])
     self._perm_epoch = None
@@ -212,7 +238,7 @@ class Sampler:
       return idx
     if self.position + self.batch_size > self.num_windows:
       self.epoch, self.position = self.epoch + 1, 0
-    idx = self._permutation()[self.position:self.position + self.batch_size]
+    idx = self._permutation()[self.position : self.position + self.batch_size]
     self.position += self.batch_size
     return idx.astype(np.int64)
 
@@ -223,6 +249,5 @@ def eval_indices(num_windows: int, batch_size: int) -> Iterator[tuple[np.ndarray
   for start in range(0, num_windows, batch_size):
     idx = np.arange(start, min(start + batch_size, num_windows))
     valid = np.zeros(batch_size, bool)
-    valid[:idx.size] = True
+    valid[: idx.size] = True
     yield np.concatenate([idx, np.full(batch_size - idx.size, idx[-1])]), valid
-

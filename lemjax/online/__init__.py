@@ -18,17 +18,48 @@ by `allocation.decide` then `allocation.advance`.
 restarted process continue an order; `python -m lemjax.online.replay` replays a bar file.
 """
 
-from lemjax.online.bars import Bar, LiveBar, check_bar
-from lemjax.online.carry import Carry, StepOutput, next_child, stack
+from lemjax.online.bars import Bar
+from lemjax.online.bars import LiveBar
+from lemjax.online.bars import check_bar
+from lemjax.online.carry import Carry
+from lemjax.online.carry import StepOutput
+from lemjax.online.carry import next_child
+from lemjax.online.carry import stack
 from lemjax.online.executor import Executor
 from lemjax.online.orders import Order
-from lemjax.online.policy import Policy, init_policy, load_policy
-from lemjax.online.saving import carry_from_dict, carry_to_dict, load_carry, save_carry
+from lemjax.online.policy import Policy
+from lemjax.online.policy import init_policy
+from lemjax.online.policy import load_policy
+from lemjax.online.saving import carry_from_dict
+from lemjax.online.saving import carry_to_dict
+from lemjax.online.saving import load_carry
+from lemjax.online.saving import save_carry
+
 # The pure `step` itself stays `lemjax.online.step.step`, so that `online.step` names one thing.
-from lemjax.online.step import output, start, step_jit, step_many
+from lemjax.online.step import output
+from lemjax.online.step import start
+from lemjax.online.step import step_jit
+from lemjax.online.step import step_many
 
 __all__ = [
-    "Bar", "Carry", "Executor", "LiveBar", "Order", "Policy", "StepOutput", "carry_from_dict",
-    "carry_to_dict", "check_bar", "init_policy", "load_carry", "load_policy", "next_child",
-    "output", "save_carry", "stack", "start", "step_jit", "step_many",
+  "Bar",
+  "Carry",
+  "Executor",
+  "LiveBar",
+  "Order",
+  "Policy",
+  "StepOutput",
+  "carry_from_dict",
+  "carry_to_dict",
+  "check_bar",
+  "init_policy",
+  "load_carry",
+  "load_policy",
+  "next_child",
+  "output",
+  "save_carry",
+  "stack",
+  "start",
+  "step_jit",
+  "step_many",
 ]

@@ -6,7 +6,8 @@ as exact as the data layer's float64 ones.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -19,23 +20,25 @@ from lemjax.online.policy import Policy
 
 class Bar(NamedTuple):
   """One bar as it arrives; `vwap` may be None when `notional` is given (vwap = notional / volume)."""
-  time: int                      # open time, epoch ms UTC
+
+  time: int  # open time, epoch ms UTC
   close: float
-  volume: float                  # traded quantity (base asset / shares)
-  vwap: float | None = None      # the bar's fill price
+  volume: float  # traded quantity (base asset / shares)
+  vwap: float | None = None  # the bar's fill price
   notional: float | None = None  # traded value, used when vwap is None
-  length_ms: int | None = None   # bar length, checked against the model's when given
+  length_ms: int | None = None  # bar length, checked against the model's when given
 
 
 class LiveBar(NamedTuple):
   """A checked bar in the jitted step's float32/int32 form (leading order axes allowed)."""
-  close_2: jax.Array             # close as float32 (hi, lo)
-  vwap_2: jax.Array              # fill price (hi, lo)
-  volume_2: jax.Array            # volume (hi, lo)
-  calendar_C: jax.Array          # the five calendar features, computed as the data layer does
-  gap: jax.Array                 # int32, bars since the previous bar (1 for consecutive bars)
-  day: jax.Array                 # int32, UTC day of the open (epoch days)
-  ms: jax.Array                  # int32, ms of the open within its day
+
+  close_2: jax.Array  # close as float32 (hi, lo)
+  vwap_2: jax.Array  # fill price (hi, lo)
+  volume_2: jax.Array  # volume (hi, lo)
+  calendar_C: jax.Array  # the five calendar features, computed as the data layer does
+  gap: jax.Array  # int32, bars since the previous bar (1 for consecutive bars)
+  day: jax.Array  # int32, UTC day of the open (epoch days)
+  ms: jax.Array  # int32, ms of the open within its day
 
 
 def split(x) -> np.ndarray:
@@ -61,7 +64,9 @@ def _bar_arrays(bar) -> dict[str, np.ndarray]:
       raise ValueError(f"bar field {name!r} is missing")
     out[name] = value
   if not np.issubdtype(out["time"].dtype, np.integer):
-    raise ValueError(f"bar field 'time' must be integer epoch milliseconds, got {out['time'].dtype}")
+    raise ValueError(
+      f"bar field 'time' must be integer epoch milliseconds, got {out['time'].dtype}"
+    )
   out["time"] = out["time"].astype(np.int64)
   out["close"] = out["close"].astype(np.float64)
   out["volume"] = out["volume"].astype(np.float64)
@@ -95,16 +100,24 @@ def _check_gaps(gap_ms: np.ndarray, time_ms: np.ndarray, step_ms: int, what: str
   """Bar open times must advance by whole bars (exactly one bar for intraday models)."""
   gap_ms, time_ms = np.atleast_1d(gap_ms), np.atleast_1d(time_ms)
   for bad, why in (
-      (gap_ms <= 0, "is not after the previous bar's open"),
-      (gap_ms % step_ms != 0, f"is not a whole number of the model's {step_ms} ms bars after the "
-                              "previous one: a bar of a different length"),
-      ((gap_ms != step_ms) & (step_ms < tables.MS_PER_DAY),
-       "skips bars: send each missing bar as a zero-volume bar at the last close (as the data "
-       "layer does)")):
+    (gap_ms <= 0, "is not after the previous bar's open"),
+    (
+      gap_ms % step_ms != 0,
+      f"is not a whole number of the model's {step_ms} ms bars after the "
+      "previous one: a bar of a different length",
+    ),
+    (
+      (gap_ms != step_ms) & (step_ms < tables.MS_PER_DAY),
+      "skips bars: send each missing bar as a zero-volume bar at the last close (as the data "
+      "layer does)",
+    ),
+  ):
     if bad.any():
       i = int(np.argmax(bad))
-      raise ValueError(f"{what}: field 'time' = {int(time_ms[i])} ({tables.ms_to_iso(time_ms[i])}) "
-                       f"{why} (previous open {int(time_ms[i] - gap_ms[i])})")
+      raise ValueError(
+        f"{what}: field 'time' = {int(time_ms[i])} ({tables.ms_to_iso(time_ms[i])}) "
+        f"{why} (previous open {int(time_ms[i] - gap_ms[i])})"
+      )
 
 
 def check_bar(policy: Policy, carry, bar) -> LiveBar:
@@ -128,47 +141,66 @@ def check_bar(policy: Policy, carry, bar) -> LiveBar:
   values = _bar_arrays(bar)
   shape = np.shape(carry.day)
   try:
-    values = {k: np.broadcast_to(v.reshape(np.shape(v) if v.size > 1 else ()), shape)
-              for k, v in values.items()}
+    values = {
+      k: np.broadcast_to(v.reshape(np.shape(v) if v.size > 1 else ()), shape)
+      for k, v in values.items()
+    }
   except ValueError:
-    raise ValueError(f"bar fields have shape {np.shape(values['time'])}, the orders {shape}") from None
+    raise ValueError(
+      f"bar fields have shape {np.shape(values['time'])}, the orders {shape}"
+    ) from None
   # Stacked orders that are done stay frozen in `step`; a single one gets a clear error.
   if not shape and bool(carry.done):
     raise ValueError("the order is already complete: start a new order")
   if "length_ms" in values and np.any(values["length_ms"] != policy.step_ms):
-    raise ValueError(f"bar field 'length_ms' = {np.atleast_1d(values['length_ms'])[0]}: the model's "
-                     f"bars are {policy.step_ms} ms long")
+    raise ValueError(
+      f"bar field 'length_ms' = {np.atleast_1d(values['length_ms'])[0]}: the model's "
+      f"bars are {policy.step_ms} ms long"
+    )
   previous = np.asarray(carry.day, np.int64) * tables.MS_PER_DAY + np.asarray(carry.ms, np.int64)
   _check_gaps(values["time"] - previous, values["time"], policy.step_ms, "bar")
   _check_values(values, "bar")
   t = values["time"]
-  return LiveBar(close_2=split(values["close"]), vwap_2=split(values["vwap"]),
-                 volume_2=split(values["volume"]),
-                 calendar_C=features.calendar_features(t.reshape(-1), policy.step_ms)
-                 .reshape(shape + (5,)).astype(np.float32),
-                 gap=((t - previous) // policy.step_ms).astype(np.int32),
-                 day=(t // tables.MS_PER_DAY).astype(np.int32), ms=(t % tables.MS_PER_DAY).astype(np.int32))
+  return LiveBar(
+    close_2=split(values["close"]),
+    vwap_2=split(values["vwap"]),
+    volume_2=split(values["volume"]),
+    calendar_C=features.calendar_features(t.reshape(-1), policy.step_ms)
+    .reshape(shape + (5,))
+    .astype(np.float32),
+    gap=((t - previous) // policy.step_ms).astype(np.int32),
+    day=(t // tables.MS_PER_DAY).astype(np.int32),
+    ms=(t % tables.MS_PER_DAY).astype(np.int32),
+  )
 
 
 def check_history(policy: Policy, history_bars) -> dict[str, np.ndarray]:
   """Checked history arrays, cut to the bars whose features and volumes the order needs."""
   values = _bar_arrays(history_bars)
   if values["time"].ndim != 1:
-    raise ValueError(f"history_bars must be a table of bars, got time of shape {values['time'].shape}")
+    raise ValueError(
+      f"history_bars must be a table of bars, got time of shape {values['time'].shape}"
+    )
   n, lb = values["time"].size, policy.lookback
   if n < lb + 1:
-    raise ValueError(f"history_bars has {n} bars; the model needs L={lb} lookback bars plus a "
-                     f"{policy.volume_window_ms} ms volume window before them")
+    raise ValueError(
+      f"history_bars has {n} bars; the model needs L={lb} lookback bars plus a "
+      f"{policy.volume_window_ms} ms volume window before them"
+    )
   _check_values(values, "history_bars")
   _check_gaps(np.diff(values["time"]), values["time"][1:], policy.step_ms, "history_bars")
   if "length_ms" in values and np.any(values["length_ms"] != policy.step_ms):
-    raise ValueError(f"history_bars field 'length_ms': the model's bars are {policy.step_ms} ms long")
+    raise ValueError(
+      f"history_bars field 'length_ms': the model's bars are {policy.step_ms} ms long"
+    )
   # As in the data layer (`features.warmup_bars`): the first lookback bar needs a full trailing
   # volume window, i.e. some bar at or before its open minus the span; older bars are not needed.
   time_N = values["time"]
   first = int(np.searchsorted(time_N, time_N[-lb] - policy.volume_window_ms, side="right")) - 1
   if first < 0:
-    raise ValueError(f"history_bars starts at {tables.ms_to_iso(time_N[0])}: the model needs L={lb} "
-                     f"bars plus a full {policy.volume_window_ms} ms volume window before them, i.e. "
-                     f"bars from {tables.ms_to_iso(time_N[-lb] - policy.volume_window_ms)} on")
+    raise ValueError(
+      f"history_bars starts at {tables.ms_to_iso(time_N[0])}: the model needs L={lb} "
+      f"bars plus a full {policy.volume_window_ms} ms volume window before them, i.e. "
+      f"bars from {tables.ms_to_iso(time_N[-lb] - policy.volume_window_ms)} on"
+    )
   return {k: v[first:] for k, v in values.items() if k != "length_ms"}

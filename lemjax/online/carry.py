@@ -1,14 +1,14 @@
 """A live order's carry: all that its next decision needs, as a pytree of small fixed-shape arrays.
 
-  * the encoder input buffer [T, F]: the history's features, then each executed bar's
-    features as it arrives; positions not yet seen stay zero. The encoder is causal, so
-    decision s, read at position L-1+s, never depends on them (SPEC section 2);
-  * the encoder's carry (`lemjax.online.encoder`: TKAN carries and attention keys/values of
-    the positions seen);
-  * the allocator's carry for every head and scenario (`allocation.init_carry`/`advance`);
-  * a rolling buffer of recent volumes (the trailing-mean volume feature), the last close,
-    the arrival price and the lookback mean volume, as float32 (hi, lo) pairs;
-  * the order's terms: head k, scenario, rate bounds, size.
+* the encoder input buffer [T, F]: the history's features, then each executed bar's
+  features as it arrives; positions not yet seen stay zero. The encoder is causal, so
+  decision s, read at position L-1+s, never depends on them (SPEC section 2);
+* the encoder's carry (`lemjax.online.encoder`: TKAN carries and attention keys/values of
+  the positions seen);
+* the allocator's carry for every head and scenario (`allocation.init_carry`/`advance`);
+* a rolling buffer of recent volumes (the trailing-mean volume feature), the last close,
+  the arrival price and the lookback mean volume, as float32 (hi, lo) pairs;
+* the order's terms: head k, scenario, rate bounds, size.
 """
 
 from __future__ import annotations
@@ -34,35 +34,37 @@ EMPTY_AGE = 2**30  # age (in bars) of an empty volume-buffer slot: never inside 
 
 class Carry(NamedTuple):
   """One live order (or several, stacked on leading axes): a pytree of small arrays."""
-  inputs_TxF: jax.Array          # encoder input buffer; unseen positions are zero
-  encoder: encoder_lib.Carry     # encoder carry after the positions seen (batch of 1)
-  allocator: allocation.Carry    # allocator accounting, batch of 1, every head and scenario
-  next_KxS: jax.Array            # allocation of the next bar at [head, scenario], zero elsewhere
-  volume_W: jax.Array            # raw volumes of the latest W bars, newest last
-  age_W: jax.Array               # int32, bars between each of them and the latest bar
-  close_2: jax.Array             # last close (hi, lo)
-  arrival_2: jax.Array           # arrival price: close of bar t0-1 (hi, lo)
-  mean_volume_2: jax.Array       # mean volume of the L lookback bars (hi, lo): the volume scale
-  day: jax.Array                 # int32, last bar's open: UTC day
-  ms: jax.Array                  # int32, and ms within it
-  head: jax.Array                # int32, k: min_bars - 1, or N for fixed duration
-  scenario: jax.Array            # int32, index into scenarios.SCENARIOS
-  r_min: jax.Array               # float32 per-bar bounds (fractions)
+
+  inputs_TxF: jax.Array  # encoder input buffer; unseen positions are zero
+  encoder: encoder_lib.Carry  # encoder carry after the positions seen (batch of 1)
+  allocator: allocation.Carry  # allocator accounting, batch of 1, every head and scenario
+  next_KxS: jax.Array  # allocation of the next bar at [head, scenario], zero elsewhere
+  volume_W: jax.Array  # raw volumes of the latest W bars, newest last
+  age_W: jax.Array  # int32, bars between each of them and the latest bar
+  close_2: jax.Array  # last close (hi, lo)
+  arrival_2: jax.Array  # arrival price: close of bar t0-1 (hi, lo)
+  mean_volume_2: jax.Array  # mean volume of the L lookback bars (hi, lo): the volume scale
+  day: jax.Array  # int32, last bar's open: UTC day
+  ms: jax.Array  # int32, and ms within it
+  head: jax.Array  # int32, k: min_bars - 1, or N for fixed duration
+  scenario: jax.Array  # int32, index into scenarios.SCENARIOS
+  r_min: jax.Array  # float32 per-bar bounds (fractions)
   r_max: jax.Array
-  size: jax.Array                # float32 parent order size (shares or cash)
-  done: jax.Array                # bool: complete and past its benchmark window
+  size: jax.Array  # float32 parent order size (shares or cash)
+  done: jax.Array  # bool: complete and past its benchmark window
 
 
 class StepOutput(NamedTuple):
   """What a caller needs after each bar (absolute prices; NaN before the first fill)."""
-  child: jax.Array               # shares (quantity) or cash (notional) to trade in the next bar
-  fraction: jax.Array            # the same as a fraction of the parent order
-  done: jax.Array                # the order is complete and its benchmark window closed
-  bars: jax.Array                # int32, bars executed so far
-  remaining: jax.Array           # fraction of the order not yet traded
-  price: jax.Array               # running achieved average price
-  benchmark: jax.Array           # running benchmark (VWAP or TWAP of the bars executed so far)
-  improvement_bps: jax.Array     # side * (1 - price / benchmark) * 1e4
+
+  child: jax.Array  # shares (quantity) or cash (notional) to trade in the next bar
+  fraction: jax.Array  # the same as a fraction of the parent order
+  done: jax.Array  # the order is complete and its benchmark window closed
+  bars: jax.Array  # int32, bars executed so far
+  remaining: jax.Array  # fraction of the order not yet traded
+  price: jax.Array  # running achieved average price
+  benchmark: jax.Array  # running benchmark (VWAP or TWAP of the bars executed so far)
+  improvement_bps: jax.Array  # side * (1 - price / benchmark) * 1e4
 
 
 def from_history(policy: Policy, order: Order, history_bars) -> Carry:
@@ -83,7 +85,8 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
   feats_NxF = features.bar_features(table, policy.step_ms, policy.volume_window_ms)[-lb:]
   arrival = hist["close"][-1]
   feats_NxF[:, features.ARRIVAL_FEATURE] = features.price_vs_arrival(
-      hist["close"][None, -lb:], np.array([arrival]), lb)[0]
+    hist["close"][None, -lb:], np.array([arrival]), lb
+  )[0]
   mean_volume = hist["volume"][-lb:].sum() / lb
   if not mean_volume > 0:
     raise ValueError(f"history_bars: the last L={lb} bars have no volume; no order can start here")
@@ -97,25 +100,54 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
   k, s = policy.n_ahead + 1, scenarios.NUM_SCENARIOS
   split = bars_lib.split
   return Carry(
-      inputs_TxF=inputs_TxF, encoder=encoder_lib.init_carry(cfg.encoder, 1, cfg.seq_len),
-      allocator=allocation.init_carry(cfg.allocator, 1),
-      next_KxS=np.zeros((k, s), np.float32), volume_W=volume_W, age_W=age_W,
-      close_2=split(arrival), arrival_2=split(arrival), mean_volume_2=split(mean_volume),
-      day=np.int32(hist["time"][-1] // tables.MS_PER_DAY),
-      ms=np.int32(hist["time"][-1] % tables.MS_PER_DAY),
-      head=np.int32(head), scenario=np.int32(scenario), r_min=np.float32(order.r_min),
-      r_max=np.float32(order.r_max), size=np.float32(order.size), done=np.bool_(False))
+    inputs_TxF=inputs_TxF,
+    encoder=encoder_lib.init_carry(cfg.encoder, 1, cfg.seq_len),
+    allocator=allocation.init_carry(cfg.allocator, 1),
+    next_KxS=np.zeros((k, s), np.float32),
+    volume_W=volume_W,
+    age_W=age_W,
+    close_2=split(arrival),
+    arrival_2=split(arrival),
+    mean_volume_2=split(mean_volume),
+    day=np.int32(hist["time"][-1] // tables.MS_PER_DAY),
+    ms=np.int32(hist["time"][-1] % tables.MS_PER_DAY),
+    head=np.int32(head),
+    scenario=np.int32(scenario),
+    r_min=np.float32(order.r_min),
+    r_max=np.float32(order.r_max),
+    size=np.float32(order.size),
+    done=np.bool_(False),
+  )
 
 
 def template(policy: Policy) -> Carry:
   """A carry of the policy's shapes and dtypes (zeros); trace it with `jax.eval_shape`."""
-  cfg, k, s, w = policy.model_config, policy.n_ahead + 1, scenarios.NUM_SCENARIOS, policy.window_bars
+  cfg, k, s, w = (
+    policy.model_config,
+    policy.n_ahead + 1,
+    scenarios.NUM_SCENARIOS,
+    policy.window_bars,
+  )
   f32, i32 = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
-  return Carry(jnp.zeros((cfg.seq_len, features.N_FEATURES)),
-               encoder_lib.init_carry(cfg.encoder, 1, cfg.seq_len),
-               allocation.init_carry(cfg.allocator, 1), jnp.zeros((k, s)), jnp.zeros((w,)),
-               jnp.zeros((w,), jnp.int32), jnp.zeros(2), jnp.zeros(2), jnp.zeros(2), i32, i32, i32,
-               i32, f32, f32, f32, jnp.zeros((), bool))
+  return Carry(
+    jnp.zeros((cfg.seq_len, features.N_FEATURES)),
+    encoder_lib.init_carry(cfg.encoder, 1, cfg.seq_len),
+    allocation.init_carry(cfg.allocator, 1),
+    jnp.zeros((k, s)),
+    jnp.zeros((w,)),
+    jnp.zeros((w,), jnp.int32),
+    jnp.zeros(2),
+    jnp.zeros(2),
+    jnp.zeros(2),
+    i32,
+    i32,
+    i32,
+    i32,
+    f32,
+    f32,
+    f32,
+    jnp.zeros((), bool),
+  )
 
 
 def next_child(carry: Carry):

@@ -16,7 +16,8 @@ its outputs up to float rounding (deterministic, no dropout).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +29,11 @@ from lemjax.config import EncoderConfig
 
 class Carry(NamedTuple):
   """Encoder state of B sequences after positions 0..pos-1; the same shapes for every pos."""
+
   tkan: tuple[tkan_lib.Carry, ...]  # per TKAN layer: (h [B, H], c [B, H], sub [B, M, H])
-  keys_BxhxTxd: jax.Array           # attention keys per head; zero at positions >= pos
-  values_BxhxTxd: jax.Array         # attention values per head; zero at positions >= pos
-  pos: jax.Array                    # int32 [], the next position `step` computes
+  keys_BxhxTxd: jax.Array  # attention keys per head; zero at positions >= pos
+  values_BxhxTxd: jax.Array  # attention values per head; zero at positions >= pos
+  pos: jax.Array  # int32 [], the next position `step` computes
 
 
 def init_carry(config: EncoderConfig, batch: int, length: int) -> Carry:
@@ -52,8 +54,9 @@ def _tkan_stack(config: EncoderConfig, params: Any, carries, h_BxTxH):
   return tuple(out), h_BxTxH
 
 
-def prefill(config: EncoderConfig, params: Any, x_BxPxF: jax.Array, length: int
-            ) -> tuple[Carry, jax.Array]:
+def prefill(
+  config: EncoderConfig, params: Any, x_BxPxF: jax.Array, length: int
+) -> tuple[Carry, jax.Array]:
   """Encodes the first P positions in one batched pass and returns the state after them.
 
   Args:
@@ -82,8 +85,9 @@ def prefill(config: EncoderConfig, params: Any, x_BxPxF: jax.Array, length: int
   return Carry(tkan, keys, values, jnp.asarray(p, jnp.int32)), ctx_BxPxH
 
 
-def step(config: EncoderConfig, params: Any, carry: Carry, x_BxF: jax.Array
-         ) -> tuple[Carry, jax.Array]:
+def step(
+  config: EncoderConfig, params: Any, carry: Carry, x_BxF: jax.Array
+) -> tuple[Carry, jax.Array]:
   """Encodes position `carry.pos` from its feature row and the state of the positions before it.
 
   Args:

@@ -8,7 +8,8 @@ import numpy as np
 from lemjax.online import bars as bars_lib
 from lemjax.online import saving
 from lemjax.online import step as step_lib
-from lemjax.online.carry import Carry, StepOutput
+from lemjax.online.carry import Carry
+from lemjax.online.carry import StepOutput
 from lemjax.online.orders import Order
 from lemjax.online.policy import Policy
 
@@ -20,11 +21,11 @@ class Executor:
     self.policy, self.carry = policy, carry
 
   @classmethod
-  def start(cls, policy: Policy, order: Order, history_bars) -> "Executor":
+  def start(cls, policy: Policy, order: Order, history_bars) -> Executor:
     return cls(policy, step_lib.start(policy, order, history_bars))
 
   @classmethod
-  def load(cls, policy: Policy, path: str) -> "Executor":
+  def load(cls, policy: Policy, path: str) -> Executor:
     return cls(policy, saving.load_carry(policy, path))
 
   @property

@@ -13,15 +13,16 @@ from lemjax import scenarios
 @dataclasses.dataclass(frozen=True)
 class Order:
   """A parent order's terms (SPEC section 1)."""
-  side: str                      # "buy" or "sell"
-  size: float                    # shares (target "quantity") or cash (target "notional")
-  target: str = "quantity"       # "quantity" or "notional"
-  benchmark: str = "vwap"        # "vwap" or "twap"
-  min_bars: int | None = None    # minimum duration in bars, 1..N (None only with fixed_duration)
-  max_bars: int | None = None    # maximum duration in bars: must be the model's N (None: N)
-  r_min: float = 0.0             # per-bar lower bound, fraction of the order
-  r_max: float = 1.0             # per-bar upper bound, fraction of the order
-  fixed_duration: bool = False   # trade over all N bars, tracking the benchmark (head k = N)
+
+  side: str  # "buy" or "sell"
+  size: float  # shares (target "quantity") or cash (target "notional")
+  target: str = "quantity"  # "quantity" or "notional"
+  benchmark: str = "vwap"  # "vwap" or "twap"
+  min_bars: int | None = None  # minimum duration in bars, 1..N (None only with fixed_duration)
+  max_bars: int | None = None  # maximum duration in bars: must be the model's N (None: N)
+  r_min: float = 0.0  # per-bar lower bound, fraction of the order
+  r_max: float = 1.0  # per-bar upper bound, fraction of the order
+  fixed_duration: bool = False  # trade over all N bars, tracking the benchmark (head k = N)
 
   def check(self, n_ahead: int) -> tuple[int, int]:
     """(head k, scenario index); ValueError naming the first bad field."""
@@ -30,19 +31,28 @@ class Order:
     except ValueError as err:
       raise ValueError(f"Order.{err}") from None
     if isinstance(self.size, bool) or not np.isfinite(self.size) or self.size <= 0:
-      raise ValueError(f"Order.size={self.size!r} must be a finite positive number of shares or cash")
+      raise ValueError(
+        f"Order.size={self.size!r} must be a finite positive number of shares or cash"
+      )
     if self.max_bars is not None and self.max_bars != n_ahead:
-      raise ValueError(f"Order.max_bars={self.max_bars!r}: this model's maximum duration is N={n_ahead} "
-                       "bars (train a model with model.n_ahead for another horizon)")
+      raise ValueError(
+        f"Order.max_bars={self.max_bars!r}: this model's maximum duration is N={n_ahead} "
+        "bars (train a model with model.n_ahead for another horizon)"
+      )
     if self.fixed_duration:
       if self.min_bars not in (None, n_ahead):
-        raise ValueError(f"Order.min_bars={self.min_bars!r} contradicts fixed_duration=True (N={n_ahead})")
+        raise ValueError(
+          f"Order.min_bars={self.min_bars!r} contradicts fixed_duration=True (N={n_ahead})"
+        )
       head = n_ahead
     else:
       if self.min_bars is None:
         raise ValueError("Order.min_bars is required (1..N) unless fixed_duration=True")
-      if isinstance(self.min_bars, bool) or int(self.min_bars) != self.min_bars \
-          or not 1 <= self.min_bars <= n_ahead:
+      if (
+        isinstance(self.min_bars, bool)
+        or int(self.min_bars) != self.min_bars
+        or not 1 <= self.min_bars <= n_ahead
+      ):
         raise ValueError(f"Order.min_bars={self.min_bars!r} must be an integer in [1, N={n_ahead}]")
       head = int(self.min_bars) - 1
     try:

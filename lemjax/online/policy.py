@@ -22,10 +22,11 @@ class Policy:
 
   The static fields are the settings every `step` binds once; only `params` is traced.
   """
-  params: Any                                                     # LEM params {"encoder", "allocator"}
+
+  params: Any  # LEM params {"encoder", "allocator"}
   model_config: ModelConfig = flax.struct.field(pytree_node=False)
-  step_ms: int = flax.struct.field(pytree_node=False)            # bar length the model was trained on
-  volume_window_ms: int = flax.struct.field(pytree_node=False)   # span of the trailing mean volume
+  step_ms: int = flax.struct.field(pytree_node=False)  # bar length the model was trained on
+  volume_window_ms: int = flax.struct.field(pytree_node=False)  # span of the trailing mean volume
   source: str = flax.struct.field(pytree_node=False, default="")  # checkpoint it came from
 
   @property
@@ -42,8 +43,12 @@ class Policy:
     return max(1, math.ceil(self.volume_window_ms / self.step_ms))
 
 
-def init_policy(model_config: ModelConfig, step_ms: int = 3_600_000,
-                volume_window_ms: int = 7 * tables.MS_PER_DAY, seed: int = 0) -> Policy:
+def init_policy(
+  model_config: ModelConfig,
+  step_ms: int = 3_600_000,
+  volume_window_ms: int = 7 * tables.MS_PER_DAY,
+  seed: int = 0,
+) -> Policy:
   """A randomly initialised policy (tests, latency benchmarks)."""
   params = model_lib.init_params(model_config, jax.random.PRNGKey(seed))
   return Policy(params, model_config, int(step_ms), int(volume_window_ms), f"random(seed={seed})")
@@ -66,8 +71,12 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
   workdir = workdir_lib.find_workdir(workdir_or_checkpoint)
   model = config_lib.saved_model_config(workdir_lib.read_config(workdir)["model"])
   if model.encoder.n_features != features.N_FEATURES:
-    raise ValueError(f"config model.encoder.n_features={model.encoder.n_features}, but the data "
-                     f"layer computes {features.N_FEATURES} features")
+    raise ValueError(
+      f"config model.encoder.n_features={model.encoder.n_features}, but the data "
+      f"layer computes {features.N_FEATURES} features"
+    )
   step_ms, volume_window_ms = workdir_lib.trained_bar_ms(workdir)
   params, info = workdir_lib.restore_params(workdir, model, which)
-  return Policy(params, model, step_ms, volume_window_ms, f"{info['directory']} step {info['step']}")
+  return Policy(
+    params, model, step_ms, volume_window_ms, f"{info['directory']} step {info['step']}"
+  )

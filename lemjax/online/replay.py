@@ -21,7 +21,10 @@ import polars as pl
 from lemjax import objectives
 from lemjax import online
 from lemjax import scenarios
-from lemjax.data import binance, daily, resample, tables
+from lemjax.data import binance
+from lemjax.data import daily
+from lemjax.data import resample
+from lemjax.data import tables
 
 
 def load_bars(path: str, step_ms: int) -> pl.DataFrame:
@@ -73,8 +76,7 @@ def _origin_row(table: pl.DataFrame, start: str | None, n_ahead: int) -> int:
   return row
 
 
-def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame,
-           row: int) -> dict:
+def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame, row: int) -> dict:
   """Runs the order from bar `row` of `table` (earlier bars are its history).
 
   Returns:
@@ -91,31 +93,54 @@ def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame,
     frac_N[s] = frac
     bar = {c: v[row + s] for c, v in cols.items()}
     out = exe.on_bar(bar)
-    rows.append({"bar": s, "time": tables.ms_to_iso(bar["time"]), "fill_price": float(bar["vwap"]),
-                 "child": child, "fraction": frac, "remaining": float(out.remaining)})
+    rows.append(
+      {
+        "bar": s,
+        "time": tables.ms_to_iso(bar["time"]),
+        "fill_price": float(bar["vwap"]),
+        "child": child,
+        "fraction": frac,
+        "remaining": float(out.remaining),
+      }
+    )
     if bool(out.done):
       break
   # The evaluation's accounting on the realised schedule (prices and volumes as the data layer scales them).
   arrival = cols["close"][row - 1]
-  mean_volume = cols["volume"][row - policy.lookback:row].sum() / policy.lookback
-  prices = (cols["vwap"][row:row + n] / arrival).astype(np.float32)[None]
-  volumes = (cols["volume"][row:row + n] / mean_volume).astype(np.float32)[None]
+  mean_volume = cols["volume"][row - policy.lookback : row].sum() / policy.lookback
+  prices = (cols["vwap"][row : row + n] / arrival).astype(np.float32)[None]
+  volumes = (cols["volume"][row : row + n] / mean_volume).astype(np.float32)[None]
   alloc = np.broadcast_to(frac_N.astype(np.float32)[None, :, None, None], (1, n, n + 1, 8))
-  summary = objectives.execution_summary(jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes))
+  summary = objectives.execution_summary(
+    jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes)
+  )
   k, sc = order.check(n)
   final = {name: np.asarray(value)[0, k, sc].item() for name, value in summary.items()}
   final["price"] *= arrival
   final["benchmark"] *= arrival
-  return {"schedule": rows, "final": final, "running": {
-      "price": float(out.price), "benchmark": float(out.benchmark),
-      "improvement_bps": float(out.improvement_bps)}, "arrival": float(arrival),
-          "origin": tables.ms_to_iso(cols["time"][row])}
+  return {
+    "schedule": rows,
+    "final": final,
+    "running": {
+      "price": float(out.price),
+      "benchmark": float(out.benchmark),
+      "improvement_bps": float(out.improvement_bps),
+    },
+    "arrival": float(arrival),
+    "origin": tables.ms_to_iso(cols["time"][row]),
+  }
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m lemjax.online.replay", description=__doc__.split("\n")[0])
-  p.add_argument("--workdir", required=True, help="trained run's work directory (or its checkpoint folder)")
-  p.add_argument("--bars", required=True, help="bar file: Binance klines or daily bars (.csv/.csv.gz/.zip)")
+  p = argparse.ArgumentParser(
+    prog="python -m lemjax.online.replay", description=__doc__.split("\n")[0]
+  )
+  p.add_argument(
+    "--workdir", required=True, help="trained run's work directory (or its checkpoint folder)"
+  )
+  p.add_argument(
+    "--bars", required=True, help="bar file: Binance klines or daily bars (.csv/.csv.gz/.zip)"
+  )
   p.add_argument("--side", required=True, choices=scenarios.SIDES)
   size = p.add_mutually_exclusive_group(required=True)
   size.add_argument("--quantity", type=float, help="parent order size in shares (fixed quantity)")
@@ -124,10 +149,18 @@ def _parser() -> argparse.ArgumentParser:
   dur = p.add_mutually_exclusive_group(required=True)
   dur.add_argument("--min-bars", type=int, help="minimum duration in bars (1..N)")
   dur.add_argument("--fixed", action="store_true", help="fixed duration: trade over all N bars")
-  p.add_argument("--r-min", type=float, default=0.0, help="per-bar lower bound, fraction of the order")
-  p.add_argument("--r-max", type=float, default=1.0, help="per-bar upper bound, fraction of the order")
-  p.add_argument("--start", default=None, help="open of the first execution bar (ISO UTC or epoch ms); "
-                 "default: the last order the file holds")
+  p.add_argument(
+    "--r-min", type=float, default=0.0, help="per-bar lower bound, fraction of the order"
+  )
+  p.add_argument(
+    "--r-max", type=float, default=1.0, help="per-bar upper bound, fraction of the order"
+  )
+  p.add_argument(
+    "--start",
+    default=None,
+    help="open of the first execution bar (ISO UTC or epoch ms); "
+    "default: the last order the file holds",
+  )
   p.add_argument("--checkpoint", default="best", choices=("best", "latest"))
   return p
 
@@ -136,21 +169,34 @@ def main(argv: list[str] | None = None) -> dict:
   args = _parser().parse_args(argv)
   policy = online.load_policy(args.workdir, args.checkpoint)
   target = "quantity" if args.quantity is not None else "notional"
-  order = online.Order(side=args.side, size=args.quantity if target == "quantity" else args.notional,
-                       target=target, benchmark=args.benchmark, min_bars=args.min_bars,
-                       r_min=args.r_min, r_max=args.r_max, fixed_duration=args.fixed)
+  order = online.Order(
+    side=args.side,
+    size=args.quantity if target == "quantity" else args.notional,
+    target=target,
+    benchmark=args.benchmark,
+    min_bars=args.min_bars,
+    r_min=args.r_min,
+    r_max=args.r_max,
+    fixed_duration=args.fixed,
+  )
   order.check(policy.n_ahead)
   table = load_bars(args.bars, policy.step_ms)
   row = _origin_row(table, args.start, policy.n_ahead)
   result = replay(policy, order, table, row)
   unit = "shares" if target == "quantity" else "cash"
   print(f"policy: {policy.source}")
-  print(f"order: {args.side} {order.size:g} ({target}) vs {args.benchmark.upper()}, "
-        f"{'fixed duration' if args.fixed else f'min {args.min_bars} bars'}, max {policy.n_ahead} bars; "
-        f"arrival {result['arrival']:.6g} (close before {result['origin']})")
-  print(f"{'bar':>3}  {'open (UTC)':16}  {'fill price':>12}  {'child (' + unit + ')':>16}  {'fraction':>8}")
+  print(
+    f"order: {args.side} {order.size:g} ({target}) vs {args.benchmark.upper()}, "
+    f"{'fixed duration' if args.fixed else f'min {args.min_bars} bars'}, max {policy.n_ahead} bars; "
+    f"arrival {result['arrival']:.6g} (close before {result['origin']})"
+  )
+  print(
+    f"{'bar':>3}  {'open (UTC)':16}  {'fill price':>12}  {'child (' + unit + ')':>16}  {'fraction':>8}"
+  )
   for r in result["schedule"]:
-    print(f"{r['bar']:>3}  {r['time']:16}  {r['fill_price']:>12.6g}  {r['child']:>16.6g}  {r['fraction']:>8.4f}")
+    print(
+      f"{r['bar']:>3}  {r['time']:16}  {r['fill_price']:>12.6g}  {r['child']:>16.6g}  {r['fraction']:>8.4f}"
+    )
   f = result["final"]
   print(f"achieved price: {f['price']:.8g}")
   print(f"benchmark ({args.benchmark.upper()} of bars 0..{f['window_end']}): {f['benchmark']:.8g}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -15,8 +15,10 @@ from lemjax.online.policy import Policy
 
 def carry_to_dict(carry: Carry) -> dict[str, np.ndarray]:
   """The carry as named numpy arrays (e.g. for np.savez or a database row)."""
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(carry)[0]}
+  return {
+    jax.tree_util.keystr(path): np.asarray(leaf)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(carry)[0]
+  }
 
 
 def carry_from_dict(policy: Policy, arrays: Mapping[str, np.ndarray]) -> Carry:
@@ -30,8 +32,10 @@ def carry_from_dict(policy: Policy, arrays: Mapping[str, np.ndarray]) -> Carry:
       raise ValueError(f"saved carry lacks {name!r}: not a lemjax.online order carry")
     value = np.asarray(arrays[name])
     if value.shape != lead + tuple(leaf.shape) or value.dtype != leaf.dtype:
-      raise ValueError(f"saved carry {name!r} is {value.dtype}{list(value.shape)}, this policy "
-                       f"needs {leaf.dtype}{list(lead + tuple(leaf.shape))}")
+      raise ValueError(
+        f"saved carry {name!r} is {value.dtype}{list(value.shape)}, this policy "
+        f"needs {leaf.dtype}{list(lead + tuple(leaf.shape))}"
+      )
     leaves.append(value)
   return jax.tree.unflatten(jax.tree.structure(template), leaves)
 

@@ -20,14 +20,17 @@ from lemjax.data import features
 from lemjax.online import carry as carry_lib
 from lemjax.online import encoder as encoder_lib
 from lemjax.online.bars import LiveBar
-from lemjax.online.carry import Carry, StepOutput
+from lemjax.online.carry import Carry
+from lemjax.online.carry import StepOutput
 from lemjax.online.orders import Order
 from lemjax.online.policy import Policy
 
 _ONLINE_FEATURES = ("log_volume_rel", "return_bps", "price_vs_arrival_bps")  # then the calendar
 if features.FEATURE_NAMES[:3] != _ONLINE_FEATURES or features.N_FEATURES != 8:
-  raise ImportError(f"lemjax.online computes the features {_ONLINE_FEATURES} + calendar, but the "
-                    f"data layer now defines {features.FEATURE_NAMES}")
+  raise ImportError(
+    f"lemjax.online computes the features {_ONLINE_FEATURES} + calendar, but the "
+    f"data layer now defines {features.FEATURE_NAMES}"
+  )
 
 
 def start(policy: Policy, order: Order, history_bars) -> Carry:
@@ -47,6 +50,7 @@ def start(policy: Policy, order: Order, history_bars) -> Carry:
 
 
 # --- The step -------------------------------------------------------------------------------------
+
 
 def _ratio(a_2, b_2):
   """float32 a / b of (hi, lo) pairs, correcting the quotient of the his by the los."""
@@ -68,12 +72,14 @@ def _own_head(tree, head, scenario, k: int, s: int):
   parameters copies them per order: cut to one head first, that is one small MLP per order
   instead of all K x S (1024 orders at paper size: 38 GB).
   """
+
   def pick(a):
-    axes = [i for i in range(a.ndim - 1) if a.shape[i:i + 2] == (k, s)]
+    axes = [i for i in range(a.ndim - 1) if a.shape[i : i + 2] == (k, s)]
     if not axes:
       return a
     a = jax.lax.dynamic_slice_in_dim(a, head, 1, axis=axes[0])
     return jax.lax.dynamic_slice_in_dim(a, scenario, 1, axis=axes[0] + 1)
+
   return jax.tree.map(pick, tree)
 
 
@@ -84,9 +90,15 @@ def _decide_next(policy: Policy, ctx_H, alloc_carry, s, carry: Carry):
   n, k, sc = cfg.n_ahead, cfg.n_ahead + 1, scenarios.NUM_SCENARIOS
   s_dec = jnp.clip(s, 0, n - 2)
   own = functools.partial(_own_head, head=carry.head, scenario=carry.scenario, k=k, s=sc)
-  a = allocation.decide(allocation.step_params(own(policy.params["allocator"]), s_dec),
-                        cfg.allocator, own(alloc_carry), ctx_H[None], s_dec, carry.r_min[None],
-                        carry.r_max[None])[0, 0, 0]
+  a = allocation.decide(
+    allocation.step_params(own(policy.params["allocator"]), s_dec),
+    cfg.allocator,
+    own(alloc_carry),
+    ctx_H[None],
+    s_dec,
+    carry.r_min[None],
+    carry.r_max[None],
+  )[0, 0, 0]
   a = jnp.where(s == n - 1, alloc_carry.remaining_BxKxS[0, carry.head, carry.scenario], a)
   a_KxS = jnp.zeros((k, sc), jnp.float32).at[carry.head, carry.scenario].set(a)
   return jnp.where(s >= n, 0.0, a_KxS)
@@ -95,8 +107,9 @@ def _decide_next(policy: Policy, ctx_H, alloc_carry, s, carry: Carry):
 def _first_decision(policy: Policy, carry: Carry) -> Carry:
   """Prefills the encoder with the L history positions (one batched pass), then decides bar 0."""
   cfg = policy.model_config
-  encoder, ctx_1xLxH = encoder_lib.prefill(cfg.encoder, policy.params["encoder"],
-                                           carry.inputs_TxF[None, :cfg.lookback], cfg.seq_len)
+  encoder, ctx_1xLxH = encoder_lib.prefill(
+    cfg.encoder, policy.params["encoder"], carry.inputs_TxF[None, : cfg.lookback], cfg.seq_len
+  )
   next_KxS = _decide_next(policy, ctx_1xLxH[0, -1], carry.allocator, 0, carry)
   return carry._replace(encoder=encoder, next_KxS=next_KxS)
 
@@ -106,8 +119,13 @@ def _feature_row(policy: Policy, carry: Carry, bar: LiveBar, volume_W, age_W):
   inside_W = age_W.astype(jnp.float32) < policy.volume_window_ms / policy.step_ms
   mean = jnp.sum(jnp.where(inside_W, volume_W, 0.0)) / jnp.sum(inside_W.astype(jnp.float32))
   ratio = jnp.where(mean > 0, bar.volume_2[0] / jnp.where(mean > 0, mean, 1.0), 0.0)
-  head_3 = jnp.stack([jnp.log(ratio + features.VOLUME_FLOOR), _rel_bps(bar.close_2, carry.close_2),
-                      _rel_bps(bar.close_2, carry.arrival_2)])
+  head_3 = jnp.stack(
+    [
+      jnp.log(ratio + features.VOLUME_FLOOR),
+      _rel_bps(bar.close_2, carry.close_2),
+      _rel_bps(bar.close_2, carry.arrival_2),
+    ]
+  )
   return jnp.concatenate([head_3, bar.calendar_C.astype(jnp.float32)])
 
 
@@ -123,9 +141,16 @@ def _output(carry: Carry) -> StepOutput:
   side = jnp.asarray(scenarios.SIDE_SIGN_S)[sc]
   child, frac = carry_lib.next_child(carry)
   arrival = carry.arrival_2[0] + carry.arrival_2[1]
-  return StepOutput(child=child, fraction=frac, done=carry.done, bars=alloc.step,
-                    remaining=alloc.remaining_BxKxS[0, k, sc], price=price * arrival,
-                    benchmark=bench * arrival, improvement_bps=side * (1.0 - price / bench) * 1e4)
+  return StepOutput(
+    child=child,
+    fraction=frac,
+    done=carry.done,
+    bars=alloc.step,
+    remaining=alloc.remaining_BxKxS[0, k, sc],
+    price=price * arrival,
+    benchmark=bench * arrival,
+    improvement_bps=side * (1.0 - price / bench) * 1e4,
+  )
 
 
 def step(policy: Policy, carry: Carry, bar: LiveBar) -> tuple[Carry, StepOutput]:
@@ -154,15 +179,25 @@ def step(policy: Policy, carry: Carry, bar: LiveBar) -> tuple[Carry, StepOutput]
   row_F = _feature_row(policy, carry, bar, volume_W, age_W)
   inputs_TxF = carry.inputs_TxF.at[lb + s].set(row_F, mode="drop")
   # One encoder position (L + s, the encoder carry's next) gives the context of decision s + 1.
-  encoder, ctx_1xH = encoder_lib.step(cfg.encoder, policy.params["encoder"], carry.encoder,
-                                      row_F[None])
+  encoder, ctx_1xH = encoder_lib.step(
+    cfg.encoder, policy.params["encoder"], carry.encoder, row_F[None]
+  )
   next_KxS = _decide_next(policy, ctx_1xH[0], alloc, s + 1, carry)
   # Done once complete and past the minimum period (the benchmark window has closed).
   remaining = alloc.remaining_BxKxS[0, carry.head, carry.scenario]
   done = (alloc.step >= n) | ((remaining <= 0) & (alloc.step > carry.head))
-  new = carry._replace(inputs_TxF=inputs_TxF, encoder=encoder, allocator=alloc, next_KxS=next_KxS,
-                       volume_W=volume_W, age_W=age_W, close_2=bar.close_2, day=bar.day, ms=bar.ms,
-                       done=done)
+  new = carry._replace(
+    inputs_TxF=inputs_TxF,
+    encoder=encoder,
+    allocator=alloc,
+    next_KxS=next_KxS,
+    volume_W=volume_W,
+    age_W=age_W,
+    close_2=bar.close_2,
+    day=bar.day,
+    ms=bar.ms,
+    done=done,
+  )
   new = jax.tree.map(lambda x, y: jnp.where(carry.done, y, x), new, carry)
   return new, _output(new)
 

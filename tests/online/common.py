@@ -7,7 +7,7 @@ from lemjax import scenarios
 
 HOUR = 3_600_000
 N_BARS = 420
-T0S = np.array([200, 260, 330, 390])           # window origins (rows of bar t0)
+T0S = np.array([200, 260, 330, 390])  # window origins (rows of bar t0)
 R_MIN = np.array([0.0, 0.05, 0.1, 0.0], np.float32)
 R_MAX = np.array([1.0, 0.5, 0.3, 0.6], np.float32)
 
@@ -23,5 +23,13 @@ def bar(run, row):
 def order(sc, head, n, r_min=0.0, r_max=1.0, size=7.0):
   side, bench, target = scenarios.SCENARIOS[sc]
   fixed = head == n
-  return online.Order(side, size, target, bench, min_bars=None if fixed else head + 1, r_min=float(r_min),
-                      r_max=float(r_max), fixed_duration=fixed)
+  return online.Order(
+    side,
+    size,
+    target,
+    bench,
+    min_bars=None if fixed else head + 1,
+    r_min=float(r_min),
+    r_max=float(r_max),
+    fixed_duration=fixed,
+  )

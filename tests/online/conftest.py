@@ -12,9 +12,15 @@ from lemjax import model as model_lib
 from lemjax import online
 from lemjax import train
 from lemjax import workdir as workdir_lib
-from lemjax.data import synthetic, tables, windows
+from lemjax.data import synthetic
+from lemjax.data import tables
+from lemjax.data import windows
 
-from .common import HOUR, N_BARS, R_MAX, R_MIN, T0S
+from .common import HOUR
+from .common import N_BARS
+from .common import R_MAX
+from .common import R_MIN
+from .common import T0S
 
 
 @pytest.fixture(scope="package")
@@ -28,21 +34,37 @@ def run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   workdir_lib.write_run_files(workdir, config, cfgs, {"interval": "1h"}, "Data source: test")
   tx = train.make_optimizer(cfgs["train"])
-  arrays = {"step": jnp.int32(8), "params": policy0.params, "opt_state": jax.jit(tx.init)(policy0.params),
-            "rng": jax.random.PRNGKey(0)}
+  arrays = {
+    "step": jnp.int32(8),
+    "params": policy0.params,
+    "opt_state": jax.jit(tx.init)(policy0.params),
+    "rng": jax.random.PRNGKey(0),
+  }
   checkpointer = ckpt_lib.Checkpointer(workdir)
   checkpointer.save(8, arrays, {"sampler": {}}, best=True)
   checkpointer.close()
   frame = synthetic.synthetic_market("crypto", 1, N_BARS, seed=5)["SYN0"]
   store = windows.BarStore.build({"SYN0": frame}, HOUR, span)
-  batch = windows.WindowDataset(store, np.zeros(T0S.size), T0S, model.lookback, model.n_ahead).batch(
-      np.arange(T0S.size))
+  batch = windows.WindowDataset(
+    store, np.zeros(T0S.size), T0S, model.lookback, model.n_ahead
+  ).batch(np.arange(T0S.size))
   forward = jax.jit(model_lib.build_model(model).apply)
-  alloc = np.asarray(forward({"params": policy0.params}, batch["inputs"], R_MIN, R_MAX,
-                             batch["prices"], batch["volumes"]))
+  alloc = np.asarray(
+    forward(
+      {"params": policy0.params}, batch["inputs"], R_MIN, R_MAX, batch["prices"], batch["volumes"]
+    )
+  )
   cols = {c: frame[c].to_numpy() for c in ("time", "close", "volume", "vwap")}
-  return {"workdir": workdir, "policy0": policy0, "frame": frame, "cols": cols, "batch": batch,
-          "alloc": alloc, "forward": forward, "config": config}
+  return {
+    "workdir": workdir,
+    "policy0": policy0,
+    "frame": frame,
+    "cols": cols,
+    "batch": batch,
+    "alloc": alloc,
+    "forward": forward,
+    "config": config,
+  }
 
 
 @pytest.fixture(scope="package")

@@ -5,15 +5,27 @@ import pytest
 
 from lemjax import online
 
-from .common import HOUR, T0S, bar, history, order
+from .common import HOUR
+from .common import T0S
+from .common import bar
+from .common import history
+from .common import order
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(dt=-HOUR), "'time'.*not after"), (dict(dt=0), "'time'.*not after"),
-    (dict(dt=HOUR // 2), "different length"), (dict(dt=2 * HOUR), "skips bars"),
-    (dict(volume=float("nan")), "'volume'"), (dict(volume=-1.0), "'volume'"),
-    (dict(close=float("nan")), "'close'"), (dict(vwap=-3.0), "'vwap'"),
-    (dict(length_ms=HOUR // 4), "length")])
+@pytest.mark.parametrize(
+  "change, match",
+  [
+    (dict(dt=-HOUR), "'time'.*not after"),
+    (dict(dt=0), "'time'.*not after"),
+    (dict(dt=HOUR // 2), "different length"),
+    (dict(dt=2 * HOUR), "skips bars"),
+    (dict(volume=float("nan")), "'volume'"),
+    (dict(volume=-1.0), "'volume'"),
+    (dict(close=float("nan")), "'close'"),
+    (dict(vwap=-3.0), "'vwap'"),
+    (dict(length_ms=HOUR // 4), "length"),
+  ],
+)
 def test_bad_bar_raises_and_leaves_the_carry(run, policy, change, match):
   t0 = T0S[2]
   exe = online.Executor.start(policy, order(2, 1, policy.n_ahead), history(run, t0))

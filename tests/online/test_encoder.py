@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lemjax.online import encoder as oe
 from lemjax.config import EncoderConfig
 from lemjax.encoder import Encoder
+from lemjax.online import encoder as oe
 
-CFG = EncoderConfig(n_features=3, embed_dim=4, hidden=8, n_tkan_layers=2, n_kan_sublayers=2,
-                    n_attention_heads=2)
+CFG = EncoderConfig(
+  n_features=3, embed_dim=4, hidden=8, n_tkan_layers=2, n_kan_sublayers=2, n_attention_heads=2
+)
 B, T = 3, 7
 
 
@@ -69,7 +70,9 @@ def test_unseen_positions_stay_empty_and_past_the_end_is_dropped(setup):
   x = _inputs(5)
   carry, _ = prefill(params, x[:, :3], T)
   for cached in (carry.keys_BxhxTxd, carry.values_BxhxTxd):
-    assert np.all(np.asarray(cached)[:, :, 3:] == 0.0) and np.any(np.asarray(cached)[:, :, :3] != 0.0)
+    assert np.all(np.asarray(cached)[:, :, 3:] == 0.0) and np.any(
+      np.asarray(cached)[:, :, :3] != 0.0
+    )
   full, _ = prefill(params, x, T)
   after, _ = step(params, full, x[:, 0])  # pos = T: nothing to store
   np.testing.assert_array_equal(after.keys_BxhxTxd, full.keys_BxhxTxd)

@@ -21,20 +21,25 @@ def test_load_policy_restores_params_and_bar_length(run, policy):
   assert policy.volume_window_ms == 7 * 24 * HOUR
   for a, b in zip(jax.tree.leaves(policy.params), jax.tree.leaves(run["policy0"].params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert online.load_policy(os.path.join(run["workdir"], "checkpoints", "best")).source == policy.source
+  assert (
+    online.load_policy(os.path.join(run["workdir"], "checkpoints", "best")).source == policy.source
+  )
 
 
 def test_load_policy_errors(run, tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
     online.load_policy(str(tmp_path))
-  saved = json.load(open(os.path.join(run["workdir"], "config.json")))
+  with open(os.path.join(run["workdir"], "config.json")) as f:
+    saved = json.load(f)
   (tmp_path / "config.json").write_text(json.dumps(saved))
   with pytest.raises(FileNotFoundError, match="no best checkpoint"):
     online.load_policy(str(tmp_path))
   os.symlink(os.path.join(run["workdir"], "checkpoints"), tmp_path / "checkpoints")
-  for edit, match in ((lambda m: m["encoder"].update(colour=1), "model.encoder.colour"),
-                      (lambda m: m["allocator"].pop("width"), "model.allocator.width"),
-                      (lambda m: m["encoder"].update(hidden=16), "parameter|does not match")):
+  for edit, match in (
+    (lambda m: m["encoder"].update(colour=1), "model.encoder.colour"),
+    (lambda m: m["allocator"].pop("width"), "model.allocator.width"),
+    (lambda m: m["encoder"].update(hidden=16), "parameter|does not match"),
+  ):
     bad = json.loads(json.dumps(saved))
     edit(bad["resolved"]["model"])
     (tmp_path / "config.json").write_text(json.dumps(bad))

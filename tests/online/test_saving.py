@@ -5,7 +5,12 @@ import pytest
 
 from lemjax import online
 
-from .common import R_MAX, R_MIN, T0S, bar, history, order
+from .common import R_MAX
+from .common import R_MIN
+from .common import T0S
+from .common import bar
+from .common import history
+from .common import order
 
 
 def test_save_and_restore_continues_the_order(run, policy, tmp_path):

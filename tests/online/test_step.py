@@ -8,7 +8,12 @@ from lemjax import objectives
 from lemjax import online
 from lemjax import scenarios
 
-from .common import R_MAX, R_MIN, T0S, bar, history, order
+from .common import R_MAX
+from .common import R_MIN
+from .common import T0S
+from .common import bar
+from .common import history
+from .common import order
 
 
 def _all_orders(run, policy):
@@ -18,7 +23,9 @@ def _all_orders(run, policy):
   for i, t0 in enumerate(T0S):
     for sc in range(scenarios.NUM_SCENARIOS):
       for head in (0, 1, n - 1, n):
-        carries.append(online.start(policy, order(sc, head, n, R_MIN[i], R_MAX[i]), history(run, t0)))
+        carries.append(
+          online.start(policy, order(sc, head, n, R_MIN[i], R_MAX[i]), history(run, t0))
+        )
         keys.append((i, head, sc))
   return carries, keys
 
@@ -42,8 +49,11 @@ def test_vmapped_orders_match_batched_allocations(run, policy):
   assert done.all()
   # Every order completes: the fractions sum to 1 and children are fraction x size.
   np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
-  summary = objectives.execution_summary(jnp.asarray(run["alloc"]), jnp.asarray(run["batch"]["prices"]),
-                                         jnp.asarray(run["batch"]["volumes"]))
+  summary = objectives.execution_summary(
+    jnp.asarray(run["alloc"]),
+    jnp.asarray(run["batch"]["prices"]),
+    jnp.asarray(run["batch"]["volumes"]),
+  )
   arrival = run["cols"]["close"][T0S - 1]
   for name in ("price", "benchmark"):
     want = np.array([summary[name][i, head, sc] * arrival[i] for i, head, sc in keys])
