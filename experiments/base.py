@@ -90,7 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Training starts with a wide window (0: no annealing) that sharpens geometrically to
   # `mask_temperature` over `mask_anneal_steps`: at the sharp temperature alone a head sees no
   # gradient towards ending early until less than ~1% of its order is left, and some never get
-  # there (collapsed heads, see lemjax/health.py). Validation always uses `mask_temperature`.
+  # there (collapsed heads, see lemjax/diagnostics.py). Validation always uses `mask_temperature`.
   loss.mask_temperature_start = 0.05
   loss.mask_anneal_steps = 500
   loss.reference_compat = False  # the `lems` loss exactly (percent units, its 0.5-weight mask)

@@ -1,4 +1,4 @@
-"""Diagnostics of an evaluation: head health, volatility regimes and the null-test verdict.
+"""Diagnostics: head health (in training and evaluation), volatility regimes, the null-test verdict.
 
 Every interval here is the clustered (start-time block) bootstrap of `lemjax.stats`, so orders
 that start together and share a market move are never counted as independent evidence.
@@ -100,6 +100,48 @@ def head_health(
         }
       )
   return pl.DataFrame(rows)
+
+
+# --- During training: a head that stops ending early next to heads that do -------------------
+
+
+def collapsed_against_neighbours(
+  early_KxS, *, low: float = COLLAPSED_EARLY, high: float = REFERENCE_EARLY
+) -> np.ndarray:
+  """Heads that end < `low` of orders early while a flexible neighbour (k +- 1) ends >= `high`.
+
+  Args:
+    early_KxS: share of orders ended early per head (K = N + 1) and scenario.
+
+  Returns:
+    bool [K, S]; only heads k < N-1 can be flagged.
+  """
+  early = np.asarray(early_KxS, np.float64)
+  if early.ndim != 2 or early.shape[1] != scenarios.NUM_SCENARIOS or early.shape[0] < 3:
+    raise ValueError(f"early_KxS.shape={early.shape}, expected [K >= 3, {scenarios.NUM_SCENARIOS}]")
+  judged = early.shape[0] - 2  # heads 0 .. N-2 can gain from ending early
+  active = np.zeros_like(early, bool)
+  active[:judged] = early[:judged] >= high
+  neighbour = np.zeros_like(active)
+  neighbour[1:] |= active[:-1]
+  neighbour[:-1] |= active[1:]
+  out = np.zeros_like(active)
+  out[:judged] = (early[:judged] < low) & neighbour[:judged]
+  return out
+
+
+def collapse_warnings(early_KxS) -> list[str]:
+  """One line per collapsed head (see `collapsed_against_neighbours`), naming head and scenario."""
+  early = np.asarray(early_KxS, np.float64)
+  lines = []
+  for k, s in zip(*np.nonzero(collapsed_against_neighbours(early))):
+    near = {j: early[j, s] for j in (k - 1, k + 1) if 0 <= j < early.shape[0] - 2}
+    near_text = ", ".join(f"head {j}: {v:.0%}" for j, v in near.items())
+    lines.append(
+      f"collapsed head {k} (min period {k + 1}) {scenarios.scenario_name(int(s))}: "
+      f"ends {early[k, s]:.1%} of validation orders early ({near_text})"
+    )
+  return lines
 
 
 # --- Regimes --------------------------------------------------------------------------------------

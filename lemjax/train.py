@@ -19,8 +19,8 @@ import tqdm
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
+from lemjax import diagnostics
 from lemjax import experiment
-from lemjax import health
 from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import sharding
@@ -189,7 +189,7 @@ def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.A
   imp_flexible_bps: mean improvement of the flexible heads (every scenario); abs_fixed_bps:
   mean |improvement| of the fixed head, its tracking error (its signed mean cancels over sides);
   early_KxS and imp_bps_KxS: per head and scenario, the share of orders ended before their
-  last bar and the mean improvement (what reveals a collapsed head, lemjax/health.py).
+  last bar and the mean improvement (what reveals a collapsed head, lemjax/diagnostics.py).
   """
   loss, (_, alloc_BxNxKxS) = _loss(state.params, state, batch, r_min_B, r_max_B)
   summary = objectives.execution_summary(alloc_BxNxKxS, batch["prices"], batch["volumes"])
@@ -277,8 +277,8 @@ def validate(state: TrainState, batches: list, eval_fn: Callable = eval_step_jit
 
 
 def log_collapsed_heads(step: int, val: dict) -> list[str]:
-  """Warns about every flexible head that stopped using the end-date option (lemjax/health.py)."""
-  lines = health.collapse_warnings(val["early_KxS"])
+  """Warns about every flexible head that stopped using the end-date option (lemjax/diagnostics.py)."""
+  lines = diagnostics.collapse_warnings(val["early_KxS"])
   if lines:
     logging.warning("step %d: %d collapsed heads:\n  %s", step, len(lines), "\n  ".join(lines))
   return lines

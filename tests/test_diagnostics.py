@@ -91,3 +91,15 @@ def test_null_verdict_passes_noise_and_fails_a_gain():
   assert diagnostics.null_test_verdict(_paired(0.0, 1.0), _lem(6.0, 1.0), N)["passed"]
   text = diagnostics.null_test_markdown(bad)
   assert "FAIL" in text and "Significant rows" in text and "Jensen" in text
+
+
+def test_training_warning_names_heads_that_collapse_next_to_active_neighbours():
+  early = np.zeros((N + 1, 8))
+  early[: N - 1, :] = 0.5
+  early[1, 2] = 0.01  # neighbours 0 and 2 active: collapsed
+  early[0:3, 7] = [0.4, 0.0, 0.0]  # head 1 collapsed (head 0 active), head 2 not (1, 3 idle)
+  early[3, 7] = 0.0
+  flags = diagnostics.collapsed_against_neighbours(early)
+  assert set(zip(*np.nonzero(flags))) == {(1, 2), (1, 7)}
+  lines = diagnostics.collapse_warnings(early)
+  assert len(lines) == 2 and "head 1 (min period 2) buy/twap/quantity" in lines[0]
