@@ -15,6 +15,7 @@ from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import diagnostics
 from lemjax import experiment
+from lemjax import lsm
 from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import report as report_lib
@@ -136,7 +137,7 @@ def baseline_allocations(
     tune["prices"],
     tune["volumes"],
   )
-  coef = baselines.lsm_fit(
+  coef = lsm.lsm_fit(
     tune["prices"],
     tune["volumes"],
     tune["closes"],
@@ -153,7 +154,7 @@ def baseline_allocations(
       "vwap_profile": baselines.vwap_schedule(profile, buckets, *bounds),
       "optional_stopping": stopping(b, theta_KxS),
       "vol_stopping": vol_stopping(b, vol_theta_KxS),
-      "lsm_stopping": baselines.lsm_stopping(
+      "lsm_stopping": lsm.lsm_stopping(
         b["prices"], b["volumes"], b["closes"], b["lookback_vol"], coef, *bounds
       ),
     }
@@ -173,7 +174,7 @@ def baseline_allocations(
     "vol_theta_KxS": vol_theta_KxS,
     "vol_theta_means": vol_means,
     "lsm_coef_NxKxSxP": coef,
-    "lsm_features": baselines.LSM_FEATURES,
+    "lsm_features": lsm.LSM_FEATURES,
     "val_means": val_means,
     "best_causal_choice": choice_KxS,
   }

@@ -19,11 +19,11 @@ import tqdm
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
-from lemjax import diagnostics
 from lemjax import experiment
 from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import sharding
+from lemjax import validation
 from lemjax import workdir as workdir_lib
 from lemjax.model import model_batch
 from lemjax.workdir import MetricWriter
@@ -90,21 +90,6 @@ def _optimizer(cfg: config_lib.OptimizerConfig) -> optax.GradientTransformation:
   return adamw
 
 
-def sample_order_terms(
-  rng: jax.Array, batch: int, n_ahead: int, r_min_range, r_max_range
-) -> tuple[jax.Array, jax.Array]:
-  """Per-order rate bounds drawn uniformly, made feasible: r_min * N <= 1 <= r_max * N.
-
-  Returns:
-    (r_min_B, r_max_B), each [batch] float32 fractions of the parent order.
-  """
-  k_min, k_max = jax.random.split(rng)
-  uniform = 1.0 / n_ahead
-  r_min_B = jax.random.uniform(k_min, (batch,), jnp.float32, *r_min_range)
-  r_max_B = jax.random.uniform(k_max, (batch,), jnp.float32, *r_max_range)
-  return jnp.minimum(r_min_B, uniform), jnp.maximum(r_max_B, uniform)
-
-
 def create_train_state(
   rng: jax.Array,
   model_config: config_lib.ModelConfig,
@@ -160,7 +145,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   """
   rng = jax.random.fold_in(rng, state.step)
   k_terms, k_dropout = jax.random.split(rng)
-  r_min_B, r_max_B = sample_order_terms(
+  r_min_B, r_max_B = validation.sample_order_terms(
     k_terms,
     batch["prices"].shape[0],
     batch["prices"].shape[1],
@@ -205,88 +190,6 @@ def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.A
 
 train_step_jit = jax.jit(train_step, donate_argnums=0)
 eval_step_jit = jax.jit(eval_step)
-
-
-# --- Validation -----------------------------------------------------------------------------------
-
-
-def validation_batches(
-  dataset,
-  cfg: config_lib.TrainConfig,
-  n_ahead: int,
-  seed: int,
-  mesh: jax.sharding.Mesh | None = None,
-) -> list:
-  """Fixed validation orders: evenly spaced windows with fixed, seeded order terms.
-
-  Args:
-    mesh: a mesh of several devices places each batch on it (`place_validation_batch`);
-      None or a single device keeps them on the default device.
-
-  Returns:
-    A list of (batch dict on device, r_min_B, r_max_B) with equal shapes.
-  """
-  size = max(cfg.val_batch_size, 1)
-  n_batches = max(cfg.val_orders // size, 1)
-  if dataset.num_windows < 1:
-    raise ValueError("the validation split holds no windows; widen data.val_start/val_end")
-  # Evenly spaced over the split; with too few windows they repeat (fixed shapes either way).
-  idx = np.floor(np.linspace(0, dataset.num_windows, n_batches * size, endpoint=False))
-  idx = idx.astype(np.int64).reshape(n_batches, size)
-  out = []
-  for i, rows in enumerate(idx):
-    r_min_B, r_max_B = sample_order_terms(
-      jax.random.PRNGKey(seed + 7919 * (i + 1)), size, n_ahead, cfg.r_min_range, cfg.r_max_range
-    )
-    if mesh is None or mesh.size == 1:
-      out.append((jax.device_put(model_batch(dataset.batch(rows))), r_min_B, r_max_B))
-    else:
-      out.append(place_validation_batch(model_batch(dataset.batch(rows)), r_min_B, r_max_B, mesh))
-  return out
-
-
-def place_validation_batch(batch: dict, r_min_B, r_max_B, mesh: jax.sharding.Mesh) -> tuple:
-  """(batch, r_min_B, r_max_B) as global arrays on `mesh`.
-
-  Every process builds the same full batch; each places its own rows. Split over `data` when
-  the batch size allows it, else replicated.
-  """
-  full = {**batch, "r_min": np.asarray(r_min_B), "r_max": np.asarray(r_max_B)}
-  rows = len(full["r_min"])
-  if rows % mesh.shape[sharding.DATA_AXIS] == 0 and rows % jax.process_count() == 0:
-    mine = sharding.host_rows(np.arange(rows))
-    placed = sharding.put_batch({k: v[mine] for k, v in full.items()}, mesh)
-  else:
-    rep = sharding.replicated(mesh)
-    placed = {
-      k: jax.make_array_from_callback(v.shape, rep, lambda i, v=v: v[i]) for k, v in full.items()
-    }
-  r_min, r_max = placed.pop("r_min"), placed.pop("r_max")
-  return placed, r_min, r_max
-
-
-def validate(state: TrainState, batches: list, eval_fn: Callable = eval_step_jit) -> dict:
-  """Mean validation metrics over the fixed batches (one host sync).
-
-  Scalars come back as floats, per-head metrics as [K, S] numpy arrays (batches are equal-sized).
-  """
-  metrics = [eval_fn(state, b, lo, hi) for b, lo, hi in batches]
-  stacked = jax.device_get(metrics)
-  out = {k: np.mean([m[k] for m in stacked], axis=0) for k in stacked[0]}
-  return {k: float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
-
-
-def log_collapsed_heads(step: int, val: dict) -> list[str]:
-  """Warns about every flexible head that stopped using the end-date option (lemjax/diagnostics.py)."""
-  lines = diagnostics.collapse_warnings(val["early_KxS"])
-  if lines:
-    logging.warning("step %d: %d collapsed heads:\n  %s", step, len(lines), "\n  ".join(lines))
-  return lines
-
-
-def val_record(val: dict) -> dict:
-  """Validation metrics for metrics.jsonl, [K, S] arrays rounded to keep the lines short."""
-  return {k: np.round(v, 4) if np.ndim(v) else v for k, v in val.items()}
 
 
 # --- The run loop ---------------------------------------------------------------------------------
@@ -428,7 +331,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   else:
     step_fn = sharding.jit_sharded_step(train_step, state_shardings, mesh)
     eval_fn = jax.jit(eval_step, out_shardings=sharding.replicated(mesh))
-  val_batches = validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed, mesh)
+  val_batches = validation.validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed, mesh)
   bar = tqdm.tqdm(
     total=tcfg.steps,
     initial=step,
@@ -464,9 +367,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         bar.update(step - first)
         pending, first, tick = [], step, time.perf_counter()
       if validate_now:
-        val = validate(state, val_batches, eval_fn)
-        writer.write(step, "val", val_record(val))
-        log_collapsed_heads(step, val)
+        val = validation.validate(state, val_batches, eval_fn)
+        writer.write(step, "val", validation.val_record(val))
+        validation.log_collapsed_heads(step, val)
         if not math.isfinite(val["loss"]):
           raise FloatingPointError(
             f"non-finite validation loss at step {step}; the last good "

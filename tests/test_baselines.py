@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lemjax import baselines
+from lemjax import lsm as lsm_lib
 from lemjax import objectives
 from lemjax import scenarios
 
@@ -170,8 +171,8 @@ def _rule(name, data, seed):
     return baselines.optional_stopping(*args, rng.uniform(0, 20, (K, S)), last_price="vwap")
   if name == "vol_stopping":
     return baselines.vol_stopping(*args, data["lookback_vol"], rng.uniform(0, 1, (K, S)))
-  coef = rng.normal(0, 1, (N, K, S, len(baselines.LSM_FEATURES)))
-  return baselines.lsm_stopping(*args, data["lookback_vol"], coef)
+  coef = rng.normal(0, 1, (N, K, S, len(lsm_lib.LSM_FEATURES)))
+  return lsm_lib.lsm_stopping(*args, data["lookback_vol"], coef)
 
 
 RULES = ("optional_stopping", "optional_stopping_vwap", "vol_stopping", "lsm_stopping")
@@ -212,8 +213,8 @@ def test_stopping_rules_keep_bounds(name, r_min, r_max):
   elif name == "vol_stopping":
     a = baselines.vol_stopping(*args, data["lookback_vol"], rng.uniform(0, 1, (K, S)), r_min, r_max)
   else:
-    coef = rng.normal(0, 1, (N, K, S, len(baselines.LSM_FEATURES)))
-    a = baselines.lsm_stopping(*args, data["lookback_vol"], coef, r_min, r_max)
+    coef = rng.normal(0, 1, (N, K, S, len(lsm_lib.LSM_FEATURES)))
+    a = lsm_lib.lsm_stopping(*args, data["lookback_vol"], coef, r_min, r_max)
   np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-6)
   assert (a >= 0).all() and (a[:, :-1] <= r_max + 1e-6).all()
   remaining = 1.0 - np.concatenate([np.zeros_like(a[:, :1]), np.cumsum(a, 1)[:, :-1]], 1)
@@ -239,7 +240,7 @@ def test_tune_theta_picks_the_best_grid_value():
 
 def test_stop_values_score_the_schedules_the_rules_trade():
   data = _walk(2, batch=8)
-  values = baselines.stop_values(_score, data["prices"], data["volumes"])
+  values = lsm_lib.stop_values(_score, data["prices"], data["volumes"])
   stop = np.zeros((8, N, K, S), bool)
   stop[:, 2] = True
   a = baselines.stopping_schedule(stop)
@@ -256,7 +257,7 @@ def test_stop_values_score_the_schedules_the_rules_trade():
 def lsm():
   """Coefficients fitted on a drift-free random walk, and the training orders."""
   data = _walk(11, batch=3000)
-  coef = baselines.lsm_fit(
+  coef = lsm_lib.lsm_fit(
     data["prices"], data["volumes"], data["closes"], data["lookback_vol"], _score, ridge=1e-3
   )
   return coef, data
@@ -264,10 +265,10 @@ def lsm():
 
 def test_lsm_stops_a_sensible_share_and_beats_uniform_in_sample(lsm):
   coef, data = lsm
-  assert coef.shape == (N, K, S, len(baselines.LSM_FEATURES)) and np.isfinite(coef).all()
+  assert coef.shape == (N, K, S, len(lsm_lib.LSM_FEATURES)) and np.isfinite(coef).all()
   # Heads may not stop before their minimum, nor at decision 0, nor on the fixed head.
   assert not coef[0].any() and not coef[:, N].any() and not coef[2, 3:].any()
-  a = baselines.lsm_stopping(
+  a = lsm_lib.lsm_stopping(
     data["prices"], data["volumes"], data["closes"], data["lookback_vol"], coef
   )
   early_KxS = (a[:, -1] < 1e-9).mean(0)
@@ -286,7 +287,7 @@ def test_lsm_stops_after_a_favourable_jump(lsm):
   closes = np.array([[1.0, 1.0, 0.994, 0.994, 0.994, 0.994]], np.float32)
   prices = np.array([[1.0, 0.997, 0.994, 0.994, 0.994, 0.994]], np.float32)
   vol = np.array([30.0], np.float32)
-  a = baselines.lsm_stopping(prices, np.ones_like(prices), closes, vol, coef)
+  a = lsm_lib.lsm_stopping(prices, np.ones_like(prices), closes, vol, coef)
   for bench in ("vwap", "twap"):
     for target in ("quantity", "notional"):
       buy = scenarios.scenario_index("buy", bench, target)
@@ -363,7 +364,7 @@ def test_bad_shapes_raise():
   with pytest.raises(ValueError, match="lookback_vol_B"):
     baselines.vol_stopping(prices, volumes, _closes(prices), np.ones(3), np.zeros((K, S)))
   with pytest.raises(ValueError, match="coef_NxKxSxP"):
-    baselines.lsm_stopping(
+    lsm_lib.lsm_stopping(
       prices, volumes, _closes(prices), np.ones(len(prices)), np.zeros((N, K, S))
     )
   with pytest.raises(ValueError, match="prices_BxN"):

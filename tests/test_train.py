@@ -14,6 +14,7 @@ from lemjax import config as config_lib
 from lemjax import experiment
 from lemjax import model as model_lib
 from lemjax import train as train_lib
+from lemjax import validation
 from lemjax import workdir as workdir_lib
 from lemjax.data import Sampler
 
@@ -76,7 +77,7 @@ def runs(tmp_path_factory):
 
 def test_sample_order_terms_are_always_feasible():
   n = 12
-  r_min, r_max = train_lib.sample_order_terms(
+  r_min, r_max = validation.sample_order_terms(
     jax.random.PRNGKey(0), 4096, n, (0.0, 0.5), (0.0, 1.0)
   )
   r_min, r_max = np.asarray(r_min), np.asarray(r_max)
