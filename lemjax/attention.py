@@ -22,9 +22,9 @@ def _dense(features: int, name: str | None = None) -> nn.Dense:
   return nn.Dense(features, precision=PRECISION, name=name)
 
 
-def dense(params, x_NxD: jax.Array) -> jax.Array:
+def dense(params, x_ZxD: jax.Array) -> jax.Array:
   """One of the attention's projections ("qkv" or "out" of its parameters) applied to rows."""
-  return _dense(params["kernel"].shape[-1]).apply({"params": params}, x_NxD)
+  return _dense(params["kernel"].shape[-1]).apply({"params": params}, x_ZxD)
 
 
 def qkv(project: Projection, x_BxTxH: jax.Array, num_heads: int):
@@ -37,8 +37,8 @@ def qkv(project: Projection, x_BxTxH: jax.Array, num_heads: int):
   """
   b, t, hid = x_BxTxH.shape
   dh = hid // num_heads
-  qkv_NxH3 = project(x_BxTxH.reshape(b * t, hid))
-  qkv_3xBxhxTxd = jnp.transpose(qkv_NxH3.reshape(b, t, 3, num_heads, dh), (2, 0, 3, 1, 4))
+  qkv_Zx3H = project(x_BxTxH.reshape(b * t, hid))
+  qkv_3xBxhxTxd = jnp.transpose(qkv_Zx3H.reshape(b, t, 3, num_heads, dh), (2, 0, 3, 1, 4))
   return qkv_3xBxhxTxd[0] * dh**-0.5, qkv_3xBxhxTxd[1], qkv_3xBxhxTxd[2]
 
 
@@ -67,8 +67,8 @@ def attend(
   if probs_fn is not None:
     probs = probs_fn(probs)
   out_BxhxQxd = jnp.einsum("bhqk,bhkd->bhqd", probs, v_BxhxKxd, precision=PRECISION)
-  out_NxH = jnp.transpose(out_BxhxQxd, (0, 2, 1, 3)).reshape(b * q_len, heads * dh)
-  return project(out_NxH).reshape(b, q_len, heads * dh)
+  out_ZxH = jnp.transpose(out_BxhxQxd, (0, 2, 1, 3)).reshape(b * q_len, heads * dh)
+  return project(out_ZxH).reshape(b, q_len, heads * dh)
 
 
 class CausalSelfAttention(nn.Module):

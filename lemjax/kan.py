@@ -106,16 +106,16 @@ class KANLinear(nn.Module):
   base_activation: str = "silu"
 
   @nn.compact
-  def __call__(self, x_NxD: jax.Array) -> jax.Array:
+  def __call__(self, x_ZxD: jax.Array) -> jax.Array:
     """Maps [..., D] to [..., O]."""
-    if x_NxD.ndim < 1:
-      raise ValueError(f"KANLinear input must have a feature axis, got shape {x_NxD.shape}")
+    if x_ZxD.ndim < 1:
+      raise ValueError(f"KANLinear input must have a feature axis, got shape {x_ZxD.shape}")
     act = activation(self.base_activation)
     grid = uniform_grid(self.grid_size, self.order, self.grid_range)
-    x_NxD = nn.LayerNorm(name="norm")(x_NxD)
-    base_NxO = nn.Dense(self.features, precision=PRECISION, name="base")(act(x_NxD))
+    x_ZxD = nn.LayerNorm(name="norm")(x_ZxD)
+    base_ZxO = nn.Dense(self.features, precision=PRECISION, name="base")(act(x_ZxD))
     # One matmul over all (basis, feature) pairs: [..., (G + k) * D] @ [(G + k) * D, O].
-    basis_NxCxD = jnp.stack(_bspline_bases(x_NxD, grid, self.order), axis=-2)
-    flat = basis_NxCxD.reshape(*basis_NxCxD.shape[:-2], -1)
-    spline_NxO = nn.Dense(self.features, use_bias=False, precision=PRECISION, name="spline")(flat)
-    return base_NxO + spline_NxO
+    basis_ZxCxD = jnp.stack(_bspline_bases(x_ZxD, grid, self.order), axis=-2)
+    flat = basis_ZxCxD.reshape(*basis_ZxCxD.shape[:-2], -1)
+    spline_ZxO = nn.Dense(self.features, use_bias=False, precision=PRECISION, name="spline")(flat)
+    return base_ZxO + spline_ZxO

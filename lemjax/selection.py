@@ -15,14 +15,14 @@ class FeatureEmbedding(nn.Module):
   embed_dim: int
 
   @nn.compact
-  def __call__(self, x_NxF: jax.Array) -> jax.Array:
-    if x_NxF.ndim < 1:
-      raise ValueError(f"FeatureEmbedding input needs a feature axis, got shape {x_NxF.shape}")
-    f = x_NxF.shape[-1]
+  def __call__(self, x_ZxF: jax.Array) -> jax.Array:
+    if x_ZxF.ndim < 1:
+      raise ValueError(f"FeatureEmbedding input needs a feature axis, got shape {x_ZxF.shape}")
+    f = x_ZxF.shape[-1]
     w_FxE = self.param("kernel", nn.initializers.normal(1.0), (f, self.embed_dim))
     b_FxE = self.param("bias", nn.initializers.zeros_init(), (f, self.embed_dim))
-    e_NxFxE = jnp.einsum("...f,fe->...fe", x_NxF, w_FxE, precision=PRECISION)
-    return e_NxFxE + b_FxE.reshape((1,) * (x_NxF.ndim - 1) + b_FxE.shape)
+    e_ZxFxE = jnp.einsum("...f,fe->...fe", x_ZxF, w_FxE, precision=PRECISION)
+    return e_ZxFxE + b_FxE.reshape((1,) * (x_ZxF.ndim - 1) + b_FxE.shape)
 
 
 class GroupedDense(nn.Module):
@@ -31,15 +31,15 @@ class GroupedDense(nn.Module):
   features: int
 
   @nn.compact
-  def __call__(self, x_GxNxD: jax.Array) -> jax.Array:
-    if x_GxNxD.ndim != 3:
-      raise ValueError(f"GroupedDense input must be [G, N, D], got shape {x_GxNxD.shape}")
-    g, _, d = x_GxNxD.shape
+  def __call__(self, x_GxZxD: jax.Array) -> jax.Array:
+    if x_GxZxD.ndim != 3:
+      raise ValueError(f"GroupedDense input must be [G, Z, D], got shape {x_GxZxD.shape}")
+    g, _, d = x_GxZxD.shape
     init = nn.initializers.lecun_normal(batch_axis=(0,))
     w_GxDxO = self.param("kernel", init, (g, d, self.features))
     b_GxO = self.param("bias", nn.initializers.zeros_init(), (g, self.features))
-    y_GxNxO = jnp.einsum("gnd,gdo->gno", x_GxNxD, w_GxDxO, precision=PRECISION)
-    return y_GxNxO + b_GxO[:, None, :]
+    y_GxZxO = jnp.einsum("gnd,gdo->gno", x_GxZxD, w_GxDxO, precision=PRECISION)
+    return y_GxZxO + b_GxO[:, None, :]
 
 
 def _dense(features: int, grouped: bool, name: str) -> nn.Module:
@@ -100,11 +100,11 @@ class GatedSkipNorm(nn.Module):
   """`layer_norm(skip + GLU(x))`, the gated skip connection around a block."""
 
   @nn.compact
-  def __call__(self, x_NxH: jax.Array, skip_NxH: jax.Array) -> jax.Array:
-    if x_NxH.shape != skip_NxH.shape:
-      raise ValueError(f"x shape {x_NxH.shape} != skip shape {skip_NxH.shape}")
-    gated = GatedLinearUnit(x_NxH.shape[-1], name="glu")(x_NxH)
-    return nn.LayerNorm(name="norm")(skip_NxH + gated)
+  def __call__(self, x_ZxH: jax.Array, skip_ZxH: jax.Array) -> jax.Array:
+    if x_ZxH.shape != skip_ZxH.shape:
+      raise ValueError(f"x shape {x_ZxH.shape} != skip shape {skip_ZxH.shape}")
+    gated = GatedLinearUnit(x_ZxH.shape[-1], name="glu")(x_ZxH)
+    return nn.LayerNorm(name="norm")(skip_ZxH + gated)
 
 
 class VariableSelection(nn.Module):
@@ -122,14 +122,14 @@ class VariableSelection(nn.Module):
   feature_hidden: int
 
   @nn.compact
-  def __call__(self, e_NxFxE: jax.Array) -> jax.Array:
-    if e_NxFxE.ndim != 3:
-      raise ValueError(f"VariableSelection input must be [N, F, E], got {e_NxFxE.shape}")
-    n, f, e = e_NxFxE.shape
-    logits_NxF = GRN(self.hidden, f, name="weights")(e_NxFxE.reshape(n, f * e))
-    weights_FxN = jnp.transpose(nn.softmax(logits_NxF, axis=-1))
+  def __call__(self, e_ZxFxE: jax.Array) -> jax.Array:
+    if e_ZxFxE.ndim != 3:
+      raise ValueError(f"VariableSelection input must be [Z, F, E], got {e_ZxFxE.shape}")
+    n, f, e = e_ZxFxE.shape
+    logits_ZxF = GRN(self.hidden, f, name="weights")(e_ZxFxE.reshape(n, f * e))
+    weights_FxN = jnp.transpose(nn.softmax(logits_ZxF, axis=-1))
     z_FxNxH = GRN(self.feature_hidden, self.hidden, grouped=True, name="features")(
-      jnp.transpose(e_NxFxE, (1, 0, 2))
+      jnp.transpose(e_ZxFxE, (1, 0, 2))
     )
     # Weighted sum as a fused multiply-reduce: output [N, H] only.
     return jnp.sum(weights_FxN[:, :, None] * z_FxNxH, axis=0)

@@ -73,5 +73,5 @@ def test_gated_skip_norm_and_shape_checks():
   )
   with pytest.raises(ValueError, match="skip shape"):
     selection.GatedSkipNorm().init(jax.random.key(0), x, skip[:, :3])
-  with pytest.raises(ValueError, match=r"\[N, F, E\]"):
+  with pytest.raises(ValueError, match=r"\[Z, F, E\]"):
     selection.VariableSelection(H, 5).init(jax.random.key(0), x)
