@@ -8,13 +8,13 @@ WORKDIR ?=
 DATA ?=
 ARGS ?=
 VARIANT ?=
-# experiments/<EXP>.py, or a variant of it (VARIANT=smoke or VARIANT=paper).
+# experiments/<EXP>.py, or a variant of it (VARIANT=smoke, paper, leaky, or combined: smoke,leaky).
 CONFIG := experiments/$(EXP).py$(if $(VARIANT),:$(VARIANT),)
 DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,)
 # Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
 WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
 
-.PHONY: install test lint train eval seeds bench data null-test clean
+.PHONY: install test lint train eval compare seeds bench data null-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ train: $(STAMP)
 
 eval: $(STAMP)
 	$(PY) -m lemjax.main --mode=eval --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
+
+# The causal run (runs/<name>) and its look-ahead twin (VARIANT=leaky, runs/<name>_LEAKY) beside the
+# paper's published tables -> runs/<name>/paper_comparison.md (+ .csv).
+compare: $(STAMP)
+	$(PY) -m lemjax.main --mode=compare --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
 
 # Binance monthly klines for the experiment's symbols, interval and dates into data/binance/.
 data: $(STAMP)

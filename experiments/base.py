@@ -55,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.lookback = lookback
   model.n_ahead = n_ahead
   model.reference_compat = False  # reproduce the `lems` package's conventions (SPEC section 8)
+  # 1: decision s reads the encoder output at bar s-1 (causal, SPEC section 2). 0: at bar s, the
+  # bar it trades (the `lems` package's one-bar look-ahead): research only, the `leaky` variant.
+  model.decision_lag = 1
   enc = model.encoder = ml_collections.ConfigDict()
   enc.n_features = 0  # F; 0 = taken from the data at run time
   enc.embed_dim = 8  # E, width of each feature's embedding
@@ -184,6 +187,9 @@ def get_config() -> ml_collections.ConfigDict:
     5  # start times per bootstrap block, ~G^(1/3) of G=596 (crypto) / 31 (DJIA) test starts
   )
   ev.plot_orders = 3  # orders drawn in the allocation-curve plot
+  ev.paper_tables = (
+    "../shared/paper_tables"  # folder of the paper's published CSVs (--mode=compare)
+  )
   ev.seed = 0  # bootstrap and order-selection seed
   return config
 
@@ -232,17 +238,44 @@ def paper(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+def leaky(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The one-bar look-ahead of the `lems` package (decision_lag=0): measures it, never deploy it.
+
+  The run directory gets a `_LEAKY` suffix and every report says LEAKY (lemjax/lookahead.py).
+  """
+  config.model.decision_lag = 0
+  return config
+
+
 def with_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """Applies the `:smoke` / `:paper` variant named by `arg` (None or "" keeps the default)."""
-  variants = {"": lambda c: c, "default": lambda c: c, "smoke": smoke, "paper": paper}
-  if (arg or "") not in variants:
-    raise ValueError(f"unknown config variant {arg!r}; expected one of {sorted(variants)}")
-  return variants[arg or ""](config)
+  """Applies the variants named by `arg`, comma-separated (`smoke`, `paper`, `leaky`, e.g.
+  "smoke,leaky"); None or "" keeps the default."""
+  variants = {
+    "": lambda c: c,
+    "default": lambda c: c,
+    "smoke": smoke,
+    "paper": paper,
+    "leaky": leaky,
+  }
+  names = [name.strip() for name in (arg or "").split(",")]
+  for name in names:
+    if name not in variants:
+      raise ValueError(
+        f"unknown config variant {name!r} in {arg!r}; expected one of {sorted(variants)}"
+      )
+  if "smoke" in names and "paper" in names:
+    raise ValueError(f"config variants {arg!r}: `smoke` and `paper` set the sizes both ways")
+  for name in names:
+    config = variants[name](config)
+  return config
 
 
-def first_existing(*paths: str) -> str:
-  """The first of `paths` that is a folder holding at least one file (else the last one)."""
+def first_existing(*paths: str, contains: str = "") -> str:
+  """The first of `paths` that is a folder holding at least one file whose name contains
+  `contains` (e.g. "15m": `make data` puts every bar length in one folder), else the last one."""
   for path in paths:
-    if os.path.isdir(path) and any(files for _, _, files in os.walk(path)):
+    if os.path.isdir(path) and any(
+      contains in name for _, _, files in os.walk(path) for name in files
+    ):
       return path
   return paths[-1]

@@ -415,6 +415,7 @@ def allocate(
   r_max_B,
   prices_BxN,
   volumes_BxN,
+  decision_lag: int = 1,
 ):
   """Runs all decisions: a lax.scan of `decide` then `advance` over s = 0..N-2.
 
@@ -426,6 +427,8 @@ def allocate(
     r_min_B, r_max_B: per-order rate bounds (validated here when concrete).
     prices_BxN, volumes_BxN: executed bars' prices (relative to arrival) and volumes, read
       only after each decision.
+    decision_lag: 1 (causal): decision s reads position L-1+s, bar s-1; 0 reads position L+s,
+      bar s itself (the `lems` package's one-bar look-ahead, research only).
 
   Returns:
     alloc_BxNxKxS: allocations summing to 1 over N for every head and scenario.
@@ -434,8 +437,11 @@ def allocate(
   n = config.n_ahead
   r_min_B = jnp.asarray(r_min_B, jnp.float32)
   r_max_B = jnp.asarray(r_max_B, jnp.float32)
-  # Decision s reads position L-1+s, the bar before the one it trades.
-  ctx_SxBxH = jnp.swapaxes(ctx_BxTxH[:, lookback - 1 : lookback + n - 2], 0, 1)
+  if decision_lag not in (0, 1):
+    raise ValueError(f"decision_lag={decision_lag!r} must be 1 (causal) or 0 (look-ahead)")
+  # Decision s reads position L-1+s+(1-lag): with lag 1 the bar before the one it trades.
+  first = lookback - decision_lag
+  ctx_SxBxH = jnp.swapaxes(ctx_BxTxH[:, first : first + n - 1], 0, 1)
 
   def body(carry, xs):
     params_s, ctx_BxH, price_B, volume_B, s = xs
@@ -461,6 +467,7 @@ class Allocator(nn.Module):
 
   config: AllocatorConfig
   lookback: int
+  decision_lag: int = 1
 
   @nn.compact
   def __call__(self, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN):
@@ -477,4 +484,5 @@ class Allocator(nn.Module):
       r_max_B,
       prices_BxN,
       volumes_BxN,
+      self.decision_lag,
     )

@@ -76,6 +76,17 @@ class ModelConfig:
   encoder: EncoderConfig = EncoderConfig()
   allocator: AllocatorConfig = AllocatorConfig()
   reference_compat: bool = False  # reproduce the `lems` package's conventions (SPEC section 8)
+  # Decision s reads the encoder output at bar s - decision_lag: 1 is causal (SPEC section 2); 0 is
+  # the `lems` package's one-bar look-ahead, for measuring it only (lemjax/lookahead.py).
+  decision_lag: int = 1
+
+  def __post_init__(self):
+    lag = self.decision_lag
+    if isinstance(lag, bool) or not isinstance(lag, int) or lag not in (0, 1):
+      raise ValueError(
+        f"model.decision_lag={self.decision_lag!r} must be 1 (causal) or 0 (one-bar "
+        "look-ahead, research only)"
+      )
 
   @property
   def seq_len(self) -> int:
@@ -205,6 +216,7 @@ class EvalConfig:
   bootstrap: int = 2000  # bootstrap resamples for the 95% intervals
   block_length: int = 5  # start times per bootstrap block (lemjax/stats.py)
   plot_orders: int = 3  # orders drawn in the allocation-curve plot
+  paper_tables: str = "../shared/paper_tables"  # the paper's published CSV tables (--mode=compare)
   seed: int = 0  # bootstrap and order-selection seed
 
 
@@ -279,6 +291,7 @@ def _check_saved_fields(section, cls, name: str, nested: tuple[str, ...] = ()) -
 
 def saved_model_config(saved: Any) -> ModelConfig:
   """ModelConfig from a run's saved `resolved.model` section, checking its fields against this code."""
+  saved = {"decision_lag": 1, **saved}  # runs saved before the field existed were all causal
   _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
   _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
   _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")

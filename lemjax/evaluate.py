@@ -15,6 +15,7 @@ from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import diagnostics
 from lemjax import experiment
+from lemjax import lookahead
 from lemjax import lsm
 from lemjax import model as model_lib
 from lemjax import objectives
@@ -236,6 +237,7 @@ def evaluate(config, workdir: str) -> dict:
 
   # --- Model and orders.
   cfgs["model"] = workdir_lib.trained_model_config(workdir, cfgs["model"])
+  lookahead.announce(cfgs["model"])
   params, ckpt_info = workdir_lib.restore_params(workdir, cfgs["model"], ecfg.checkpoint)
   outdir = workdir_lib.report_dir(workdir, data_config)
   idx = select_orders(test_ds, n, ecfg)
@@ -302,7 +304,7 @@ def null_test(config, workdir: str) -> dict:
   outdir = os.path.dirname(out["report"])
   with open(os.path.join(outdir, "null_test.json"), "w") as f:
     json.dump(verdict, f, indent=2)
-  text = diagnostics.null_test_markdown(verdict)
+  text = "\n".join(lookahead.report_lines(config.model)) + diagnostics.null_test_markdown(verdict)
   with open(os.path.join(outdir, "null_test.md"), "w") as f:
     f.write(text)
   print(text.split("## All rows")[0])

@@ -10,8 +10,10 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from lemjax import compare
 from lemjax import config as config_lib
 from lemjax import evaluate
+from lemjax import lookahead
 from lemjax import seeds
 from lemjax import sharding
 from lemjax import train
@@ -31,10 +33,12 @@ _WORKDIR = flags.DEFINE_string(
 _MODE = flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "eval", "null_test", "seeds"],
+  ["train", "eval", "null_test", "seeds", "compare"],
   "train: train (resuming) then stop; eval: evaluate the best checkpoint on the test split; "
   "null_test: train and evaluate on the synthetic martingale, then apply the null-test verdict; "
-  "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread.",
+  "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread; "
+  "compare: the causal run (<workdir>) and its look-ahead twin (<workdir>_LEAKY) beside the "
+  "paper's published tables, into <workdir>/paper_comparison.md.",
 )
 _SEEDS = flags.DEFINE_integer(
   "seeds", 3, "--mode=seeds: how many seeds (config.seed, config.seed + 1, ...)."
@@ -62,11 +66,16 @@ def main(argv):
   # Before any JAX computation: joins the multi-process job when there is one.
   sharding.initialize_distributed(config_lib.distributed_config(config.get("distributed")))
   absl_logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
-  workdir = _WORKDIR.value or workdir_lib.default_workdir(config)
+  # A look-ahead model always lands in a directory ending in _LEAKY, even when --workdir names one.
+  workdir = lookahead.workdir_for(
+    _WORKDIR.value or workdir_lib.default_workdir(config), config.model
+  )
   if _MODE.value == "train":
     train.train_and_evaluate(config, workdir)
   elif _MODE.value == "eval":
     evaluate.evaluate(config, workdir)
+  elif _MODE.value == "compare":
+    compare.compare(config, lookahead.causal_workdir(workdir))
   elif _MODE.value == "seeds":
     seeds.run_seeds(config, workdir, _SEEDS.value, train.train_and_evaluate, evaluate.evaluate)
   else:

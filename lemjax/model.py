@@ -70,9 +70,9 @@ class LEM(nn.Module):
     ctx_BxTxH = Encoder(self.config.encoder, name="encoder")(
       inputs_BxTxF, deterministic=deterministic
     )
-    return Allocator(self.config.allocator, self.config.lookback, name="allocator")(
-      ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN
-    )
+    return Allocator(
+      self.config.allocator, self.config.lookback, self.config.decision_lag, name="allocator"
+    )(ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
 
 
 # --- Construction ---------------------------------------------------------------------------------

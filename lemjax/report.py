@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from lemjax import diagnostics
+from lemjax import lookahead
 from lemjax import plots
 from lemjax import scenarios
 from lemjax import stats as stats_lib
@@ -192,6 +193,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
   splits = ctx.split_ranges
   note = tables.clusters_note(all_stats["LEM"])
   lines = [
+    *lookahead.report_lines(ctx.cfgs["model"]),
     ctx.source_line,
     "",
     f"# Evaluation report: {ctx.config.name}",

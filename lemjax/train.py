@@ -20,6 +20,7 @@ from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
 from lemjax import experiment
+from lemjax import lookahead
 from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import sharding
@@ -286,6 +287,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   source = workdir_lib.data_source_line(data_config, report)
   if sharding.is_primary():
     workdir_lib.write_run_files(workdir, config, cfgs, report, source)
+  lookahead.announce(mcfg, workdir if sharding.is_primary() else None)
   logging.info(
     "%s; %d train / %d validation windows; work directory %s",
     source,

@@ -16,6 +16,7 @@ import numpy as np
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import data as data_lib
+from lemjax import lookahead
 from lemjax import model as model_lib
 from lemjax import sharding
 from lemjax.data import tables
@@ -45,11 +46,11 @@ def uses_synthetic(data_config: config_lib.DataConfig) -> bool:
 
 
 def default_workdir(config) -> str:
-  """runs/<name>, with a loud _SYNTHETIC suffix when the data is the synthetic market."""
+  """runs/<name>, with loud _SYNTHETIC (synthetic market) and _LEAKY (look-ahead) suffixes."""
   name = config.name
   if uses_synthetic(config_lib.data_config(config.data)) and "SYNTHETIC" not in name:
     name += "_SYNTHETIC"
-  return os.path.join("runs", name)
+  return lookahead.workdir_for(os.path.join("runs", name), config.model)
 
 
 def find_workdir(path: str) -> str:

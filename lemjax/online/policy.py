@@ -9,6 +9,7 @@ import flax.struct
 import jax
 
 from lemjax import config as config_lib
+from lemjax import lookahead
 from lemjax import model as model_lib
 from lemjax import workdir as workdir_lib
 from lemjax.config import ModelConfig
@@ -70,6 +71,7 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
   """
   workdir = workdir_lib.find_workdir(workdir_or_checkpoint)
   model = config_lib.saved_model_config(workdir_lib.read_config(workdir)["model"])
+  lookahead.require_causal(model)
   if model.encoder.n_features != features.N_FEATURES:
     raise ValueError(
       f"config model.encoder.n_features={model.encoder.n_features}, but the data "
