@@ -29,8 +29,8 @@ import polars as pl
 
 from lemjax import config as config_lib
 from lemjax import lookahead
+from lemjax import markdown as md
 from lemjax import stats as stats_lib
-from lemjax import tables as md
 from lemjax.data import tables
 
 PAPER_N = 12  # the published tables are for N = 12 execution bars

@@ -12,13 +12,13 @@ import polars as pl
 
 from lemjax import diagnostics
 from lemjax import lookahead
+from lemjax import markdown
 from lemjax import plots
 from lemjax import scenarios
 from lemjax import stats as stats_lib
 from lemjax import summary
-from lemjax import tables
 
-SIGN_CONVENTION = tables.SIGN_CONVENTION
+SIGN_CONVENTION = markdown.SIGN_CONVENTION
 # Strategies of the paired and per-asset markdown tables (the CSV files hold every strategy).
 PAIRED_IN_MARKDOWN = (
   "best_causal",
@@ -191,7 +191,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
   ck = ctx.checkpoint
   val = ck.get("val") or {}
   splits = ctx.split_ranges
-  note = tables.clusters_note(all_stats["LEM"])
+  note = markdown.clusters_note(all_stats["LEM"])
   lines = [
     *lookahead.report_lines(ctx.cfgs["model"]),
     ctx.source_line,
@@ -225,7 +225,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "",
     f"Mean improvement (bps) [95% interval], {scen}. {note}",
     "",
-    tables.headline_table(all_stats, s_buy, s_sell, n),
+    markdown.headline_table(all_stats, s_buy, s_sell, n),
     "",
     f"## Paired differences: LEM minus the best causal baseline and the stopping rules (bps, {scen})",
     "",
@@ -233,14 +233,14 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     + note
     + " Every baseline's pairing is in paired_differences.csv.",
     "",
-    tables.paired_table(paired_md, s_buy, s_sell, n),
+    markdown.paired_table(paired_md, s_buy, s_sell, n),
     "",
   ]
   if "best_causal_choice" in parts["fitted"]:
     lines += [
       f"## The best causal baseline per min period (chosen on validation orders, {scen})",
       "",
-      tables.choice_table(
+      markdown.choice_table(
         parts["fitted"]["best_causal_choice"], parts["fitted"]["val_means"], s_buy, s_sell, n
       ),
       "",
@@ -254,11 +254,11 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "implementation shortfall vs the arrival price, side x (P / arrival - 1) x 1e4 bps "
     "(positive = cost).",
     "",
-    tables.tracking_table(all_stats, parts["shortfall"], n, s_buy, s_sell),
+    markdown.tracking_table(all_stats, parts["shortfall"], n, s_buy, s_sell),
     "",
     f"## Tracking and shortfall at min period 1 ({scen})",
     "",
-    tables.tracking_table(all_stats, parts["shortfall"], 0, s_buy, s_sell),
+    markdown.tracking_table(all_stats, parts["shortfall"], 0, s_buy, s_sell),
     "",
   ]
   edges = parts["edges"]
@@ -269,7 +269,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     f"{edges[0]:.1f} and {edges[1]:.1f} bps per bar (calm / middle / volatile). Intervals: "
     "clustered bootstrap within each tercile.",
     "",
-    tables.regime_table(
+    markdown.regime_table(
       parts["by_regime"], parts["by_regime_paired"], diagnostics.REGIMES, 0, s_buy, s_sell
     ),
     "",
@@ -281,7 +281,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
     "head_health.csv.",
     "",
-    tables.health_table(parts["health"]),
+    markdown.health_table(parts["health"]),
     "",
   ]
   for name, st in all_stats.items():
@@ -290,7 +290,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
       "",
       SIGN_CONVENTION,
       "",
-      tables.paper_table(st, s_buy, s_sell, n),
+      markdown.paper_table(st, s_buy, s_sell, n),
       "",
     ]
   lines += [
@@ -298,24 +298,24 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "",
     SIGN_CONVENTION,
     "",
-    tables.strategy_table(all_stats, k_sel, s_buy, s_sell),
+    markdown.strategy_table(all_stats, k_sel, s_buy, s_sell),
     "",
     f"## Table 2b - strategies at the fixed-duration head ({scen})",
     "",
     SIGN_CONVENTION,
     "",
-    tables.strategy_table(all_stats, n, s_buy, s_sell),
+    markdown.strategy_table(all_stats, n, s_buy, s_sell),
     "",
     f"## Share of orders ended early (buy / sell, {scen})",
     "",
-    tables.early_table(all_stats, s_buy, s_sell, n),
+    markdown.early_table(all_stats, s_buy, s_sell, n),
     "",
     f"## Per asset: mean improvement at min period 1 ({scen})",
     "",
     "Intervals: moving blocks of the asset's own consecutive orders. Every strategy: "
     "per_asset.csv.",
     "",
-    tables.per_asset_table(
+    markdown.per_asset_table(
       parts["per_asset"],
       0,
       s_buy,

@@ -16,7 +16,7 @@ from lemjax.data import resample
 from lemjax.data import synthetic
 from lemjax.data import tables
 from lemjax.data import windows
-from lemjax.data.report import DataReport
+from lemjax.data.data_report import DataReport
 
 SPLITS = ("train", "val", "test")
 _SUFFIXES = (".csv", ".csv.gz", ".zip")
