@@ -5,10 +5,10 @@ Run:   make train EXP=crypto_intraday && make eval EXP=crypto_intraday
 Data:  data/binance/ after `make data`, else ../shared/data/crypto/1h; with neither, the embedded
        synthetic crypto market (the work directory then ends in _SYNTHETIC).
 Split: train 2022-01..2024-12, validation 2025-01..2025-06, test 2025-07..end.
-Expect: on ../shared/data (default sizes, seed 0, 4172 test orders, VWAP, quantity) min period 1
-       improves on VWAP by +16.5 bps (buy) and +19.6 bps (sell), ahead of optional stopping by
-       +2.5 [+1.6, +3.5] (buy) and +0.4 [-0.5, +1.3] (sell); the fixed head tracks VWAP within
-       2.3 bps. Most of the gain is the end-date option.
+Expect: not yet measured for this version (evaluation v2: clustered intervals, the best causal
+       baseline chosen on validation orders). The earlier figures used intervals that treated
+       orders starting together as independent and a weaker stopping rule, and are withdrawn;
+       `make seeds EXP=crypto_intraday` measures them anew.
 """
 
 from experiments import base
