@@ -14,7 +14,7 @@ DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,
 # Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
 WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
 
-.PHONY: install test lint train eval compare seeds bench data null-test clean
+.PHONY: install test lint train eval compare seeds bench data null-test train-rl clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ data: $(STAMP)
 SEEDS ?= 3
 seeds: $(STAMP)
 	$(PY) -m lemjax.main --mode=seeds --seeds=$(SEEDS) --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
+
+# PPO baseline on the experiment's training orders into <workdir>/rl/; `make eval` then adds a PPO row.
+train-rl: $(STAMP)
+	$(PY) -m lemjax.main --mode=train_rl --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
 
 null-test: $(STAMP)
 	$(PY) -m lemjax.main --mode=null_test --config=experiments/null_test.py $(WORKDIR_FLAG) $(ARGS)

@@ -2,7 +2,7 @@
 
 Sections map one-to-one onto the frozen dataclasses of lemjax/config.py (`data` -> DataConfig,
 `model` -> ModelConfig, `loss` -> LossConfig, `train` -> TrainConfig, `eval` -> EvalConfig,
-`mesh` -> MeshConfig, `distributed` -> DistributedConfig); a key that its dataclass lacks is an
+`mesh` -> MeshConfig, `distributed` -> DistributedConfig, `rl` -> RLConfig); a key that its dataclass lacks is an
 error naming it (tests/test_config.py checks that this file sets every field).
 `lookback` and `n_ahead` are shared references: overriding `--config.model.lookback=16` also
 moves `data.lookback`.
@@ -191,6 +191,42 @@ def get_config() -> ml_collections.ConfigDict:
     "../shared/paper_tables"  # folder of the paper's published CSVs (--mode=compare)
   )
   ev.seed = 0  # bootstrap and order-selection seed
+
+  # --- rl: the PPO baseline (lemjax/rl/, `--mode=train_rl`, trained into <workdir>/rl/) ---------
+  rl = config.rl = ml_collections.ConfigDict()
+  rl.obs_bars = 4  # W, recent bars whose features the agent observes (bars s-W .. s-1)
+  rl.pool_orders = 0  # training orders in the environment's pool, evenly spaced (0: all)
+  rl.r_min_range = (
+    0.0,
+    0.05,
+  )  # per-episode lower rate bound drawn uniformly (fraction), clipped to <= 1/N
+  rl.r_max_range = (
+    0.25,
+    1.0,
+  )  # per-episode upper rate bound drawn uniformly (fraction), clipped to >= 1/N
+  rl.num_envs = 1024  # parallel episodes per rollout
+  rl.num_steps = 16  # environment steps per episode slot per update (an episode is <= N-1 steps)
+  rl.updates = (
+    250  # PPO updates; env steps = updates * num_envs * num_steps (4.1M, ~6 min on 2 CPU cores)
+  )
+  rl.epochs = 4  # passes over each rollout
+  rl.minibatches = 8  # minibatches per pass
+  rl.learning_rate = 3e-4  # Adam step size, annealed linearly to 0
+  rl.max_grad_norm = 0.5  # global gradient-norm clip
+  rl.gamma = 1.0  # discount (short episodes, terminal reward: the return is the score)
+  rl.gae_lambda = 0.95  # GAE lambda
+  rl.clip_eps = 0.2  # PPO ratio (and value) clip
+  rl.vf_coef = 0.5  # value-loss weight
+  rl.ent_coef = 1e-2  # entropy bonus weight (chosen on validation orders: see lemjax/rl/train.py)
+  rl.hidden = 128  # width of the actor and critic MLPs
+  rl.layers = 2  # hidden layers of each MLP
+  rl.reward_scale_bps = 100.0  # reward = improvement in bps / this
+  rl.action_stretch = (
+    0.05  # u = sigmoid(z) -> action clip((1 + 2x) u - x, 0, 1): pausing and finishing reachable
+  )
+  rl.eval_every = 50  # updates between validation checks (the best parameters are kept)
+  rl.val_orders = 512  # validation orders of those checks, evenly spaced
+  rl.seed = 0  # agent seed: parameter init, episodes, actions
   return config
 
 
@@ -219,6 +255,13 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.eval.tune_orders = 256
   config.eval.bootstrap = 200
   config.eval.plot_orders = 2
+  config.rl.num_envs = 64
+  config.rl.num_steps = 8
+  config.rl.updates = 4
+  config.rl.minibatches = 2
+  config.rl.hidden = 16
+  config.rl.eval_every = 2
+  config.rl.val_orders = 32
   return config
 
 

@@ -4,6 +4,7 @@ Run:  make bench                      (paper and smoke sizes; writes bench.json)
       make bench ARGS="--configs=smoke --steps=10"
       make bench ARGS="--configs=paper --override=model.allocator.variant=shared"
       make bench ARGS="--config=experiments/djia_multiday.py:smoke"   (an experiment, as in main)
+      make bench ARGS="--configs= --rl_env_orders=1,1024,16384"   (RL environment steps/s only)
 Each configuration runs in a fresh subprocess so that its compile time and peak memory are its
 own. The same command runs on CPU and, unchanged, on a GPU (peak memory is then the device's).
 """
@@ -56,6 +57,12 @@ _BREAKDOWN = flags.DEFINE_bool(
 _LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per timed decision.")
 _OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
+_RL_ENV = flags.DEFINE_list(
+  "rl_env_orders",
+  [],
+  "Also time the RL execution environment's vmapped "
+  "steps/s at these numbers of episodes, e.g. 1,1024,16384 (--configs= skips the LEM).",
+)
 
 N_FEATURES = features.N_FEATURES
 _MARK = "BENCH_RESULT "
@@ -347,6 +354,49 @@ def run_one(
   return result
 
 
+def rl_env_throughput(
+  orders: list[int], n_ahead: int = 12, obs_bars: int = 4, steps: int = 64, repeats: int = 3
+) -> list[dict]:
+  """Steps per second of the RL environment (lemjax/rl/env.py) vmapped over `orders` episodes.
+
+  Each timed call is one jitted lax.scan of `steps` vmapped `env.step`s (auto-reset) over a
+  random pool of 4,096 orders; actions are read from the observations and rewards are summed,
+  so that nothing the environment computes is dead code. The median of `repeats` calls.
+  """
+  from lemjax.rl import env as env_lib
+
+  batch = synthetic_batch(4096, obs_bars + n_ahead - 1, n_ahead)
+  batch["closes"] = np.concatenate(
+    [np.ones_like(batch["prices"][:, :1]), batch["prices"][:, :-1]], 1
+  )
+  batch["lookback_vol"] = np.full(4096, 30.0, np.float32)
+  env, params = env_lib.ExecutionEnv(n_ahead, obs_bars), env_lib.make_params(batch, obs_bars)
+  out = []
+  for n in orders:
+
+    def run(carry, key, n=n):
+      def body(carry, key):
+        state, obs, total = carry
+        action = jax.nn.sigmoid(jnp.mean(obs, axis=-1))
+        obs, state, reward, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+          jax.random.split(key, n), state, action, params
+        )
+        return (state, obs, total + jnp.sum(reward)), None
+
+      return jax.lax.scan(body, carry, jax.random.split(key, steps))[0]
+
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(
+      jax.random.split(jax.random.PRNGKey(0), n), params
+    )
+    state = (state, obs, jnp.zeros(()))
+    compiled, compile_s = _compiled(run, state, jax.random.PRNGKey(1))
+    jax.block_until_ready(compiled(state, jax.random.PRNGKey(1)))
+    median_s = float(np.median(_timed(compiled, state, jax.random.PRNGKey(2), repeats=repeats)))
+    out.append({"orders": n, "steps_per_s": n * steps / median_s, "compile_s": compile_s})
+    logging.info("RL environment, %d orders: %.3g steps/s", n, n * steps / median_s)
+  return out
+
+
 # --- Driver ---------------------------------------------------------------------------------------
 
 
@@ -424,6 +474,7 @@ def main(argv):
     return
   if _STEPS.value < 1:
     raise app.UsageError("--steps must be >= 1")
+  rl_env = rl_env_throughput([int(n) for n in _RL_ENV.value]) if _RL_ENV.value else None
   results = []
   for name in _CONFIGS.value:
     print(f"benchmarking {name} ...", flush=True)
@@ -440,7 +491,9 @@ def main(argv):
     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
   with open(_OUT.value, "w") as f:
-    json.dump({"environment": env, "results": results, "table": table}, f, indent=2)
+    json.dump(
+      {"environment": env, "results": results, "table": table, "rl_env": rl_env}, f, indent=2
+    )
   print(f"wrote {_OUT.value}")
 
 

@@ -356,6 +356,48 @@ def distributed_config(cfg: Any) -> DistributedConfig:
   return _build(DistributedConfig, cfg, "distributed")
 
 
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+  """Execution environment and PPO agent of the reinforcement-learning baseline (lemjax/rl/)."""
+
+  obs_bars: int = 4  # W, recent bars whose features the agent observes (bars s-W .. s-1)
+  pool_orders: int = 0  # training orders in the environment's pool, evenly spaced (0: all)
+  r_min_range: tuple[float, float] = (
+    0.0,
+    0.05,
+  )  # per-episode lower rate bound drawn uniformly, clipped to <= 1/N
+  r_max_range: tuple[float, float] = (
+    0.25,
+    1.0,
+  )  # per-episode upper rate bound drawn uniformly, clipped to >= 1/N
+  num_envs: int = 1024  # parallel episodes per rollout
+  num_steps: int = 16  # environment steps per episode slot per update (episodes last <= N-1)
+  updates: int = 250  # PPO updates; env steps = updates * num_envs * num_steps
+  epochs: int = 4  # passes over each rollout
+  minibatches: int = 8  # minibatches per pass
+  learning_rate: float = 3e-4  # Adam step size, annealed linearly to 0
+  max_grad_norm: float = 0.5  # global gradient-norm clip
+  gamma: float = 1.0  # discount (episodes are short and the reward is terminal)
+  gae_lambda: float = 0.95  # GAE lambda
+  clip_eps: float = 0.2  # PPO ratio clip
+  vf_coef: float = 0.5  # value-loss weight
+  ent_coef: float = 1e-2  # entropy bonus weight
+  hidden: int = 128  # width of the actor and critic MLPs
+  layers: int = 2  # hidden layers of each MLP
+  reward_scale_bps: float = 100.0  # reward = improvement in bps / this
+  action_stretch: float = (
+    0.05  # u = sigmoid(z) maps to the action clip((1 + 2x) u - x, 0, 1): 0 and 1 reachable
+  )
+  eval_every: int = 50  # updates between validation checks (the best is kept)
+  val_orders: int = 512  # validation orders of those checks (evenly spaced)
+  seed: int = 0  # agent seed (parameter init, episodes, actions)
+
+
+def rl_config(cfg: Any) -> RLConfig:
+  """RLConfig from a ConfigDict `rl` section; ValueError on an unknown key."""
+  return _build(RLConfig, cfg, "rl")
+
+
 # Each section of an experiment ConfigDict and its builder; `name` and `seed` are plain values.
 SECTIONS = {
   "data": data_config,
@@ -365,6 +407,7 @@ SECTIONS = {
   "eval": eval_config,
   "mesh": mesh_config,
   "distributed": distributed_config,
+  "rl": rl_config,
 }
 TOP_LEVEL_KEYS = ("name", "seed")
 

@@ -256,6 +256,10 @@ def evaluate(config, workdir: str) -> dict:
   allocs = {
     "LEM": lem_allocations(params, cfgs["model"], test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
   }
+  if os.path.isdir(os.path.join(workdir, "rl")):  # the PPO baseline of `--mode=train_rl`
+    from lemjax.rl import policy as rl_policy  # noqa: PLC0415 (only runs with a PPO agent)
+
+    allocs["PPO"] = rl_policy.rl_allocations(workdir, test, ecfg.r_min, ecfg.r_max)
   base_allocs, fitted = baseline_allocations(test, tune, val, test_ds.store.step_ms, ecfg)
   allocs.update(base_allocs)
   results = summaries(allocs, test["prices"], test["volumes"])

@@ -33,12 +33,13 @@ _WORKDIR = flags.DEFINE_string(
 _MODE = flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "eval", "null_test", "seeds", "compare"],
+  ["train", "eval", "null_test", "seeds", "compare", "train_rl"],
   "train: train (resuming) then stop; eval: evaluate the best checkpoint on the test split; "
   "null_test: train and evaluate on the synthetic martingale, then apply the null-test verdict; "
   "seeds: train and evaluate --seeds seeds into <workdir>_seed<i>, then tabulate their spread; "
   "compare: the causal run (<workdir>) and its look-ahead twin (<workdir>_LEAKY) beside the "
-  "paper's published tables, into <workdir>/paper_comparison.md.",
+  "paper's published tables, into <workdir>/paper_comparison.md; "
+  "train_rl: train the PPO baseline into <workdir>/rl/ (eval then adds its row).",
 )
 _SEEDS = flags.DEFINE_integer(
   "seeds", 3, "--mode=seeds: how many seeds (config.seed, config.seed + 1, ...)."
@@ -76,6 +77,10 @@ def main(argv):
     evaluate.evaluate(config, workdir)
   elif _MODE.value == "compare":
     compare.compare(config, lookahead.causal_workdir(workdir))
+  elif _MODE.value == "train_rl":
+    from lemjax.rl import train as rl_train  # noqa: PLC0415 (only this mode needs the RL code)
+
+    rl_train.train_rl(config, workdir)
   elif _MODE.value == "seeds":
     seeds.run_seeds(config, workdir, _SEEDS.value, train.train_and_evaluate, evaluate.evaluate)
   else:

@@ -32,9 +32,9 @@ def _latest(workdir):
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
     step = checkpointer.latest_step()
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    import orbax.checkpoint as ocp
 
-    manager = checkpointer._latest  # pylint: disable=protected-access
+    manager = checkpointer._latest
     out = manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
     )
@@ -56,14 +56,14 @@ def runs(tmp_path_factory):
   """An uninterrupted smoke run, and one killed after step 12 then resumed (checkpoints at 8, 16, 24)."""
   root = tmp_path_factory.mktemp("train")
   full, killed = str(root / "full"), str(root / "killed")
-  compiled_before = train_lib.train_step_jit._cache_size()  # pylint: disable=protected-access
+  compiled_before = train_lib.train_step_jit._cache_size()
   summary_full = train_lib.train_and_evaluate(smoke_config(), full)
   interrupted = train_lib.train_and_evaluate(smoke_config(stop_after=12), killed)
   after_kill = ckpt_lib.Checkpointer(killed)
   kill_step = after_kill.latest_step()
   after_kill.close()
   summary_resumed = train_lib.train_and_evaluate(smoke_config(), killed)
-  compiled = train_lib.train_step_jit._cache_size() - compiled_before  # pylint: disable=protected-access
+  compiled = train_lib.train_step_jit._cache_size() - compiled_before
   return dict(
     full=full,
     killed=killed,
@@ -127,7 +127,7 @@ def test_no_recompilation_across_steps_and_runs(runs):
   for _ in range(3):
     batch = model_lib.model_batch(train_ds.batch(sampler.next_indices()))
     state, metrics = train_lib.train_step_jit(state, batch, rng)
-    sizes.append(train_lib.train_step_jit._cache_size())  # pylint: disable=protected-access
+    sizes.append(train_lib.train_step_jit._cache_size())
   assert sizes[1] == sizes[2] == sizes[0] and int(state.step) == 3
   assert isinstance(metrics["loss"], jax.Array)  # metrics stay on device until fetched
 
