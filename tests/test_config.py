@@ -35,6 +35,7 @@ def test_base_sets_every_dataclass_field():
     "eval": config_lib.EvalConfig,
     "mesh": config_lib.MeshConfig,
     "distributed": config_lib.DistributedConfig,
+    "rl": config_lib.RLConfig,
   }
   assert set(config_lib.SECTIONS) == {name for name in classes if "." not in name}
   fields = set(config_lib.TOP_LEVEL_KEYS)
