@@ -181,6 +181,7 @@ class EvalConfig:
   min_period: int = 6  # min period (bars) of the per-strategy table
   benchmark: str = "vwap"  # scenario shown in report.md tables; CSVs hold all of them
   target: str = "quantity"
+  nested_heads: bool = True  # serve min period k with the best validated head of minimum >= k
   theta_grid_bps: tuple[float, ...] = (
     0.0,
     2.0,

@@ -15,6 +15,7 @@ from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import diagnostics
 from lemjax import experiment
+from lemjax import heads
 from lemjax import lookahead
 from lemjax import lsm
 from lemjax import model as model_lib
@@ -182,6 +183,35 @@ def baseline_allocations(
   return allocs, fitted
 
 
+def lem_served(params, model_config, test: dict, val: dict, ecfg, outdir: str, step: int):
+  """The LEM's test allocations as served, and its own heads' when a head map applies.
+
+  With `eval.nested_heads`, every min period is served by the head of equal or larger minimum
+  that scores best on the validation orders (lemjax/heads.py); the map is written to
+  `<outdir>/head_map.json`, where the online policy finds it.
+
+  Returns:
+    (allocations [B, N, K, S] as served, None or {"alloc": own heads' allocations,
+    "head_map_KxS": the map}).
+  """
+  alloc = lem_allocations(params, model_config, test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
+  if not ecfg.nested_heads:
+    stale = os.path.join(outdir, heads.HEAD_MAP_FILE)
+    if os.path.exists(stale):
+      os.remove(stale)  # the online policy must not serve a map this report did not use
+    return alloc, None
+  val_alloc = lem_allocations(params, model_config, val, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
+  val_mean_KxS = np.nanmean(score(val_alloc, val["prices"], val["volumes"]), axis=0)
+  head_map = heads.nested_head_map(val_mean_KxS)
+  os.makedirs(outdir, exist_ok=True)
+  heads.save_head_map(outdir, head_map, val_mean_KxS, val["prices"].shape[0], step)
+  moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
+  logging.info(
+    "head map: %d of %d head x scenario cells served by a larger minimum", moved, head_map.size
+  )
+  return heads.serve(alloc, head_map), {"alloc": alloc, "head_map_KxS": head_map}
+
+
 def spread_indices(num_windows: int, count: int) -> np.ndarray:
   """Up to `count` window indices evenly spaced over [0, num_windows), sorted."""
   return np.unique(
@@ -253,9 +283,10 @@ def evaluate(config, workdir: str) -> dict:
   )
 
   # --- Strategies, all scored by the same accounting.
-  allocs = {
-    "LEM": lem_allocations(params, cfgs["model"], test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
-  }
+  lem, own_heads = lem_served(
+    params, cfgs["model"], test, val, ecfg, outdir, int(ckpt_info["step"])
+  )
+  allocs = {"LEM": lem}
   if os.path.isdir(os.path.join(workdir, "rl")):  # the PPO baseline of `--mode=train_rl`
     from lemjax.rl import policy as rl_policy  # noqa: PLC0415 (only runs with a PPO agent)
 
@@ -263,6 +294,11 @@ def evaluate(config, workdir: str) -> dict:
   base_allocs, fitted = baseline_allocations(test, tune, val, test_ds.store.step_ms, ecfg)
   allocs.update(base_allocs)
   results = summaries(allocs, test["prices"], test["volumes"])
+  if own_heads is not None:
+    fitted["lem_head_map_KxS"] = own_heads["head_map_KxS"]
+    fitted["lem_own_heads"] = summaries(
+      {"LEM": own_heads["alloc"]}, test["prices"], test["volumes"]
+    )["LEM"]
 
   # --- Report, tables, per-order results and plots.
   source = workdir_lib.data_source_line(data_config, report)

@@ -86,14 +86,23 @@ def write_all(
   by_regime, by_regime_paired = summary.regime_stats(results, test, edges, ecfg)
   per_asset = summary.per_asset_frame(results, test, ctx.asset_names, ecfg)
   reference = "best_causal" if "best_causal" in results else "optional_stopping"
-  health = diagnostics.head_health(
-    results["LEM"]["improvement_bps"],
-    results["LEM"]["ended_early"],
-    all_stats[reference]["ended_early"],
-    group_B,
-    block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
-    n_boot=ecfg.bootstrap,
-    seed=ecfg.seed,
+  # Head health of the heads as served and, under a head map, of the trained heads themselves.
+  lem_heads = {"served": results["LEM"]}
+  if "lem_own_heads" in fitted:
+    lem_heads["own"] = fitted["lem_own_heads"]
+  health = pl.concat(
+    [
+      diagnostics.head_health(
+        res["improvement_bps"],
+        res["ended_early"],
+        all_stats[reference]["ended_early"],
+        group_B,
+        block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
+        n_boot=ecfg.bootstrap,
+        seed=ecfg.seed,
+      ).with_columns(pl.lit(which).alias("heads"))
+      for which, res in lem_heads.items()
+    ]
   )
 
   # CSV files.
@@ -281,9 +290,21 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
     "head_health.csv.",
     "",
-    markdown.health_table(parts["health"]),
+    markdown.health_table(parts["health"].filter(pl.col("heads") == "served")),
     "",
   ]
+  own = parts["health"].filter(pl.col("heads") == "own")
+  if own.height:
+    head_map = np.asarray(parts["fitted"]["lem_head_map_KxS"])[:-1]
+    moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
+    lines += [
+      "Served heads: each min period uses the head of equal or larger minimum with the best mean "
+      f"on validation orders (eval.nested_heads; head_map.json); {moved} of {own.height} flexible "
+      "cells are served by a larger minimum. The trained heads themselves, before that choice:",
+      "",
+      markdown.health_table(own),
+      "",
+    ]
   for name, st in all_stats.items():
     lines += [
       f"## Table 1 - {name}: improvement by min period ({scen})",

@@ -242,6 +242,8 @@ def fitted_frame(fitted: dict, n_ahead: int) -> pl.DataFrame:
     cols["vol_stopping_theta"] = np.asarray(fitted["vol_theta_KxS"]).ravel()
   if "best_causal_choice" in fitted:
     cols["best_causal"] = np.asarray(fitted["best_causal_choice"]).astype(str).ravel()
+  if "lem_head_map_KxS" in fitted:
+    cols["lem_serving_head"] = np.asarray(fitted["lem_head_map_KxS"]).ravel()
   for name, means in fitted.get("val_means", {}).items():
     cols[f"val_mean_bps_{name}"] = np.asarray(means).ravel()
   return pl.DataFrame(cols)

@@ -1,6 +1,7 @@
 """End-to-end evaluation on the smoke config: report, CSVs, plots, per-order results, other data."""
 
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ from absl import flags
 
 from experiments import crypto_intraday
 from lemjax import evaluate as evaluate_lib
+from lemjax import heads
 from lemjax import main as main_lib
 from lemjax import objectives
 from lemjax import report as report_lib
@@ -150,6 +152,28 @@ def test_orders_file_reproduces_the_report(workdir):
     rtol=1e-5,
     atol=1e-3,
   )
+
+
+def test_lem_is_served_by_the_validated_head_map(workdir):
+  """The report's LEM: each min period served by the head head_map.json chose on validation."""
+  with open(os.path.join(workdir, heads.HEAD_MAP_FILE)) as f:
+    saved = json.load(f)
+  head_map = heads.load_head_map(workdir, K, S, saved["checkpoint_step"])
+  np.testing.assert_array_equal(head_map, heads.nested_head_map(saved["val_mean_bps_KxS"]))
+  fitted = pl.read_csv(os.path.join(workdir, "baselines_fitted.csv"))
+  np.testing.assert_array_equal(fitted["lem_serving_head"].to_numpy(), head_map.ravel())
+  health = pl.read_csv(os.path.join(workdir, "head_health.csv"))
+  served = health.filter(pl.col("heads") == "served").sort(["head", "scenario"])
+  own = health.filter(pl.col("heads") == "own")
+  assert served.height == own.height == (K - 1) * S
+  names = [scenarios.scenario_name(i) for i in range(S)]
+  for row in served.iter_rows(named=True):
+    k, sc = row["head"], names.index(row["scenario"])
+    source = own.filter(
+      (pl.col("head") == head_map[k, sc]) & (pl.col("scenario") == row["scenario"])
+    )
+    np.testing.assert_allclose(row["mean_bps"], source["mean_bps"][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(row["ended_early"], source["ended_early"][0], atol=1e-9)
 
 
 def test_oracle_bounds_every_strategy(workdir):

@@ -9,8 +9,10 @@ import flax.struct
 import jax
 
 from lemjax import config as config_lib
+from lemjax import heads
 from lemjax import lookahead
 from lemjax import model as model_lib
+from lemjax import scenarios
 from lemjax import workdir as workdir_lib
 from lemjax.config import ModelConfig
 from lemjax.data import features
@@ -29,10 +31,16 @@ class Policy:
   step_ms: int = flax.struct.field(pytree_node=False)  # bar length the model was trained on
   volume_window_ms: int = flax.struct.field(pytree_node=False)  # span of the trailing mean volume
   source: str = flax.struct.field(pytree_node=False, default="")  # checkpoint it came from
+  # head_map[k][s]: the head serving min period k + 1 in scenario s (lemjax/heads.py); None: own.
+  head_map: tuple | None = flax.struct.field(pytree_node=False, default=None)
 
   @property
   def n_ahead(self) -> int:
     return self.model_config.n_ahead
+
+  def serving_head(self, head: int, scenario: int) -> int:
+    """The trained head that serves an order of head `head` (min period - 1) and `scenario`."""
+    return int(head) if self.head_map is None else int(self.head_map[head][scenario])
 
   @property
   def lookback(self) -> int:
@@ -58,6 +66,9 @@ def init_policy(
 def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
   """The trained policy of a work directory (its resolved config.json and best checkpoint).
 
+  When the evaluation of that checkpoint wrote head_map.json (eval.nested_heads), an order is
+  served by the head the report scored for its min period (lemjax/heads.py).
+
   Args:
     workdir_or_checkpoint: a run's work directory, or a folder inside it (checkpoints/best).
     which: "best" (lowest validation loss, what the evaluation report uses) or "latest".
@@ -79,6 +90,14 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
     )
   step_ms, volume_window_ms = workdir_lib.trained_bar_ms(workdir)
   params, info = workdir_lib.restore_params(workdir, model, which)
+  head_map = heads.load_head_map(
+    workdir, model.n_ahead + 1, scenarios.NUM_SCENARIOS, int(info["step"])
+  )
   return Policy(
-    params, model, step_ms, volume_window_ms, f"{info['directory']} step {info['step']}"
+    params,
+    model,
+    step_ms,
+    volume_window_ms,
+    f"{info['directory']} step {info['step']}",
+    None if head_map is None else tuple(map(tuple, head_map.tolist())),
   )
