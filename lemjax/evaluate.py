@@ -26,6 +26,7 @@ from lemjax import workdir as workdir_lib
 
 CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stopping", "lsm_stopping")
 STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
+VAL_REPORT_DIR = "val_report"  # report of `eval.split="val"` inside the work directory
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 
 
@@ -259,6 +260,8 @@ def evaluate(config, workdir: str) -> dict:
       "the training split holds no windows, but the VWAP-profile and optional-"
       "stopping baselines are fitted on it; set data.train_start/train_end"
     )
+  if ecfg.split not in ("test", "val"):
+    raise ValueError(f"eval.split={ecfg.split!r} must be 'test' or 'val'")
   if val_ds.num_windows < 1:
     raise ValueError(
       "the validation split holds no windows, but the best causal baseline is "
@@ -270,10 +273,15 @@ def evaluate(config, workdir: str) -> dict:
   lookahead.announce(cfgs["model"])
   params, ckpt_info = workdir_lib.restore_params(workdir, cfgs["model"], ecfg.checkpoint)
   outdir = workdir_lib.report_dir(workdir, data_config)
+  tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
+  if ecfg.split == "val":  # study mode: score validation orders, choose on training orders
+    outdir = os.path.join(outdir, VAL_REPORT_DIR)
+    test_ds = val_ds
+    val = tune
+  else:
+    val = gather(val_ds, spread_indices(val_ds.num_windows, ecfg.val_orders))
   idx = select_orders(test_ds, n, ecfg)
   test = gather(test_ds, idx)
-  tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
-  val = gather(val_ds, spread_indices(val_ds.num_windows, ecfg.val_orders))
   logging.info(
     "evaluating %d test orders (%d assets) from checkpoint %s step %d",
     idx.size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 from typing import Any
 
@@ -142,6 +143,10 @@ def write_all(
   summary.fitted_frame(fitted, n).write_csv(path("baselines_fitted.csv"))
   summary.orders_frame(test, allocs, results, ctx.asset_names).write_parquet(path("orders.parquet"))
   summary.market_frame(test, ctx.asset_names).write_parquet(path("market.parquet"))
+  score = summary.study_score(results, group_B, ecfg, n)
+  score["split"] = ecfg.split
+  with open(path("study_score.json"), "w") as f:
+    json.dump(score, f, indent=1)
 
   # Plots.
   plot_files = plots.write_plots(
@@ -155,6 +160,7 @@ def write_all(
     "paired": paired,
     "per_asset": per_asset,
     "health": health,
+    "study_score": score,
     "by_regime": by_regime,
     "by_regime_paired": by_regime_paired,
     "edges": edges,
@@ -213,7 +219,8 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     f"- Checkpoint: {ck['which']} at step {ck['step']} ({ck['directory']}), validation loss "
     f"{val.get('loss', float('nan')):.5f}",
     f"- Config: config.json of the run (experiment `{ctx.config.name}`); seed {ctx.config.seed}",
-    f"- Test orders: {test['prices'].shape[0]} over {len(np.unique(test['asset']))} assets, one "
+    f"- {ecfg.split.capitalize()} orders: {test['prices'].shape[0]} over "
+    f"{len(np.unique(test['asset']))} assets, one "
     f"every {ecfg.order_stride or n} windows per asset; N={n}, per-step bounds "
     f"r_min={ecfg.r_min}, r_max={ecfg.r_max}",
     f"- Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
@@ -221,12 +228,26 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     f"{ecfg.bootstrap} resamples.",
     "",
   ]
+  if ecfg.split == "val":
+    lines += [
+      "> **VALIDATION SPLIT (eval.split=val, model selection): the orders below come from the "
+      "validation period; the best causal baseline and the head map were chosen on training "
+      "orders. 'test' in the tables below means these validation orders.**",
+      "",
+    ]
   if "SYNTHETIC" in ctx.source_line:
     lines += [
       "> **SYNTHETIC DATA: these numbers describe the embedded synthetic market, not a real one.**",
       "",
     ]
   paired_md = {b: paired[b] for b in PAIRED_IN_MARKDOWN if b in paired}
+  sc = parts["study_score"]
+  lines += [
+    f"**Study score** (study_score.json): LEM minus the best causal baseline, averaged over min "
+    f"periods {sc['min_periods']} and all 8 scenarios: {sc['mean_bps']:+.2f} "
+    f"[{sc['ci_lo']:+.2f}, {sc['ci_hi']:+.2f}] bps ({sc['n_clusters']} start-time clusters).",
+    "",
+  ]
   lines += [
     "## Headline",
     "",

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 import sys
 
@@ -174,6 +175,48 @@ def test_lem_is_served_by_the_validated_head_map(workdir):
     )
     np.testing.assert_allclose(row["mean_bps"], source["mean_bps"][0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(row["ended_early"], source["ended_early"][0], atol=1e-9)
+
+
+def test_study_score_is_lem_minus_best_causal_over_flexible_heads(workdir):
+  with open(os.path.join(workdir, "study_score.json")) as f:
+    score = json.load(f)
+  orders = pl.read_parquet(os.path.join(workdir, "orders.parquet"))
+  flexible = orders.filter(pl.col("head") < N - 1)
+  per_order = flexible.group_by(["strategy", "order"]).agg(pl.col("improvement_bps").mean())
+  wide = per_order.pivot(on="strategy", index="order", values="improvement_bps")
+  want = (wide["LEM"] - wide["best_causal"]).mean()
+  np.testing.assert_allclose(score["mean_bps"], want, atol=1e-3)
+  assert score["ci_lo"] <= score["mean_bps"] <= score["ci_hi"] and score["split"] == "test"
+  assert "**Study score** (study_score.json)" in pathlib.Path(workdir, "report.md").read_text()
+
+
+def test_validation_split_report_leaves_the_test_report_and_head_map_alone(workdir):
+  head_map = pathlib.Path(workdir, heads.HEAD_MAP_FILE)
+  before = head_map.read_text(), os.path.getmtime(os.path.join(workdir, "report.md"))
+  run_main(
+    "--mode=eval",
+    "--config=experiments/crypto_intraday.py:smoke",
+    f"--workdir={workdir}",
+    "--config.eval.bootstrap=100",
+    "--config.eval.split=val",
+  )
+  out = os.path.join(workdir, evaluate_lib.VAL_REPORT_DIR)
+  text = pathlib.Path(out, "report.md").read_text()
+  assert "VALIDATION SPLIT" in text and "Val orders:" in text
+  with open(os.path.join(out, "study_score.json")) as f:
+    assert json.load(f)["split"] == "val"
+  market = pl.read_parquet(os.path.join(out, "market.parquet"))
+  test_market = pl.read_parquet(os.path.join(workdir, "market.parquet"))
+  assert market["origin"].max() < test_market["origin"].min()  # validation precedes test
+  assert (head_map.read_text(), os.path.getmtime(os.path.join(workdir, "report.md"))) == before
+  with pytest.raises(ValueError, match="eval.split='train'"):
+    run_main(
+      "--mode=eval",
+      "--config=experiments/crypto_intraday.py:smoke",
+      f"--workdir={workdir}",
+      "--config.eval.split=train",
+      "--traceback",
+    )
 
 
 def test_oracle_bounds_every_strategy(workdir):
