@@ -138,6 +138,7 @@ def get_config() -> ml_collections.ConfigDict:
   dist.coordinator_address = ""  # host:port of process 0; "" = JAX_COORDINATOR_ADDRESS/Slurm/MPI
   dist.num_processes = 0  # 0 = JAX_NUM_PROCESSES or the cluster's value
   dist.process_id = -1  # -1 = JAX_PROCESS_ID or the cluster's value
+  dist.cpu_collectives = "gloo"  # CPU devices across processes: "gloo" (TCP), "mpi"; "" = JAX's
 
   # --- eval: test-split evaluation and report --------------------------------------------------
   ev = config.eval = ml_collections.ConfigDict()

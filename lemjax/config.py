@@ -237,6 +237,9 @@ class DistributedConfig:
   coordinator_address: str = ""  # host:port of process 0 ("" = JAX_COORDINATOR_ADDRESS / cluster)
   num_processes: int = 0  # 0 = JAX_NUM_PROCESSES or the cluster's value
   process_id: int = -1  # -1 = JAX_PROCESS_ID or the cluster's value
+  # Cross-process collectives of CPU devices: "gloo" (TCP, no extra install) or "mpi"; "" keeps
+  # JAX's default. GPUs and TPUs use their own (NCCL, ICI) whatever this says.
+  cpu_collectives: str = "gloo"
 
 
 # --- Builders: a ConfigDict section becomes its dataclass; an unknown key is an error ---------------
