@@ -70,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   enc.kan_activation = "silu"  # base-branch activation of the KAN layers
   enc.n_attention_heads = 4  # causal self-attention heads (must divide `hidden`)
   enc.dropout = 0.0  # dropout rate inside the encoder (training only)
+  # Encoder matmuls: "highest" (float32), "default" (TF32 on recent NVIDIA GPUs) or "bf16"
+  # (bfloat16 operands, float32 sums); the allocator's accounting and the loss stay float32.
+  enc.matmul_precision = "highest"
   alloc = model.allocator = ml_collections.ConfigDict()
   alloc.width = 64  # hidden width of each head/scenario MLP
   # "shared": one MLP per head/scenario + a learned step embedding (the default: it matched or beat
