@@ -121,6 +121,8 @@ def bench_scaling(path: str, scaling: dict) -> str:
       if all("peer" in r for r in rows):
         ax.plot(x, [r["peer"][key] for r in rows], marker="s", label="lems")
       ax.set_xscale("log", base=2)
+      if key == "samples_per_s":  # the two packages may lie orders of magnitude apart
+        ax.set_yscale("log")
       ax.set_xticks(x, [str(v) for v in x])
       ax.set_xlabel(label)
       ax.set_ylabel(ylabel)

@@ -94,3 +94,19 @@ def test_peer_trains_the_lems_model_at_tiny_shapes():
   assert timing["samples_per_s"] == pytest.approx(4 / timing["step_s_median"])
   with pytest.raises(ValueError, match="n_ahead=2"):
     peer.time_peer({**shapes, "n_ahead": 2}, steps=1, warmup=0)
+
+
+def test_scaling_sweep_measures_each_point_once(monkeypatch):
+  calls = []
+
+  def fake_child(name, overrides, breakdown, latency):
+    calls.append(overrides)
+    n, b = (int(o.partition("=")[2]) for o in overrides[-2:])
+    return _row(n, b, 0.1, 1.0)
+
+  monkeypatch.setattr(bench, "_run_child", fake_child)
+  scaling = bench.scaling_sweep("smoke", ["model.allocator.width=4"], [4, 8], [16, 32], False)
+  assert [r["n_ahead"] for r in scaling["n_ahead"]] == [4, 8]
+  assert [r["batch_size"] for r in scaling["n_ahead"]] == [16, 16]
+  assert [(r["n_ahead"], r["batch_size"]) for r in scaling["batch_size"]] == [(4, 16), (4, 32)]
+  assert len(calls) == 3 and all(c[0] == "model.allocator.width=4" for c in calls)
