@@ -80,7 +80,7 @@ _SCALING = flags.DEFINE_bool(
 _SCALING_N = flags.DEFINE_list("scaling_n", ["12", "24", "48"], "N (execution bars) of the sweep.")
 _SCALING_B = flags.DEFINE_list("scaling_b", ["64", "256", "1024"], "Batch sizes of the sweep.")
 _PLOT = flags.DEFINE_string("plot", "bench_scaling.png", "Figure of the scaling sweep.")
-_PIPELINE = flags.DEFINE_integer(
+_PIPELINE_BATCHES = flags.DEFINE_integer(
   "pipeline_batches",
   20,
   "Batches gathered to time the input pipeline at the largest benchmarked batch (0: skip).",
@@ -634,11 +634,11 @@ def main(argv):
     print(f"wrote {plots.bench_scaling(_PLOT.value, scaling)}")
   pipeline = None
   timed = results + ([r for rows in scaling.values() for r in rows] if scaling else [])
-  if _PIPELINE.value and timed:
+  if _PIPELINE_BATCHES.value and timed:
     largest = max(timed, key=lambda r: r["batch_size"])
     pipeline = pipeline_margin(
       input_pipeline(
-        largest["config"], largest["overrides"], largest["batch_size"], _PIPELINE.value
+        largest["config"], largest["overrides"], largest["batch_size"], _PIPELINE_BATCHES.value
       ),
       timed,
     )
