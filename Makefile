@@ -59,7 +59,8 @@ train-rl: $(STAMP)
 null-test: $(STAMP)
 	$(PY) -m lemjax.main --mode=null_test --config=experiments/null_test.py $(WORKDIR_FLAG) $(ARGS)
 
-# Compile time, train-step throughput, peak memory, parameters, decision latency -> bench.json.
+# Compile time, train-step throughput, peak memory, parameters, decision latency, input pipeline
+# -> bench.json; ARGS="--peer" times the lems package beside it, ARGS="--scaling" sweeps N and B.
 bench: $(STAMP)
 	$(PY) -m lemjax.bench $(ARGS)
 

@@ -70,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   enc.kan_activation = "silu"  # base-branch activation of the KAN layers
   enc.n_attention_heads = 4  # causal self-attention heads (must divide `hidden`)
   enc.dropout = 0.0  # dropout rate inside the encoder (training only)
+  # Encoder matmuls: "highest" (float32), "default" (TF32 on recent NVIDIA GPUs) or "bf16"
+  # (bfloat16 operands, float32 sums); the allocator's accounting and the loss stay float32.
+  enc.matmul_precision = "highest"
   alloc = model.allocator = ml_collections.ConfigDict()
   alloc.width = 64  # hidden width of each head/scenario MLP
   # "shared": one MLP per head/scenario + a learned step embedding (the default: it matched or beat
@@ -138,6 +141,7 @@ def get_config() -> ml_collections.ConfigDict:
   dist.coordinator_address = ""  # host:port of process 0; "" = JAX_COORDINATOR_ADDRESS/Slurm/MPI
   dist.num_processes = 0  # 0 = JAX_NUM_PROCESSES or the cluster's value
   dist.process_id = -1  # -1 = JAX_PROCESS_ID or the cluster's value
+  dist.cpu_collectives = "gloo"  # CPU devices across processes: "gloo" (TCP), "mpi"; "" = JAX's
 
   # --- eval: test-split evaluation and report --------------------------------------------------
   ev = config.eval = ml_collections.ConfigDict()

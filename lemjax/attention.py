@@ -13,18 +13,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lemjax.kan import PRECISION
+from lemjax import precision as precision_lib
 
 Projection = Callable[[jax.Array], jax.Array]  # rows [N, D] -> [N, D']
 
 
-def _dense(features: int, name: str | None = None) -> nn.Dense:
-  return nn.Dense(features, precision=PRECISION, name=name)
-
-
-def dense(params, x_ZxD: jax.Array) -> jax.Array:
-  """One of the attention's projections ("qkv" or "out" of its parameters) applied to rows."""
-  return _dense(params["kernel"].shape[-1]).apply({"params": params}, x_ZxD)
+def dense(params, x_ZxD: jax.Array, policy: str = "highest") -> jax.Array:
+  """One of the attention's projections ("qkv" or "out" of its parameters) applied to rows,
+  its matmul under `policy` (lemjax/precision.py)."""
+  layer = precision_lib.dense(policy, params["kernel"].shape[-1])
+  return layer.apply({"params": params}, x_ZxD)
 
 
 def qkv(project: Projection, x_BxTxH: jax.Array, num_heads: int):
@@ -49,6 +47,7 @@ def attend(
   v_BxhxKxd,
   visible_QxK,
   probs_fn: Callable[[jax.Array], jax.Array] | None = None,
+  policy: str = "highest",
 ) -> jax.Array:
   """Q queries over K keys where `visible_QxK`, then the output projection: [B, Q, H].
 
@@ -57,16 +56,17 @@ def attend(
     q_BxhxQxd, k_BxhxKxd, v_BxhxKxd: as `qkv` returns them (keys and values may be a cache).
     visible_QxK: bool, which keys each query may read.
     probs_fn: applied to the attention weights [B, heads, Q, K] (dropout); None: identity.
+    policy: matmul policy of the two attention products (lemjax/precision.py).
   """
   b, heads, q_len, dh = q_BxhxQxd.shape
-  logits = jnp.einsum("bhqd,bhkd->bhqk", q_BxhxQxd, k_BxhxKxd, precision=PRECISION)
+  logits = precision_lib.einsum(policy, "bhqd,bhkd->bhqk", q_BxhxQxd, k_BxhxKxd)
   # Masked logits get the most negative float: exp underflows to exactly 0, so hidden keys
   # contribute exact zeros (bit-for-bit causal), not merely small weights.
   logits = jnp.where(visible_QxK[None, None], logits, jnp.finfo(logits.dtype).min)
   probs = nn.softmax(logits, axis=-1)
   if probs_fn is not None:
     probs = probs_fn(probs)
-  out_BxhxQxd = jnp.einsum("bhqk,bhkd->bhqd", probs, v_BxhxKxd, precision=PRECISION)
+  out_BxhxQxd = precision_lib.einsum(policy, "bhqk,bhkd->bhqd", probs, v_BxhxKxd)
   out_ZxH = jnp.transpose(out_BxhxQxd, (0, 2, 1, 3)).reshape(b * q_len, heads * dh)
   return project(out_ZxH).reshape(b, q_len, heads * dh)
 
@@ -80,10 +80,12 @@ class CausalSelfAttention(nn.Module):
   Attributes:
     num_heads: attention heads; must divide H.
     dropout: dropout rate on the attention weights.
+    precision: matmul policy (lemjax/precision.py).
   """
 
   num_heads: int
   dropout: float = 0.0
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, x_BxTxH: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -92,13 +94,15 @@ class CausalSelfAttention(nn.Module):
     t, hid = x_BxTxH.shape[1:]
     if hid % self.num_heads:
       raise ValueError(f"hidden width {hid} is not divisible by num_heads={self.num_heads}")
-    q, k, v = qkv(_dense(3 * hid, "qkv"), x_BxTxH, self.num_heads)
+    policy = self.precision
+    q, k, v = qkv(precision_lib.dense(policy, 3 * hid, name="qkv"), x_BxTxH, self.num_heads)
     drop = nn.Dropout(self.dropout)
     return attend(
-      _dense(hid, "out"),
+      precision_lib.dense(policy, hid, name="out"),
       q,
       k,
       v,
       jnp.tril(jnp.ones((t, t), jnp.bool_)),
       lambda probs: drop(probs, deterministic=deterministic),
+      policy,
     )

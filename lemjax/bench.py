@@ -5,8 +5,12 @@ Run:  make bench                      (paper and smoke sizes; writes bench.json)
       make bench ARGS="--configs=paper --override=model.allocator.variant=shared"
       make bench ARGS="--config=experiments/djia_multiday.py:smoke"   (an experiment, as in main)
       make bench ARGS="--configs= --rl_env_orders=1,1024,16384"   (RL environment steps/s only)
+      make bench ARGS="--configs=paper --peer"   (the `lems` package beside it, and the ratio)
+      make bench ARGS="--configs=paper --breakdown=false --scaling [--peer]"
+          (compile and step time for N in 12, 24, 48 and B in 64, 256, 1024 -> bench_scaling.png)
 Each configuration runs in a fresh subprocess so that its compile time and peak memory are its
 own. The same command runs on CPU and, unchanged, on a GPU (peak memory is then the device's).
+The input pipeline (window gathering and transfer) is timed at the largest benchmarked batch.
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ from lemjax import config as config_lib
 from lemjax import experiment
 from lemjax import objectives
 from lemjax import online
+from lemjax import peer
+from lemjax import plots
 from lemjax import scenarios
 from lemjax import train
+from lemjax.data import Sampler
 from lemjax.data import features
 from lemjax.encoder import Encoder
+from lemjax.model import model_batch
 
 _CONFIGS = flags.DEFINE_list(
   "configs",
@@ -57,6 +65,27 @@ _BREAKDOWN = flags.DEFINE_bool(
 _LATENCY = flags.DEFINE_list("latency_orders", ["1", "1024"], "Live orders per timed decision.")
 _OUT = flags.DEFINE_string("out", "bench.json", "Output JSON file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run one configuration and print its JSON.")
+_PEER = flags.DEFINE_bool(
+  "peer",
+  False,
+  "Also time the installed `lems` package (the `parity` extra) at the same shapes, each in a "
+  "fresh subprocess right after lemjax's, and print the samples/s ratio.",
+)
+_SCALING = flags.DEFINE_bool(
+  "scaling",
+  False,
+  "Also sweep N (--scaling_n, at the first B) and B (--scaling_b, at the first N) on the first "
+  "of --configs: compile and step time into bench.json and --plot.",
+)
+_SCALING_N = flags.DEFINE_list("scaling_n", ["12", "24", "48"], "N (execution bars) of the sweep.")
+_SCALING_B = flags.DEFINE_list("scaling_b", ["64", "256", "1024"], "Batch sizes of the sweep.")
+_PLOT = flags.DEFINE_string("plot", "bench_scaling.png", "Figure of the scaling sweep.")
+_PIPELINE_BATCHES = flags.DEFINE_integer(
+  "pipeline_batches",
+  20,
+  "Batches gathered to time the input pipeline at the largest benchmarked batch (0: skip).",
+)
+_PEER_CHILD = flags.DEFINE_string("peer_child", "", "Internal: time `lems` at these JSON shapes.")
 _RL_ENV = flags.DEFINE_list(
   "rl_env_orders",
   [],
@@ -400,25 +429,112 @@ def rl_env_throughput(
 # --- Driver ---------------------------------------------------------------------------------------
 
 
-def _run_child(name: str) -> dict:
+def input_pipeline(name: str, overrides: list[str], batch_size: int, batches: int) -> dict:
+  """Windows per second of the training loop's input side at `batch_size`: sampling indices,
+  gathering the windows (`WindowDataset.batch`) and putting them on the device.
+
+  The data is the embedded synthetic market at the configuration's L and N (the gathering
+  cost depends on the shapes, not on the prices).
+  """
+  if batch_size < 1 or batches < 1:
+    raise ValueError(f"batch_size={batch_size} and batches={batches} must be >= 1")
+  config = make_config(name, [*overrides, "data.source=synthetic"])
+  train_ds = experiment.load_data(config)[0]
+  sampler = Sampler(train_ds.num_windows, batch_size, seed=0)
+  jax.block_until_ready(jax.device_put(model_batch(train_ds.batch(sampler.next_indices()))))
+  tick = time.perf_counter()
+  for _ in range(batches):
+    jax.block_until_ready(jax.device_put(model_batch(train_ds.batch(sampler.next_indices()))))
+  elapsed = time.perf_counter() - tick
+  return {
+    "batch_size": batch_size,
+    "batches": batches,
+    "windows_per_s": batch_size * batches / elapsed,
+    "train_windows": train_ds.num_windows,
+  }
+
+
+def pipeline_margin(pipeline: dict, results: list[dict]) -> dict:
+  """The pipeline's windows/s over the train step's samples/s at the same (largest) batch."""
+  same = [r for r in results if r["batch_size"] == pipeline["batch_size"]]
+  if not same:
+    raise ValueError(f"no result at batch_size={pipeline['batch_size']}")
+  step = max(r["samples_per_s"] for r in same)  # the fastest step is the hardest to feed
+  return {**pipeline, "step_samples_per_s": step, "ratio": pipeline["windows_per_s"] / step}
+
+
+def _child(argv: list[str], what: str) -> dict:
+  """Runs `python -m lemjax.bench argv` in a fresh interpreter; its BENCH_RESULT JSON."""
+  command = [sys.executable, "-m", "lemjax.bench", *argv]
+  proc = subprocess.run(command, capture_output=True, text=True, check=False)
+  lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
+  if proc.returncode or not lines:
+    raise RuntimeError(f"benchmark of {what} failed:\n{proc.stderr[-4000:]}")
+  return json.loads(lines[-1][len(_MARK) :])
+
+
+def _run_child(name: str, overrides: list[str], breakdown: bool, latency: list[str]) -> dict:
   """Runs one configuration in a fresh interpreter (own compile caches and peak memory)."""
   argv = [
-    sys.executable,
-    "-m",
-    "lemjax.bench",
     f"--child={name}",
     f"--steps={_STEPS.value}",
     f"--warmup={_WARMUP.value}",
-    f"--breakdown={_BREAKDOWN.value}",
-    f"--latency_orders={','.join(_LATENCY.value)}",
+    f"--breakdown={breakdown}",
+    f"--latency_orders={','.join(latency)}",
   ]
-  if _OVERRIDE.value:
-    argv.append(f"--override={','.join(_OVERRIDE.value)}")
-  proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-  lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
-  if proc.returncode or not lines:
-    raise RuntimeError(f"benchmark of {name!r} failed:\n{proc.stderr[-4000:]}")
-  return json.loads(lines[-1][len(_MARK) :])
+  if overrides:
+    argv.append(f"--override={','.join(overrides)}")
+  return _child(argv, repr(name) + "".join(" " + o for o in overrides))
+
+
+PEER_SHAPES = (
+  "batch_size",
+  "lookback",
+  "n_ahead",
+  "hidden",
+  "embed_dim",
+  "attention_heads",
+  "allocator_width",
+  "n_features",
+)
+
+
+def with_peer(result: dict) -> dict:
+  """`result` with the `lems` package timed at its shapes (fresh interpreter) and the ratio."""
+  shapes = {k: result[k] for k in PEER_SHAPES}
+  argv = [
+    f"--peer_child={json.dumps(shapes)}",
+    f"--steps={_STEPS.value}",
+    f"--warmup={_WARMUP.value}",
+  ]
+  timing = _child(argv, f"lems at {shapes}")
+  ratio = result["samples_per_s"] / timing["samples_per_s"]
+  print(
+    f"{result['config']} B={shapes['batch_size']} N={shapes['n_ahead']}: lemjax "
+    f"{result['samples_per_s']:.1f} samples/s, lems {timing['samples_per_s']:.1f}: "
+    f"{ratio:.2f}x (compile {result['compile_s']:.1f} s vs {timing['compile_s']:.1f} s)",
+    flush=True,
+  )
+  return {**result, "peer": timing, "peer_ratio": ratio}
+
+
+def scaling_sweep(name: str, overrides: list[str], ns: list[int], bs: list[int], peer: bool):
+  """Compile and step time over N (at B = bs[0]) and over B (at N = ns[0]), L unchanged.
+
+  Returns:
+    {"n_ahead": [result per N], "batch_size": [result per B]}, each a `run_one` result
+    (without breakdown or latency), with the `lems` timing when `peer`.
+  """
+  out, done = {"n_ahead": [], "batch_size": []}, {}
+  points = [("n_ahead", n, bs[0]) for n in ns] + [("batch_size", ns[0], b) for b in bs]
+  for axis, n, b in points:
+    if (n, b) not in done:  # (ns[0], bs[0]) lies on both axes: measured once
+      print(f"scaling {name}: N={n}, B={b} ...", flush=True)
+      extra = [f"model.n_ahead={n}", f"train.batch_size={b}"]
+      result = _run_child(name, [*overrides, *extra], False, [])
+      done[n, b] = with_peer(result) if peer else result
+    out[axis].append(done[n, b])
+  return out
 
 
 def format_table(results: list[dict]) -> str:
@@ -459,8 +575,34 @@ def format_table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def format_scaling(scaling: dict) -> str:
+  """One row per sweep point: N, B, compile and step time, samples/s (and the peer's)."""
+  header = ("N", "B", "compile s", "step s", "samples/s", "lems compile s", "lems samples/s", "x")
+  rows = [header]
+  for r in scaling["n_ahead"] + scaling["batch_size"]:
+    p = r.get("peer", {})
+    rows.append(
+      (
+        r["n_ahead"],
+        r["batch_size"],
+        f"{r['compile_s']:.1f}",
+        f"{r['step_s_median']:.3f}",
+        f"{r['samples_per_s']:.1f}",
+        f"{p['compile_s']:.1f}" if p else "-",
+        f"{p['samples_per_s']:.1f}" if p else "-",
+        f"{r['peer_ratio']:.2f}" if p else "-",
+      )
+    )
+  widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+  return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows)
+
+
 def main(argv):
   del argv
+  if _PEER_CHILD.value:
+    result = peer.time_peer(json.loads(_PEER_CHILD.value), _STEPS.value, _WARMUP.value)
+    print(_MARK + json.dumps(result), flush=True)
+    return
   if _CHILD.value:
     result = run_one(
       _CHILD.value,
@@ -474,11 +616,36 @@ def main(argv):
     return
   if _STEPS.value < 1:
     raise app.UsageError("--steps must be >= 1")
+  if (_PEER.value or _SCALING.value) and not _CONFIGS.value:
+    raise app.UsageError("--peer and --scaling need at least one of --configs")
+  if _PEER.value and not peer.available():
+    raise app.UsageError('--peer needs the `lems` package: pip install -e ".[parity]"')
   rl_env = rl_env_throughput([int(n) for n in _RL_ENV.value]) if _RL_ENV.value else None
   results = []
   for name in _CONFIGS.value:
     print(f"benchmarking {name} ...", flush=True)
-    results.append(_run_child(name))
+    result = _run_child(name, _OVERRIDE.value, _BREAKDOWN.value, _LATENCY.value)
+    results.append(with_peer(result) if _PEER.value else result)
+  scaling = None
+  if _SCALING.value:
+    ns, bs = [int(n) for n in _SCALING_N.value], [int(b) for b in _SCALING_B.value]
+    scaling = scaling_sweep(_CONFIGS.value[0], _OVERRIDE.value, ns, bs, _PEER.value)
+    print(format_scaling(scaling))
+    print(f"wrote {plots.bench_scaling(_PLOT.value, scaling)}")
+  pipeline = None
+  timed = results + ([r for rows in scaling.values() for r in rows] if scaling else [])
+  if _PIPELINE_BATCHES.value and timed:
+    largest = max(timed, key=lambda r: r["batch_size"])
+    pipeline = pipeline_margin(
+      input_pipeline(
+        largest["config"], largest["overrides"], largest["batch_size"], _PIPELINE_BATCHES.value
+      ),
+      timed,
+    )
+    print(
+      f"input pipeline at B={pipeline['batch_size']}: {pipeline['windows_per_s']:.0f} windows/s, "
+      f"{pipeline['ratio']:.1f}x the train step's {pipeline['step_samples_per_s']:.1f} samples/s"
+    )
   table = format_table(results)
   print(table)
   env = {
@@ -491,9 +658,8 @@ def main(argv):
     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
   with open(_OUT.value, "w") as f:
-    json.dump(
-      {"environment": env, "results": results, "table": table, "rl_env": rl_env}, f, indent=2
-    )
+    out = {"environment": env, "results": results, "table": table, "rl_env": rl_env}
+    json.dump({**out, "scaling": scaling, "input_pipeline": pipeline}, f, indent=2)
   print(f"wrote {_OUT.value}")
 
 

@@ -25,6 +25,10 @@ class EncoderConfig:
   kan_activation: str = "silu"  # base-branch activation of KANLinear
   n_attention_heads: int = 8
   dropout: float = 0.0
+  # Matmul policy of every encoder layer (lemjax/precision.py): "highest" (float32), "default"
+  # (TF32 on recent NVIDIA GPUs) or "bf16" (bfloat16 operands, float32 sums). The allocator, its
+  # price accounting and the loss stay float32 at full precision under every policy.
+  matmul_precision: str = "highest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +243,9 @@ class DistributedConfig:
   coordinator_address: str = ""  # host:port of process 0 ("" = JAX_COORDINATOR_ADDRESS / cluster)
   num_processes: int = 0  # 0 = JAX_NUM_PROCESSES or the cluster's value
   process_id: int = -1  # -1 = JAX_PROCESS_ID or the cluster's value
+  # Cross-process collectives of CPU devices: "gloo" (TCP, no extra install) or "mpi"; "" keeps
+  # JAX's default. GPUs and TPUs use their own (NCCL, ICI) whatever this says.
+  cpu_collectives: str = "gloo"
 
 
 # --- Builders: a ConfigDict section becomes its dataclass; an unknown key is an error ---------------
@@ -294,6 +301,8 @@ def _check_saved_fields(section, cls, name: str, nested: tuple[str, ...] = ()) -
 def saved_model_config(saved: Any) -> ModelConfig:
   """ModelConfig from a run's saved `resolved.model` section, checking its fields against this code."""
   saved = {"decision_lag": 1, **saved}  # runs saved before the field existed were all causal
+  # ... and ran their encoder at full float32 precision.
+  saved["encoder"] = {"matmul_precision": "highest", **saved["encoder"]}
   _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
   _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
   _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")

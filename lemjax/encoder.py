@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from lemjax import attention
+from lemjax import precision as precision_lib
 from lemjax.attention import CausalSelfAttention
 from lemjax.config import EncoderConfig
 from lemjax.kan import activation
@@ -45,6 +46,11 @@ def check_config(config: EncoderConfig) -> None:
     )
   if not 0.0 <= config.dropout < 1.0:
     raise ValueError(f"EncoderConfig.dropout must be in [0, 1), got {config.dropout}")
+  if config.matmul_precision not in precision_lib.POLICIES:
+    raise ValueError(
+      f"EncoderConfig.matmul_precision={config.matmul_precision!r} is not one of "
+      f"{precision_lib.POLICIES}"
+    )
   activation(config.kan_activation)
 
 
@@ -55,10 +61,10 @@ class _SelectBlock(nn.Module):
 
   @nn.compact
   def __call__(self, carry, x_RxF):
-    e_RxFxE = FeatureEmbedding(self.config.embed_dim, name="embedding")(x_RxF)
-    return carry, VariableSelection(self.config.hidden, self.config.embed_dim, name="selection")(
-      e_RxFxE
-    )
+    cfg = self.config
+    e_RxFxE = FeatureEmbedding(cfg.embed_dim, cfg.matmul_precision, name="embedding")(x_RxF)
+    selection = VariableSelection(cfg.hidden, cfg.embed_dim, cfg.matmul_precision, name="selection")
+    return carry, selection(e_RxFxE)
 
 
 class _EnrichBlock(nn.Module):
@@ -69,8 +75,9 @@ class _EnrichBlock(nn.Module):
   @nn.compact
   def __call__(self, carry, inputs):
     h_RxH, sel_RxH = inputs
-    h_RxH = GatedSkipNorm(name="skip")(h_RxH, sel_RxH)
-    return carry, GRN(self.config.hidden, self.config.hidden, name="grn")(h_RxH)
+    cfg = self.config
+    h_RxH = GatedSkipNorm(cfg.matmul_precision, name="skip")(h_RxH, sel_RxH)
+    return carry, GRN(cfg.hidden, cfg.hidden, precision=cfg.matmul_precision, name="grn")(h_RxH)
 
 
 class _AttendBlock(nn.Module):
@@ -81,7 +88,8 @@ class _AttendBlock(nn.Module):
 
   @nn.compact
   def __call__(self, carry, h_RxTxH):
-    att = CausalSelfAttention(self.config.n_attention_heads, self.config.dropout, name="mha")
+    cfg = self.config
+    att = CausalSelfAttention(cfg.n_attention_heads, cfg.dropout, cfg.matmul_precision, name="mha")
     return carry, att(h_RxTxH, deterministic=self.deterministic)
 
 
@@ -93,6 +101,7 @@ def _tkan_layer(config: EncoderConfig, name: str | None = None) -> TKAN:
     config.kan_order,
     tuple(config.kan_range),
     config.kan_activation,
+    precision=config.matmul_precision,
     name=name,
   )
 
@@ -199,15 +208,13 @@ def enrich(config: EncoderConfig, params, h_NxH: jax.Array, sel_NxH: jax.Array) 
 def qkv(config: EncoderConfig, params, h_BxTxH: jax.Array):
   """The attention's scaled queries, keys and values of positions h, each [B, heads, T, H / heads]."""
   mha = params["attention"]["mha"]
-  return attention.qkv(
-    functools.partial(attention.dense, mha["qkv"]), h_BxTxH, config.n_attention_heads
-  )
+  project = functools.partial(attention.dense, mha["qkv"], policy=config.matmul_precision)
+  return attention.qkv(project, h_BxTxH, config.n_attention_heads)
 
 
 def attend(config: EncoderConfig, params, q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK):
   """The attention's output [B, Q, H] for queries over (cached) keys and values where visible."""
-  del config  # the heads are in the shapes
-  mha = params["attention"]["mha"]
-  return attention.attend(
-    functools.partial(attention.dense, mha["out"]), q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK
-  )
+  mha = params["attention"]["mha"]  # the heads are in the shapes
+  policy = config.matmul_precision
+  project = functools.partial(attention.dense, mha["out"], policy=policy)
+  return attention.attend(project, q_BxhxQxd, k_BxhxKxd, v_BxhxKxd, visible_QxK, policy=policy)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-PRECISION = jax.lax.Precision.HIGHEST
+from lemjax import precision as precision_lib
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   "silu": nn.silu,
@@ -97,6 +97,7 @@ class KANLinear(nn.Module):
     order: k, B-spline order.
     grid_range: (lo, hi) range of the grid before its extension by k knots each side.
     base_activation: name of the base-branch activation (see `activation`).
+    precision: matmul policy (lemjax/precision.py).
   """
 
   features: int
@@ -104,6 +105,7 @@ class KANLinear(nn.Module):
   order: int = 3
   grid_range: tuple[float, float] = (-1.0, 1.0)
   base_activation: str = "silu"
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, x_ZxD: jax.Array) -> jax.Array:
@@ -113,9 +115,10 @@ class KANLinear(nn.Module):
     act = activation(self.base_activation)
     grid = uniform_grid(self.grid_size, self.order, self.grid_range)
     x_ZxD = nn.LayerNorm(name="norm")(x_ZxD)
-    base_ZxO = nn.Dense(self.features, precision=PRECISION, name="base")(act(x_ZxD))
+    base_ZxO = precision_lib.dense(self.precision, self.features, name="base")(act(x_ZxD))
     # One matmul over all (basis, feature) pairs: [..., (G + k) * D] @ [(G + k) * D, O].
     basis_ZxCxD = jnp.stack(_bspline_bases(x_ZxD, grid, self.order), axis=-2)
     flat = basis_ZxCxD.reshape(*basis_ZxCxD.shape[:-2], -1)
-    spline_ZxO = nn.Dense(self.features, use_bias=False, precision=PRECISION, name="spline")(flat)
+    spline = precision_lib.dense(self.precision, self.features, use_bias=False, name="spline")
+    spline_ZxO = spline(flat)
     return base_ZxO + spline_ZxO

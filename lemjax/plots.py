@@ -104,3 +104,35 @@ def write_plots(
       os.path.join(workdir, "improvement_distribution.png"), results, s_buy, k_sel
     ),
   ]
+
+
+def bench_scaling(path: str, scaling: dict) -> str:
+  """Compile time and samples/s against N and against B (`lemjax.bench --scaling`), with the
+  `lems` package's where it was timed."""
+  fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+  for col, (axis, label) in enumerate((("n_ahead", "N (execution bars)"), ("batch_size", "B"))):
+    rows = scaling[axis]
+    x = [r[axis] for r in rows]
+    for row, (key, ylabel) in enumerate(
+      (("compile_s", "compile s"), ("samples_per_s", "samples/s"))
+    ):
+      ax = axes[row, col]
+      ax.plot(x, [r[key] for r in rows], marker="o", label="lemjax")
+      if all("peer" in r for r in rows):
+        ax.plot(x, [r["peer"][key] for r in rows], marker="s", label="lems")
+      ax.set_xscale("log", base=2)
+      if key == "samples_per_s":  # the two packages may lie orders of magnitude apart
+        ax.set_yscale("log")
+      ax.set_xticks(x, [str(v) for v in x])
+      ax.set_xlabel(label)
+      ax.set_ylabel(ylabel)
+      ax.legend(fontsize=8)
+  fixed = scaling["n_ahead"][0]
+  fig.suptitle(
+    f"L={fixed['lookback']}, H={fixed['hidden']}: N at B={fixed['batch_size']}, B at "
+    f"N={scaling['batch_size'][0]['n_ahead']}"
+  )
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

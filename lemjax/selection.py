@@ -6,13 +6,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lemjax.kan import PRECISION
+from lemjax import precision as precision_lib
 
 
 class FeatureEmbedding(nn.Module):
   """Each scalar feature through its own affine map: [..., F] -> [..., F, E], one einsum."""
 
   embed_dim: int
+  precision: str = "highest"  # matmul policy (lemjax/precision.py), here and in every module below
 
   @nn.compact
   def __call__(self, x_ZxF: jax.Array) -> jax.Array:
@@ -21,7 +22,7 @@ class FeatureEmbedding(nn.Module):
     f = x_ZxF.shape[-1]
     w_FxE = self.param("kernel", nn.initializers.normal(1.0), (f, self.embed_dim))
     b_FxE = self.param("bias", nn.initializers.zeros_init(), (f, self.embed_dim))
-    e_ZxFxE = jnp.einsum("...f,fe->...fe", x_ZxF, w_FxE, precision=PRECISION)
+    e_ZxFxE = precision_lib.einsum(self.precision, "...f,fe->...fe", x_ZxF, w_FxE)
     return e_ZxFxE + b_FxE.reshape((1,) * (x_ZxF.ndim - 1) + b_FxE.shape)
 
 
@@ -29,6 +30,7 @@ class GroupedDense(nn.Module):
   """G independent dense maps applied group-wise in one batched matmul: [G, N, D] -> [G, N, O]."""
 
   features: int
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, x_GxZxD: jax.Array) -> jax.Array:
@@ -38,14 +40,14 @@ class GroupedDense(nn.Module):
     init = nn.initializers.lecun_normal(batch_axis=(0,))
     w_GxDxO = self.param("kernel", init, (g, d, self.features))
     b_GxO = self.param("bias", nn.initializers.zeros_init(), (g, self.features))
-    y_GxZxO = jnp.einsum("gnd,gdo->gno", x_GxZxD, w_GxDxO, precision=PRECISION)
+    y_GxZxO = precision_lib.einsum(self.precision, "gnd,gdo->gno", x_GxZxD, w_GxDxO)
     return y_GxZxO + b_GxO[:, None, :]
 
 
-def _dense(features: int, grouped: bool, name: str) -> nn.Module:
+def _dense(features: int, grouped: bool, policy: str, name: str) -> nn.Module:
   if grouped:
-    return GroupedDense(features, name=name)
-  return nn.Dense(features, precision=PRECISION, name=name)
+    return GroupedDense(features, policy, name=name)
+  return precision_lib.dense(policy, features, name=name)
 
 
 class GatedLinearUnit(nn.Module):
@@ -56,10 +58,11 @@ class GatedLinearUnit(nn.Module):
 
   features: int
   grouped: bool = False
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    both = _dense(2 * self.features, self.grouped, "dense")(x)
+    both = _dense(2 * self.features, self.grouped, self.precision, "dense")(x)
     value, gate = jnp.split(both, 2, axis=-1)
     return value * nn.sigmoid(gate)
 
@@ -76,16 +79,18 @@ class GRN(nn.Module):
   hidden: int
   features: int
   grouped: bool = False
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps [..., D] (or [G, N, D] when grouped) to [..., O]."""
-    hidden = nn.elu(_dense(self.hidden, self.grouped, "dense_0")(x))
-    hidden = _dense(self.hidden, self.grouped, "dense_1")(hidden)
-    gated = GatedLinearUnit(self.features, self.grouped, name="glu")(hidden)
+    policy = self.precision
+    hidden = nn.elu(_dense(self.hidden, self.grouped, policy, "dense_0")(x))
+    hidden = _dense(self.hidden, self.grouped, policy, "dense_1")(hidden)
+    gated = GatedLinearUnit(self.features, self.grouped, policy, name="glu")(hidden)
     skip = x
     if x.shape[-1] != self.features:
-      skip = _dense(self.features, self.grouped, "skip")(x)
+      skip = _dense(self.features, self.grouped, policy, "skip")(x)
     if not self.grouped:
       return nn.LayerNorm(name="norm")(skip + gated)
     # Per-group layer-norm scale and bias, shaped [G, O] like the grouped dense biases.
@@ -99,11 +104,13 @@ class GRN(nn.Module):
 class GatedSkipNorm(nn.Module):
   """`layer_norm(skip + GLU(x))`, the gated skip connection around a block."""
 
+  precision: str = "highest"
+
   @nn.compact
   def __call__(self, x_ZxH: jax.Array, skip_ZxH: jax.Array) -> jax.Array:
     if x_ZxH.shape != skip_ZxH.shape:
       raise ValueError(f"x shape {x_ZxH.shape} != skip shape {skip_ZxH.shape}")
-    gated = GatedLinearUnit(x_ZxH.shape[-1], name="glu")(x_ZxH)
+    gated = GatedLinearUnit(x_ZxH.shape[-1], precision=self.precision, name="glu")(x_ZxH)
     return nn.LayerNorm(name="norm")(skip_ZxH + gated)
 
 
@@ -120,16 +127,19 @@ class VariableSelection(nn.Module):
 
   hidden: int
   feature_hidden: int
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, e_ZxFxE: jax.Array) -> jax.Array:
     if e_ZxFxE.ndim != 3:
       raise ValueError(f"VariableSelection input must be [Z, F, E], got {e_ZxFxE.shape}")
     n, f, e = e_ZxFxE.shape
-    logits_ZxF = GRN(self.hidden, f, name="weights")(e_ZxFxE.reshape(n, f * e))
-    weights_FxN = jnp.transpose(nn.softmax(logits_ZxF, axis=-1))
-    z_FxNxH = GRN(self.feature_hidden, self.hidden, grouped=True, name="features")(
-      jnp.transpose(e_ZxFxE, (1, 0, 2))
+    logits_ZxF = GRN(self.hidden, f, precision=self.precision, name="weights")(
+      e_ZxFxE.reshape(n, f * e)
     )
+    weights_FxN = jnp.transpose(nn.softmax(logits_ZxF, axis=-1))
+    z_FxNxH = GRN(
+      self.feature_hidden, self.hidden, grouped=True, precision=self.precision, name="features"
+    )(jnp.transpose(e_ZxFxE, (1, 0, 2)))
     # Weighted sum as a fused multiply-reduce: output [N, H] only.
     return jnp.sum(weights_FxN[:, :, None] * z_FxNxH, axis=0)

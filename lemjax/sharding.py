@@ -21,6 +21,7 @@ from lemjax.config import MeshConfig
 DATA_AXIS = "data"
 # Environment variables that name a multi-process job (JAX's own, Slurm, Open MPI).
 _CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+CPU_COLLECTIVES = ("gloo", "mpi", "")
 
 
 # --- Processes ------------------------------------------------------------------------------------
@@ -45,13 +46,19 @@ def initialize_distributed(config: DistributedConfig) -> bool:
   JAX_NUM_PROCESSES, JAX_PROCESS_ID, then to JAX's cluster detection (Slurm, Open MPI, TPU).
 
   Args:
-    config: `enabled` is "auto" (only inside a multi-process job), "on" or "off".
+    config: `enabled` is "auto" (only inside a multi-process job), "on" or "off";
+      `cpu_collectives` ("gloo", "mpi" or "" for JAX's default) carries CPU collectives across
+      processes.
 
   Returns:
     True when this process is part of a multi-process run.
   """
   if config.enabled not in ("auto", "on", "off"):
     raise ValueError(f"DistributedConfig.enabled={config.enabled!r} is not 'auto', 'on' or 'off'")
+  if config.cpu_collectives not in CPU_COLLECTIVES:
+    raise ValueError(
+      f"DistributedConfig.cpu_collectives={config.cpu_collectives!r} is not one of {CPU_COLLECTIVES}"
+    )
   wanted = config.enabled == "on" or (
     config.enabled == "auto" and (bool(config.coordinator_address) or cluster_in_environment())
   )
@@ -59,6 +66,8 @@ def initialize_distributed(config: DistributedConfig) -> bool:
     return False
   num_processes = config.num_processes or _env_int("JAX_NUM_PROCESSES")
   process_id = config.process_id if config.process_id >= 0 else _env_int("JAX_PROCESS_ID")
+  if config.cpu_collectives:  # read when the CPU backend starts, so before any computation
+    jax.config.update("jax_cpu_collectives_implementation", config.cpu_collectives)
   jax.distributed.initialize(
     coordinator_address=config.coordinator_address or None,
     num_processes=num_processes,

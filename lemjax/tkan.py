@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lemjax.kan import PRECISION
+from lemjax import precision as precision_lib
 from lemjax.kan import KANLinear
 from lemjax.kan import _bspline_bases
 from lemjax.kan import activation
@@ -57,6 +57,7 @@ class TKANCell(nn.Module):
     hidden: H, width of h, c and of every KAN sub-layer.
     n_sublayers: M, KAN sub-layers feeding the output gate.
     grid_size, order, grid_range, base_activation: KANLinear settings.
+    precision: matmul policy (lemjax/precision.py).
   """
 
   hidden: int
@@ -65,29 +66,36 @@ class TKANCell(nn.Module):
   order: int = 3
   grid_range: tuple[float, float] = (-1.0, 1.0)
   base_activation: str = "silu"
+  precision: str = "highest"
 
   @nn.compact
   def __call__(self, carry: Carry, inputs_t: StepInputs) -> tuple[Carry, jax.Array]:
     h_BxH, c_BxH, sub_BxMxH = carry
     gates_Bx3H, sub_in_BxMxH = inputs_t
-    hid, m = self.hidden, self.n_sublayers
+    hid, m, policy = self.hidden, self.n_sublayers, self.precision
     # Pre-activations of the input/forget gates and the cell candidate.
-    z_gates_Bx3H = gates_Bx3H + nn.Dense(
+    z_gates_Bx3H = gates_Bx3H + precision_lib.dense(
+      policy,
       3 * hid,
       use_bias=False,
-      precision=PRECISION,
       kernel_init=nn.initializers.orthogonal(),
       name="recurrent",
     )(h_BxH)
     # Each KAN sub-layer reads the input and its own previous sub-state.
     w_sub_MxHxH = self.param("sub_recurrent", nn.initializers.orthogonal(), (m, hid, hid))
-    z_sub_BxMxH = sub_in_BxMxH + jnp.einsum(
-      "bmh,mhk->bmk", sub_BxMxH, w_sub_MxHxH, precision=PRECISION
+    z_sub_BxMxH = sub_in_BxMxH + precision_lib.einsum(
+      policy, "bmh,mhk->bmk", sub_BxMxH, w_sub_MxHxH
     )
     out_BxMxH = jnp.stack(
       [
         KANLinear(
-          hid, self.grid_size, self.order, self.grid_range, self.base_activation, name=f"kan_{j}"
+          hid,
+          self.grid_size,
+          self.order,
+          self.grid_range,
+          self.base_activation,
+          policy,
+          name=f"kan_{j}",
         )(z_sub_BxMxH[:, j])
         for j in range(m)
       ],
@@ -96,7 +104,7 @@ class TKANCell(nn.Module):
     w_out_MxH = self.param("sub_mix_out", nn.initializers.constant(0.5), (m, hid))
     w_state_MxH = self.param("sub_mix_state", nn.initializers.constant(0.5), (m, hid))
     # Output gate pre-activation from the aggregated sub-layer outputs.
-    z_out_BxH = nn.Dense(hid, precision=PRECISION, name="output_gate")(
+    z_out_BxH = precision_lib.dense(policy, hid, name="output_gate")(
       out_BxMxH.reshape(out_BxMxH.shape[0], m * hid)
     )
     h_BxH, c_BxH, sub_BxMxH = _tail(
@@ -127,16 +135,21 @@ def tkan_step(
 # reverse pass. Only carry/input cotangents run inside the reverse scan; all weight
 # gradients are big [T * B]-row matmuls after it (T small matmuls per weight otherwise).
 # ---------------------------------------------------------------------------------------
-Settings = tuple[int, tuple[float, ...], int, str]  # (M, knots, order, activation name)
+# (M, knots, order, activation name, matmul policy)
+Settings = tuple[int, tuple[float, ...], int, str, str]
 
 
-def _dot(a, b):
-  return jnp.dot(a, b, precision=PRECISION)
+def _dot(a, b, settings: Settings):
+  return precision_lib.dot(settings[4], a, b)
+
+
+def _einsum(subscripts: str, a, b, settings: Settings):
+  return precision_lib.einsum(settings[4], subscripts, a, b)
 
 
 def _kan_inputs(p_kan: Any, z_NxH: jax.Array, settings: Settings):
   """KANLinear's front: layer norm, then the inputs of its two matmuls (act(x), basis)."""
-  _, knots, order, act_name = settings
+  _, knots, order, act_name, _ = settings
   xn_NxH = nn.LayerNorm(parent=None).apply({"params": p_kan["norm"]}, z_NxH)
   basis_NxCxH = jnp.stack(_bspline_bases(xn_NxH, np.asarray(knots), order), axis=-2)
   return activation(act_name)(xn_NxH), basis_NxCxH.reshape(z_NxH.shape[0], -1)
@@ -147,19 +160,17 @@ def _step(p: Any, carry: Carry, inputs_t: StepInputs, settings: Settings):
   h_BxH, c_BxH, sub_BxMxH = carry
   gates_Bx3H, sub_in_BxMxH = inputs_t
   m = settings[0]
-  z_gates = gates_Bx3H + _dot(h_BxH, p["recurrent"]["kernel"])
-  z_sub = sub_in_BxMxH + jnp.einsum(
-    "bmh,mhk->bmk", sub_BxMxH, p["sub_recurrent"], precision=PRECISION
-  )
+  z_gates = gates_Bx3H + _dot(h_BxH, p["recurrent"]["kernel"], settings)
+  z_sub = sub_in_BxMxH + _einsum("bmh,mhk->bmk", sub_BxMxH, p["sub_recurrent"], settings)
   outs = []
   for j in range(m):
     pk = p[f"kan_{j}"]
     act_BxH, basis_BxCH = _kan_inputs(pk, z_sub[:, j], settings)
-    base = _dot(act_BxH, pk["base"]["kernel"]) + pk["base"]["bias"][None]
-    outs.append(base + _dot(basis_BxCH, pk["spline"]["kernel"]))
+    base = _dot(act_BxH, pk["base"]["kernel"], settings) + pk["base"]["bias"][None]
+    outs.append(base + _dot(basis_BxCH, pk["spline"]["kernel"], settings))
   out_BxMxH = jnp.stack(outs, axis=1)
   z_out = (
-    _dot(out_BxMxH.reshape(out_BxMxH.shape[0], -1), p["output_gate"]["kernel"])
+    _dot(out_BxMxH.reshape(out_BxMxH.shape[0], -1), p["output_gate"]["kernel"], settings)
     + p["output_gate"]["bias"][None]
   )
   new = _tail(z_gates, c_BxH, z_out, out_BxMxH, sub_BxMxH, p["sub_mix_out"], p["sub_mix_state"])
@@ -173,7 +184,7 @@ def fast_scan(
   """Scan of the TKAN step over time-major inputs; values equal a `lax.scan` of TKANCell.
 
   Args:
-    settings: (M, knots, order, activation name), static.
+    settings: (M, knots, order, activation name, matmul policy), static.
     params: a TKANCell parameter tree.
     carry: initial (h [B, H], c [B, H], sub [B, M, H]).
     xs_T: pre-projected inputs (gates [T, B, 3H], sub [T, B, M, H]).
@@ -209,19 +220,21 @@ def _fast_scan_bwd(settings, residuals, cotangents):
       _tail, z_gates, c_prev, z_out, out, sub_prev, params["sub_mix_out"], params["sub_mix_state"]
     )
     g_zg, g_c, g_zo, g_out, g_sub, g_mix_out, g_mix_state = tail_vjp((g_h + g_y, g_c, g_sub))
-    g_out = g_out + _dot(g_zo, params["output_gate"]["kernel"].T).reshape(g_out.shape)
+    g_out = g_out + _dot(g_zo, params["output_gate"]["kernel"].T, settings).reshape(g_out.shape)
     g_zs, g_norms = [], []
     for j in range(m):
       base_k, spline_k = kernels[j]
       _, kan_vjp = jax.vjp(
         lambda z, pk: _kan_inputs(pk, z, settings), z_sub[:, j], params[f"kan_{j}"]
       )
-      g_z, g_pk = kan_vjp((_dot(g_out[:, j], base_k.T), _dot(g_out[:, j], spline_k.T)))
+      g_z, g_pk = kan_vjp(
+        (_dot(g_out[:, j], base_k.T, settings), _dot(g_out[:, j], spline_k.T, settings))
+      )
       g_zs.append(g_z)
       g_norms.append(g_pk["norm"])
     g_zs = jnp.stack(g_zs, axis=1)
-    g_sub = g_sub + jnp.einsum("bmk,mhk->bmh", g_zs, params["sub_recurrent"], precision=PRECISION)
-    g_h = _dot(g_zg, params["recurrent"]["kernel"].T)
+    g_sub = g_sub + _einsum("bmk,mhk->bmh", g_zs, params["sub_recurrent"], settings)
+    g_h = _dot(g_zg, params["recurrent"]["kernel"].T, settings)
     return (g_h, g_c, g_sub), (g_zg, g_zs, g_zo, g_out, g_mix_out, g_mix_state, g_norms)
 
   g_carry0, g_T = jax.lax.scan(body, (g_h, g_c, g_sub), (res_T, g_h_TxBxH), reverse=True)
@@ -242,15 +255,18 @@ def _weight_grads(params, settings, res_T, g_zg, g_zs, g_zo, g_out):
   h_prev, sub_prev, z_sub, out = rows(h_prev), rows(sub_prev), rows(z_sub), rows(out)
   g_zg, g_zs, g_zo, g_out = rows(g_zg), rows(g_zs), rows(g_zo), rows(g_out)
   grads = {
-    "recurrent": {"kernel": _dot(h_prev.T, g_zg)},
-    "sub_recurrent": jnp.einsum("nmh,nmk->mhk", sub_prev, g_zs, precision=PRECISION),
-    "output_gate": {"kernel": _dot(out.reshape(out.shape[0], -1).T, g_zo), "bias": g_zo.sum(0)},
+    "recurrent": {"kernel": _dot(h_prev.T, g_zg, settings)},
+    "sub_recurrent": _einsum("nmh,nmk->mhk", sub_prev, g_zs, settings),
+    "output_gate": {
+      "kernel": _dot(out.reshape(out.shape[0], -1).T, g_zo, settings),
+      "bias": g_zo.sum(0),
+    },
   }
   for j in range(m):
     act, basis = _kan_inputs(params[f"kan_{j}"], z_sub[:, j], settings)
     grads[f"kan_{j}"] = {
-      "base": {"kernel": _dot(act.T, g_out[:, j]), "bias": g_out[:, j].sum(0)},
-      "spline": {"kernel": _dot(basis.T, g_out[:, j])},
+      "base": {"kernel": _dot(act.T, g_out[:, j], settings), "bias": g_out[:, j].sum(0)},
+      "spline": {"kernel": _dot(basis.T, g_out[:, j], settings)},
     }
   return grads
 
@@ -272,6 +288,7 @@ class TKAN(nn.Module):
   grid_range: tuple[float, float] = (-1.0, 1.0)
   base_activation: str = "silu"
   fast_grad: bool = True
+  precision: str = "highest"
 
   def make_cell(self) -> TKANCell:
     """A standalone cell with this layer's settings; its parameters are `params["cell"]`."""
@@ -282,16 +299,24 @@ class TKAN(nn.Module):
       self.order,
       self.grid_range,
       self.base_activation,
+      self.precision,
       parent=None,
     )
 
   def setup(self):
     hid, m = self.hidden, self.n_sublayers
-    self.input = nn.Dense(
-      3 * hid + m * hid, precision=PRECISION, bias_init=_gate_bias_init(hid), name="input"
+    self.input = precision_lib.dense(
+      self.precision, 3 * hid + m * hid, bias_init=_gate_bias_init(hid), name="input"
     )
     self.cell = TKANCell(
-      hid, m, self.grid_size, self.order, self.grid_range, self.base_activation, name="cell"
+      hid,
+      m,
+      self.grid_size,
+      self.order,
+      self.grid_range,
+      self.base_activation,
+      self.precision,
+      name="cell",
     )
 
   def project(self, x_NxD: jax.Array) -> StepInputs:
@@ -328,7 +353,7 @@ class TKAN(nn.Module):
     params = self.cell.variables["params"]
     if self.fast_grad:
       knots = tuple(float(k) for k in uniform_grid(self.grid_size, self.order, self.grid_range))
-      settings = (self.n_sublayers, knots, self.order, self.base_activation)
+      settings = (self.n_sublayers, knots, self.order, self.base_activation, self.precision)
       carry, h_TxBxH = fast_scan(settings, params, carry, xs_T)
     else:
       cell = self.make_cell()

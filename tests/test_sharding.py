@@ -153,6 +153,8 @@ def test_mesh_and_batch_checks():
     sharding.make_mesh(config_lib.MeshConfig(data=jax.device_count() + 1))
   with pytest.raises(ValueError, match="enabled"):
     sharding.initialize_distributed(config_lib.DistributedConfig(enabled="maybe"))
+  with pytest.raises(ValueError, match="cpu_collectives='nccl'"):
+    sharding.initialize_distributed(config_lib.DistributedConfig(cpu_collectives="nccl"))
   assert not sharding.initialize_distributed(config_lib.DistributedConfig(enabled="off"))
   np.testing.assert_array_equal(sharding.host_rows(np.arange(8)), np.arange(8))
   assert sharding.is_primary()
