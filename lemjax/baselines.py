@@ -357,6 +357,7 @@ def oracle(
   score: ScoreFn,
   r_min: float = 0.0,
   r_max: float = 1.0,
+  spread_candidates: bool = False,
 ) -> np.ndarray:
   """Best ex-post schedule per order, head and scenario, knowing every price in advance.
 
@@ -365,6 +366,10 @@ def oracle(
   on bar e so the window ends there. Both targets' achieved prices are monotone in the
   allocation, so this is optimal for a given window (to within the sliver); the candidate
   with the best exact score is kept per order, head and scenario.
+
+  With execution costs (`score` net of costs, lemjax/costs.py) concentrating on the best bars
+  pays impact, so `spread_candidates` also tries, for each e, the even split over bars 0..e;
+  the oracle is then the best of both families, still an ex-post bound rather than a strategy.
 
   Returns:
     [B, N, K, S] float32 allocations.
@@ -380,12 +385,17 @@ def oracle(
     cand_BxNxS = np.stack(
       [_greedy(prices_BxN, e, r_min, r_max, side > 0) for side in scenarios.SIDE_SIGN_S], axis=-1
     )
-    cand = np.broadcast_to(cand_BxNxS[:, :, None, :], (batch, n, k_heads, num_s))
-    # A schedule ending at e is valid for every head (before k, the window still runs to k).
-    imp = np.asarray(score(cand, prices_BxN, volumes_BxN), np.float64)
-    better = imp > best_imp
-    best_imp = np.where(better, imp, best_imp)
-    best = np.where(better[:, None], cand, best)
+    candidates = [cand_BxNxS]
+    if spread_candidates:
+      even_N = np.where(np.arange(n) <= e, 1.0 / (e + 1), 0.0).astype(np.float32)
+      candidates.append(np.broadcast_to(even_N[None, :, None], cand_BxNxS.shape))
+    for cand_BxNxS in candidates:
+      cand = np.broadcast_to(cand_BxNxS[:, :, None, :], (batch, n, k_heads, num_s))
+      # A schedule ending at e is valid for every head (before k, the window still runs to k).
+      imp = np.asarray(score(cand, prices_BxN, volumes_BxN), np.float64)
+      better = imp > best_imp
+      best_imp = np.where(better, imp, best_imp)
+      best = np.where(better[:, None], cand, best)
   return best
 
 
