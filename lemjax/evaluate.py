@@ -81,14 +81,15 @@ def lem_allocations(
   params,
   model_config,
   batch: dict,
-  r_min: float,
-  r_max: float,
+  r_min,
+  r_max,
   batch_size: int,
-  size: float | None = None,
+  size=None,
 ) -> np.ndarray:
   """The model's allocations [B, N, K, S] in fixed-shape chunks (the last one padded).
 
-  size: every order's size (lemjax/costs.py), for a model with a size input; r_max must
+  r_min, r_max: scalars or per-order [B] rate bounds.
+  size: scalar or [B] order sizes (lemjax/costs.py), for a model with a size input; r_max must
   already hold the participation cap (`costs.capped_r_max`).
   """
   n_orders = batch["prices"].shape[0]
@@ -97,14 +98,18 @@ def lem_allocations(
     rows = np.arange(start, start + batch_size)
     rows = np.minimum(rows, n_orders - 1)  # pad by repeating the last order
     b = model_lib.model_batch({k: batch[k][rows] for k in model_lib.MODEL_KEYS})
-    r_min_B = jnp.full((batch_size,), r_min, jnp.float32)
-    r_max_B = jnp.full((batch_size,), r_max, jnp.float32)
-    size_B = None if size is None else jnp.full((batch_size,), size, jnp.float32)
+    r_min_B, r_max_B = _rows(r_min, n_orders, rows), _rows(r_max, n_orders, rows)
+    size_B = None if size is None else _rows(size, n_orders, rows)
     alloc = _forward(
       model_config, params, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"], size_B
     )
     out.append(np.asarray(alloc)[: min(batch_size, n_orders - start)])
   return np.concatenate(out)
+
+
+def _rows(x, n_orders: int, rows: np.ndarray) -> jax.Array:
+  """Rows `rows` of a scalar or per-order [B] value, as float32."""
+  return jnp.asarray(np.broadcast_to(np.asarray(x, np.float32), (n_orders,))[rows])
 
 
 def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
