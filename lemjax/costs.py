@@ -106,6 +106,20 @@ def _safe_sqrt(x):
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
+def cost_bps(participation, sigma, cfg: CostConfig):
+  """Cost in bps of a child that trades `participation` times its bar's (floored) volume.
+
+  fee + half-spread + eta * sigma * sqrt(participation); sigma in bps per bar. Every strategy,
+  the training loss and the online API charge through this one function.
+  """
+  return cfg.fee_bps + cfg.half_spread_bps + cfg.impact_eta * sigma * _safe_sqrt(participation)
+
+
+def lookback_sigma_bps(closes_L) -> float:
+  """Lookback volatility as the batches compute it: std of close-to-close log returns, bps/bar."""
+  return float(1e4 * np.std(np.diff(np.log(np.asarray(closes_L, np.float64)))))
+
+
 def child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig):
   """Cost of every child order in bps of its bar's price; [B, N, K, S].
 
@@ -124,8 +138,7 @@ def child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg:
   parent = (size_B * n)[:, None, None, None]
   shares = jnp.where(notional, alloc_BxNxKxS * parent / p, alloc_BxNxKxS * parent)
   volume = jnp.maximum(volumes_BxN, cfg.volume_floor)[:, :, None, None]
-  impact = cfg.impact_eta * sigma_B[:, None, None, None] * _safe_sqrt(shares / volume)
-  return cfg.fee_bps + cfg.half_spread_bps + impact
+  return cost_bps(shares / volume, sigma_B[:, None, None, None], cfg)
 
 
 def fill_prices(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig):
