@@ -355,6 +355,19 @@ def _interval(x_BxM, group_B, block: int, ecfg) -> dict:
 # --- Orchestration --------------------------------------------------------------------------------
 
 
+def _known_fields(cls, saved) -> dict:
+  """A saved section's fields that `cls` still has (JSON's "inf" strings back to floats); runs
+  saved by other versions of the code keep working, missing fields taking today's defaults."""
+  names = {f.name for f in dataclasses.fields(cls)}
+  out = {}
+  for key, value in (saved or {}).items():
+    if key in names:
+      out[key] = (
+        [float(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+      )
+  return out
+
+
 def run_backtest(
   workdir: str, orders_path: str, data: str = "", skip_bad: bool = False, out: str = ""
 ) -> dict:
@@ -370,7 +383,7 @@ def run_backtest(
   if data:
     data_cfg = dataclasses.replace(data_cfg, path=data, source="files")
   model_cfg = workdir_lib.trained_model_config(workdir, config_lib.model_config(saved["model"]))
-  ecfg = config_lib.eval_config(saved.get("eval"))
+  ecfg = config_lib.eval_config(_known_fields(config_lib.EvalConfig, saved.get("eval")))
   cost = config_lib.costs_config(saved.get("costs"))
   cost = cost if cost.enabled else dataclasses.replace(cost, enabled=True)
   params, ckpt = workdir_lib.restore_params(workdir, model_cfg, ecfg.checkpoint)
