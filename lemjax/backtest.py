@@ -40,6 +40,7 @@ from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import costs as costs_lib
 from lemjax import evaluate as evaluate_lib
+from lemjax import heads
 from lemjax import lsm
 from lemjax import markdown
 from lemjax import objectives
@@ -410,11 +411,12 @@ def run_backtest(
 
   # --- Strategies, all paying the same costs.
   model_size = size_B if model_cfg.allocator.size_input else None
-  allocs = {
-    "LEM": evaluate_lib.lem_allocations(
-      params, model_cfg, batch, r_min_B, r_max_B, ecfg.batch_size, model_size
-    )
-  }
+  lem = evaluate_lib.lem_allocations(
+    params, model_cfg, batch, r_min_B, r_max_B, ecfg.batch_size, model_size
+  )
+  # The heads `make eval` chose to serve each min period (head_map.json), as the online API does.
+  head_map = heads.load_head_map(workdir, n + 1, scenarios.NUM_SCENARIOS, int(ckpt["step"]))
+  allocs = {"LEM": lem if head_map is None else heads.serve(lem, head_map)}
   fit_size = float(np.median(size_B))
   tune = evaluate_lib.gather(
     train_ds, evaluate_lib.spread_indices(train_ds.num_windows, ecfg.tune_orders)

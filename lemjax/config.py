@@ -183,6 +183,8 @@ class EvalConfig:
   min_period: int = 6  # min period (bars) of the per-strategy table
   benchmark: str = "vwap"  # scenario shown in report.md tables; CSVs hold all of them
   target: str = "quantity"
+  nested_heads: bool = True  # serve min period k with the best validated head of minimum >= k
+  split: str = "test"  # orders scored: "test", or "val" (study mode; choices on training orders)
   theta_grid_bps: tuple[float, ...] = (
     0.0,
     2.0,

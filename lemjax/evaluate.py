@@ -16,6 +16,7 @@ from lemjax import config as config_lib
 from lemjax import costs as costs_lib
 from lemjax import diagnostics
 from lemjax import experiment
+from lemjax import heads
 from lemjax import lookahead
 from lemjax import lsm
 from lemjax import model as model_lib
@@ -27,6 +28,7 @@ from lemjax import workdir as workdir_lib
 
 CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stopping", "lsm_stopping")
 STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
+VAL_REPORT_DIR = "val_report"  # report of `eval.split="val"` inside the work directory
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 COST_KEYS = ("gross_improvement_bps", "cost_bps")  # summaries with execution costs only
 
@@ -221,6 +223,51 @@ def baseline_allocations(
   return allocs, fitted
 
 
+def lem_served(
+  params,
+  model_config,
+  test: dict,
+  val: dict,
+  ecfg,
+  outdir: str | None,
+  step: int,
+  r_max=None,
+  size=None,
+  score_for=None,
+):
+  """The LEM's test allocations as served, and its own heads' when a head map applies.
+
+  With `eval.nested_heads`, every min period is served by the head of equal or larger minimum
+  that scores best on the validation orders (lemjax/heads.py); the map is written to
+  `<outdir>/head_map.json` (unless outdir is None), where the online policy finds it.
+  With execution costs: r_max holds the participation cap, size is the model's size input and
+  `score_for(batch)` the net score (see `strategies_at_size`).
+
+  Returns:
+    (allocations [B, N, K, S] as served, None or {"alloc": own heads' allocations,
+    "head_map_KxS": the map}).
+  """
+  r_max = ecfg.r_max if r_max is None else r_max
+  alloc = lem_allocations(params, model_config, test, ecfg.r_min, r_max, ecfg.batch_size, size)
+  if not ecfg.nested_heads:
+    stale = None if outdir is None else os.path.join(outdir, heads.HEAD_MAP_FILE)
+    if stale is not None and os.path.exists(stale):
+      os.remove(stale)  # the online policy must not serve a map this report did not use
+    return alloc, None
+  val_alloc = lem_allocations(params, model_config, val, ecfg.r_min, r_max, ecfg.batch_size, size)
+  val_score = score if score_for is None else score_for(val)
+  val_mean_KxS = np.nanmean(val_score(val_alloc, val["prices"], val["volumes"]), axis=0)
+  head_map = heads.nested_head_map(val_mean_KxS)
+  if outdir is not None:
+    os.makedirs(outdir, exist_ok=True)
+    heads.save_head_map(outdir, head_map, val_mean_KxS, val["prices"].shape[0], step)
+  moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
+  logging.info(
+    "head map: %d of %d head x scenario cells served by a larger minimum", moved, head_map.size
+  )
+  return heads.serve(alloc, head_map), {"alloc": alloc, "head_map_KxS": head_map}
+
+
 def spread_indices(num_windows: int, count: int) -> np.ndarray:
   """Up to `count` window indices evenly spaced over [0, num_windows), sorted."""
   return np.unique(
@@ -273,6 +320,8 @@ def evaluate(config, workdir: str) -> dict:
       "the training split holds no windows, but the VWAP-profile and optional-"
       "stopping baselines are fitted on it; set data.train_start/train_end"
     )
+  if ecfg.split not in ("test", "val"):
+    raise ValueError(f"eval.split={ecfg.split!r} must be 'test' or 'val'")
   if val_ds.num_windows < 1:
     raise ValueError(
       "the validation split holds no windows, but the best causal baseline is "
@@ -284,10 +333,15 @@ def evaluate(config, workdir: str) -> dict:
   lookahead.announce(cfgs["model"])
   params, ckpt_info = workdir_lib.restore_params(workdir, cfgs["model"], ecfg.checkpoint)
   outdir = workdir_lib.report_dir(workdir, data_config)
+  tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
+  if ecfg.split == "val":  # study mode: score validation orders, choose on training orders
+    outdir = os.path.join(outdir, VAL_REPORT_DIR)
+    test_ds = val_ds
+    val = tune
+  else:
+    val = gather(val_ds, spread_indices(val_ds.num_windows, ecfg.val_orders))
   idx = select_orders(test_ds, n, ecfg)
   test = gather(test_ds, idx)
-  tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
-  val = gather(val_ds, spread_indices(val_ds.num_windows, ecfg.val_orders))
   logging.info(
     "evaluating %d test orders (%d assets) from checkpoint %s step %d",
     idx.size,
@@ -300,7 +354,8 @@ def evaluate(config, workdir: str) -> dict:
   at_size = functools.partial(
     strategies_at_size, params, cfgs, test, tune, val, test_ds.store.step_ms, workdir
   )
-  allocs, fitted, results = at_size(cfgs["costs"].eval_size if cfgs["costs"].enabled else None)
+  main_size = cfgs["costs"].eval_size if cfgs["costs"].enabled else None
+  allocs, fitted, results = at_size(main_size, outdir, int(ckpt_info["step"]))
 
   # --- Report, tables, per-order results and plots.
   source = workdir_lib.data_source_line(data_config, report)
@@ -320,12 +375,15 @@ def evaluate(config, workdir: str) -> dict:
   return out
 
 
-def strategies_at_size(params, cfgs, test, tune, val, bar_ms, workdir, size=None):
+def strategies_at_size(
+  params, cfgs, test, tune, val, bar_ms, workdir, size=None, outdir=None, step: int = 0
+):
   """(allocations, fitted baselines, summaries) of the LEM and every baseline on the test orders.
 
   size None: cost-free. Otherwise every order has that size (lemjax/costs.py): r_max holds its
-  participation cap, the LEM reads the size, and every strategy (fits included) pays the same
-  costs through `costs.scorer` and `costs.fill_prices`.
+  participation cap, the LEM reads the size, and every strategy (fits included, the LEM's head
+  map too) pays the same costs through `costs.scorer` and `costs.fill_prices`. The head map is
+  written to `outdir` (None: not written, as for the size buckets).
   """
   ecfg, n, cost = cfgs["eval"], cfgs["model"].n_ahead, cfgs["costs"]
   r_max, score_for, fills_for = ecfg.r_max, None, None
@@ -339,18 +397,22 @@ def strategies_at_size(params, cfgs, test, tune, val, bar_ms, workdir, size=None
       )
     )
   model_size = size if cfgs["model"].allocator.size_input else None
-  allocs = {
-    "LEM": lem_allocations(
-      params, cfgs["model"], test, ecfg.r_min, r_max, ecfg.batch_size, model_size
-    )
-  }
+  lem, own_heads = lem_served(
+    params, cfgs["model"], test, val, ecfg, outdir, step, r_max, model_size, score_for
+  )
+  allocs = {"LEM": lem}
   if os.path.isdir(os.path.join(workdir, "rl")):  # the PPO baseline of `--mode=train_rl`
     from lemjax.rl import policy as rl_policy  # noqa: PLC0415 (only runs with a PPO agent)
 
     allocs["PPO"] = rl_policy.rl_allocations(workdir, test, ecfg.r_min, r_max)
   base_allocs, fitted = baseline_allocations(test, tune, val, bar_ms, ecfg, score_for, r_max)
   allocs.update(base_allocs)
-  return allocs, fitted, summaries(allocs, test["prices"], test["volumes"], fills_for)
+  results = summaries(allocs, test["prices"], test["volumes"], fills_for)
+  if own_heads is not None:
+    fitted["lem_head_map_KxS"] = own_heads["head_map_KxS"]
+    own = summaries({"LEM": own_heads["alloc"]}, test["prices"], test["volumes"], fills_for)
+    fitted["lem_own_heads"] = own["LEM"]
+  return allocs, fitted, results
 
 
 def _split_ranges(report, train_ds, test_origins) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 from typing import Any
 
@@ -86,14 +87,23 @@ def write_all(
   by_regime, by_regime_paired = summary.regime_stats(results, test, edges, ecfg)
   per_asset = summary.per_asset_frame(results, test, ctx.asset_names, ecfg)
   reference = "best_causal" if "best_causal" in results else "optional_stopping"
-  health = diagnostics.head_health(
-    results["LEM"]["improvement_bps"],
-    results["LEM"]["ended_early"],
-    all_stats[reference]["ended_early"],
-    group_B,
-    block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
-    n_boot=ecfg.bootstrap,
-    seed=ecfg.seed,
+  # Head health of the heads as served and, under a head map, of the trained heads themselves.
+  lem_heads = {"served": results["LEM"]}
+  if "lem_own_heads" in fitted:
+    lem_heads["own"] = fitted["lem_own_heads"]
+  health = pl.concat(
+    [
+      diagnostics.head_health(
+        res["improvement_bps"],
+        res["ended_early"],
+        all_stats[reference]["ended_early"],
+        group_B,
+        block_length=stats_lib.fitted_block_length(ecfg.block_length, int(group_B.max()) + 1),
+        n_boot=ecfg.bootstrap,
+        seed=ecfg.seed,
+      ).with_columns(pl.lit(which).alias("heads"))
+      for which, res in lem_heads.items()
+    ]
   )
 
   # CSV files.
@@ -133,6 +143,10 @@ def write_all(
   summary.fitted_frame(fitted, n).write_csv(path("baselines_fitted.csv"))
   summary.orders_frame(test, allocs, results, ctx.asset_names).write_parquet(path("orders.parquet"))
   summary.market_frame(test, ctx.asset_names).write_parquet(path("market.parquet"))
+  score = summary.study_score(results, group_B, ecfg, n)
+  score["split"] = ecfg.split
+  with open(path("study_score.json"), "w") as f:
+    json.dump(score, f, indent=1)
 
   # Plots.
   plot_files = plots.write_plots(
@@ -146,6 +160,7 @@ def write_all(
     "paired": paired,
     "per_asset": per_asset,
     "health": health,
+    "study_score": score,
     "by_regime": by_regime,
     "by_regime_paired": by_regime_paired,
     "edges": edges,
@@ -204,7 +219,8 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     f"- Checkpoint: {ck['which']} at step {ck['step']} ({ck['directory']}), validation loss "
     f"{val.get('loss', float('nan')):.5f}",
     f"- Config: config.json of the run (experiment `{ctx.config.name}`); seed {ctx.config.seed}",
-    f"- Test orders: {test['prices'].shape[0]} over {len(np.unique(test['asset']))} assets, one "
+    f"- {ecfg.split.capitalize()} orders: {test['prices'].shape[0]} over "
+    f"{len(np.unique(test['asset']))} assets, one "
     f"every {ecfg.order_stride or n} windows per asset; N={n}, per-step bounds "
     f"r_min={ecfg.r_min}, r_max={ecfg.r_max}",
     f"- Written {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}. "
@@ -212,12 +228,26 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     f"{ecfg.bootstrap} resamples.",
     "",
   ]
+  if ecfg.split == "val":
+    lines += [
+      "> **VALIDATION SPLIT (eval.split=val, model selection): the orders below come from the "
+      "validation period; the best causal baseline and the head map were chosen on training "
+      "orders. 'test' in the tables below means these validation orders.**",
+      "",
+    ]
   if "SYNTHETIC" in ctx.source_line:
     lines += [
       "> **SYNTHETIC DATA: these numbers describe the embedded synthetic market, not a real one.**",
       "",
     ]
   paired_md = {b: paired[b] for b in PAIRED_IN_MARKDOWN if b in paired}
+  sc = parts["study_score"]
+  lines += [
+    f"**Study score** (study_score.json): LEM minus the best causal baseline, averaged over min "
+    f"periods {sc['min_periods']} and all 8 scenarios: {sc['mean_bps']:+.2f} "
+    f"[{sc['ci_lo']:+.2f}, {sc['ci_hi']:+.2f}] bps ({sc['n_clusters']} start-time clusters).",
+    "",
+  ]
   lines += [
     "## Headline",
     "",
@@ -281,9 +311,21 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
     "head_health.csv.",
     "",
-    markdown.health_table(parts["health"]),
+    markdown.health_table(parts["health"].filter(pl.col("heads") == "served")),
     "",
   ]
+  own = parts["health"].filter(pl.col("heads") == "own")
+  if own.height:
+    head_map = np.asarray(parts["fitted"]["lem_head_map_KxS"])[:-1]
+    moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
+    lines += [
+      "Served heads: each min period uses the head of equal or larger minimum with the best mean "
+      f"on validation orders (eval.nested_heads; head_map.json); {moved} of {own.height} flexible "
+      "cells are served by a larger minimum. The trained heads themselves, before that choice:",
+      "",
+      markdown.health_table(own),
+      "",
+    ]
   for name, st in all_stats.items():
     lines += [
       f"## Table 1 - {name}: improvement by min period ({scen})",

@@ -230,6 +230,38 @@ def regime_frame(by_regime: list, by_regime_paired: list, edges, n_ahead: int) -
   return pl.concat(frames)
 
 
+def study_score(results: dict, group_B, ecfg, n_ahead: int) -> dict:
+  """The model-selection score: LEM minus the best causal baseline, one number with its interval.
+
+  Per order, the improvement averaged over min periods 1..N-1 (heads 0..N-2) and every
+  scenario, LEM minus best_causal, then the clustered block-bootstrap mean of that difference.
+
+  Returns:
+    dict: mean_bps, ci_lo, ci_hi, n (orders), n_clusters, heads (min periods averaged).
+  """
+  cells = (slice(None), slice(0, n_ahead - 1))
+
+  def per_order(name):
+    return np.asarray(results[name]["improvement_bps"], np.float64)[cells].mean(axis=(1, 2))
+
+  d = stats_lib.paired_difference(
+    per_order("LEM")[:, None],
+    per_order("best_causal")[:, None],
+    group_B,
+    block_length=stats_lib.fitted_block_length(ecfg.block_length, int(np.max(group_B)) + 1),
+    n_boot=ecfg.bootstrap,
+    seed=ecfg.seed,
+  )
+  return {
+    "mean_bps": float(d["mean"][0]),
+    "ci_lo": float(d["ci_lo"][0]),
+    "ci_hi": float(d["ci_hi"][0]),
+    "n": int(d["n"]),
+    "n_clusters": int(d["n_clusters"]),
+    "min_periods": f"1..{n_ahead - 1}",
+  }
+
+
 def fitted_frame(fitted: dict, n_ahead: int) -> pl.DataFrame:
   """Per head and scenario: thresholds, the chosen best causal baseline and validation means."""
   k_R, s_R = np.meshgrid(np.arange(n_ahead + 1), np.arange(scenarios.NUM_SCENARIOS), indexing="ij")
@@ -242,6 +274,8 @@ def fitted_frame(fitted: dict, n_ahead: int) -> pl.DataFrame:
     cols["vol_stopping_theta"] = np.asarray(fitted["vol_theta_KxS"]).ravel()
   if "best_causal_choice" in fitted:
     cols["best_causal"] = np.asarray(fitted["best_causal_choice"]).astype(str).ravel()
+  if "lem_head_map_KxS" in fitted:
+    cols["lem_serving_head"] = np.asarray(fitted["lem_head_map_KxS"]).ravel()
   for name, means in fitted.get("val_means", {}).items():
     cols[f"val_mean_bps_{name}"] = np.asarray(means).ravel()
   return pl.DataFrame(cols)

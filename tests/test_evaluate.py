@@ -1,7 +1,9 @@
 """End-to-end evaluation on the smoke config: report, CSVs, plots, per-order results, other data."""
 
 import dataclasses
+import json
 import os
+import pathlib
 import shutil
 import sys
 
@@ -13,6 +15,7 @@ from absl import flags
 
 from experiments import crypto_intraday
 from lemjax import evaluate as evaluate_lib
+from lemjax import heads
 from lemjax import main as main_lib
 from lemjax import objectives
 from lemjax import report as report_lib
@@ -150,6 +153,70 @@ def test_orders_file_reproduces_the_report(workdir):
     rtol=1e-5,
     atol=1e-3,
   )
+
+
+def test_lem_is_served_by_the_validated_head_map(workdir):
+  """The report's LEM: each min period served by the head head_map.json chose on validation."""
+  with open(os.path.join(workdir, heads.HEAD_MAP_FILE)) as f:
+    saved = json.load(f)
+  head_map = heads.load_head_map(workdir, K, S, saved["checkpoint_step"])
+  np.testing.assert_array_equal(head_map, heads.nested_head_map(saved["val_mean_bps_KxS"]))
+  fitted = pl.read_csv(os.path.join(workdir, "baselines_fitted.csv"))
+  np.testing.assert_array_equal(fitted["lem_serving_head"].to_numpy(), head_map.ravel())
+  health = pl.read_csv(os.path.join(workdir, "head_health.csv"))
+  served = health.filter(pl.col("heads") == "served").sort(["head", "scenario"])
+  own = health.filter(pl.col("heads") == "own")
+  assert served.height == own.height == (K - 1) * S
+  names = [scenarios.scenario_name(i) for i in range(S)]
+  for row in served.iter_rows(named=True):
+    k, sc = row["head"], names.index(row["scenario"])
+    source = own.filter(
+      (pl.col("head") == head_map[k, sc]) & (pl.col("scenario") == row["scenario"])
+    )
+    np.testing.assert_allclose(row["mean_bps"], source["mean_bps"][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(row["ended_early"], source["ended_early"][0], atol=1e-9)
+
+
+def test_study_score_is_lem_minus_best_causal_over_flexible_heads(workdir):
+  with open(os.path.join(workdir, "study_score.json")) as f:
+    score = json.load(f)
+  orders = pl.read_parquet(os.path.join(workdir, "orders.parquet"))
+  flexible = orders.filter(pl.col("head") < N - 1)
+  per_order = flexible.group_by(["strategy", "order"]).agg(pl.col("improvement_bps").mean())
+  wide = per_order.pivot(on="strategy", index="order", values="improvement_bps")
+  want = (wide["LEM"] - wide["best_causal"]).mean()
+  np.testing.assert_allclose(score["mean_bps"], want, atol=1e-3)
+  assert score["ci_lo"] <= score["mean_bps"] <= score["ci_hi"] and score["split"] == "test"
+  assert "**Study score** (study_score.json)" in pathlib.Path(workdir, "report.md").read_text()
+
+
+def test_validation_split_report_leaves_the_test_report_and_head_map_alone(workdir):
+  head_map = pathlib.Path(workdir, heads.HEAD_MAP_FILE)
+  before = head_map.read_text(), os.path.getmtime(os.path.join(workdir, "report.md"))
+  run_main(
+    "--mode=eval",
+    "--config=experiments/crypto_intraday.py:smoke",
+    f"--workdir={workdir}",
+    "--config.eval.bootstrap=100",
+    "--config.eval.split=val",
+  )
+  out = os.path.join(workdir, evaluate_lib.VAL_REPORT_DIR)
+  text = pathlib.Path(out, "report.md").read_text()
+  assert "VALIDATION SPLIT" in text and "Val orders:" in text
+  with open(os.path.join(out, "study_score.json")) as f:
+    assert json.load(f)["split"] == "val"
+  market = pl.read_parquet(os.path.join(out, "market.parquet"))
+  test_market = pl.read_parquet(os.path.join(workdir, "market.parquet"))
+  assert market["origin"].max() < test_market["origin"].min()  # validation precedes test
+  assert (head_map.read_text(), os.path.getmtime(os.path.join(workdir, "report.md"))) == before
+  with pytest.raises(ValueError, match="eval.split='train'"):
+    run_main(
+      "--mode=eval",
+      "--config=experiments/crypto_intraday.py:smoke",
+      f"--workdir={workdir}",
+      "--config.eval.split=train",
+      "--traceback",
+    )
 
 
 def test_oracle_bounds_every_strategy(workdir):

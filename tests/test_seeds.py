@@ -25,6 +25,7 @@ def _stats(mean_buy: float, mean_sell: float) -> pl.DataFrame:
             "min_period": min(head + 1, 2),
             "fixed_duration": head == 2,
             "mean_bps": value + shift + head,
+            "n_clusters": 31,
           }
         )
   return pl.DataFrame(rows)
@@ -47,6 +48,24 @@ def _paired(diff: float) -> pl.DataFrame:
       for head in (0, 1, 2)
     ]
   )
+
+
+def _health(n_broken: int) -> pl.DataFrame:
+  """head_health.csv of a run: 2 flexible heads x 2 scenarios, served and own heads."""
+  rows = []
+  for which, broken in (("served", 0), ("own", n_broken)):
+    for i, (head, scenario) in enumerate([(0, "a"), (0, "b"), (1, "a"), (1, "b")]):
+      rows.append(
+        {
+          "head": head,
+          "scenario": scenario,
+          "minus_next_bps": -5.0 - i if i < broken else (float("nan") if head == 1 else 1.0),
+          "collapsed": which == "own" and i == 3,
+          "monotonicity_break": i < broken,
+          "heads": which,
+        }
+      )
+  return pl.DataFrame(rows)
 
 
 def test_across_seeds_mean_std_and_each_seed():
@@ -78,6 +97,7 @@ def test_write_summary_reads_sibling_runs(tmp_path):
     os.makedirs(run)
     _stats(buy, 4.0).write_csv(os.path.join(run, "stats.csv"))
     _paired(diff).write_csv(os.path.join(run, "paired_differences.csv"))
+    _health(seed + 1).write_csv(os.path.join(run, "head_health.csv"))
   out = seeds.write_summary(base, [0, 1], "vwap", "quantity", 2, "exp")
   assert out["dir"] == base + "_seeds"
   for name in ("seeds.md", "seeds.csv", "seeds_paired.csv"):
@@ -85,6 +105,9 @@ def test_write_summary_reads_sibling_runs(tmp_path):
   text = out["markdown"]
   assert "+1.50 ± 0.71 (+1.00, +2.00)" in text  # LEM, min period 1, buy
   assert "LEM minus uniform" in text and "+1.00 ± 0.71 (+0.50, +1.50)" in text
+  assert "over 31 start-time groups" in text
+  assert "| 0 | served | 0 of 4 | 0 | +1.00 |" in text
+  assert "| 1 | own | 1 of 4 | 2 | -6.00 |" in text
   with pytest.raises(FileNotFoundError, match="evaluate seed 2"):
     seeds.write_summary(base, [0, 1, 2], "vwap", "quantity", 2, "exp")
 

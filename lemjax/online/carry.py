@@ -88,6 +88,7 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
     Carry of numpy arrays; the encoder has seen nothing yet and next_KxS is zero.
   """
   head, scenario = order.check(policy.n_ahead)
+  head = policy.serving_head(head, scenario)  # a larger minimum's head where evaluation chose one
   hist = bars_lib.check_history(policy, history_bars)
   lb, cfg = policy.lookback, policy.model_config
   table = pl.DataFrame({"time": hist["time"], "close": hist["close"], "volume": hist["volume"]})

@@ -9,8 +9,10 @@ import flax.struct
 import jax
 
 from lemjax import config as config_lib
+from lemjax import heads
 from lemjax import lookahead
 from lemjax import model as model_lib
+from lemjax import scenarios
 from lemjax import workdir as workdir_lib
 from lemjax.config import ModelConfig
 from lemjax.data import features
@@ -29,6 +31,8 @@ class Policy:
   step_ms: int = flax.struct.field(pytree_node=False)  # bar length the model was trained on
   volume_window_ms: int = flax.struct.field(pytree_node=False)  # span of the trailing mean volume
   source: str = flax.struct.field(pytree_node=False, default="")  # checkpoint it came from
+  # head_map[k][s]: the head serving min period k + 1 in scenario s (lemjax/heads.py); None: own.
+  head_map: tuple | None = flax.struct.field(pytree_node=False, default=None)
   # Execution costs charged on every child (lemjax/costs.py); the run's `costs` section.
   costs: config_lib.CostConfig = flax.struct.field(
     pytree_node=False, default=config_lib.CostConfig()
@@ -37,6 +41,10 @@ class Policy:
   @property
   def n_ahead(self) -> int:
     return self.model_config.n_ahead
+
+  def serving_head(self, head: int, scenario: int) -> int:
+    """The trained head that serves an order of head `head` (min period - 1) and `scenario`."""
+    return int(head) if self.head_map is None else int(self.head_map[head][scenario])
 
   @property
   def lookback(self) -> int:
@@ -59,11 +67,14 @@ def init_policy(
   params = model_lib.init_params(model_config, jax.random.PRNGKey(seed))
   source = f"random(seed={seed})"
   costs = costs or config_lib.CostConfig()
-  return Policy(params, model_config, int(step_ms), int(volume_window_ms), source, costs)
+  return Policy(params, model_config, int(step_ms), int(volume_window_ms), source, costs=costs)
 
 
 def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
   """The trained policy of a work directory (its resolved config.json and best checkpoint).
+
+  When the evaluation of that checkpoint wrote head_map.json (eval.nested_heads), an order is
+  served by the head the report scored for its min period (lemjax/heads.py).
 
   Args:
     workdir_or_checkpoint: a run's work directory, or a folder inside it (checkpoints/best).
@@ -88,5 +99,15 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
     )
   step_ms, volume_window_ms = workdir_lib.trained_bar_ms(workdir)
   params, info = workdir_lib.restore_params(workdir, model, which)
-  source = f"{info['directory']} step {info['step']}"
-  return Policy(params, model, step_ms, volume_window_ms, source, costs)
+  head_map = heads.load_head_map(
+    workdir, model.n_ahead + 1, scenarios.NUM_SCENARIOS, int(info["step"])
+  )
+  return Policy(
+    params,
+    model,
+    step_ms,
+    volume_window_ms,
+    f"{info['directory']} step {info['step']}",
+    None if head_map is None else tuple(map(tuple, head_map.tolist())),
+    costs,
+  )

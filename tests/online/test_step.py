@@ -95,3 +95,22 @@ def test_decisions_ignore_future_bars(run, policy):
   _, out_same = online.step_jit(policy, carry, online.check_bar(policy, carry, bar(run, t0 + 1)))
   np.testing.assert_allclose(float(out_same.fraction), run["alloc"][0, 2, 1, 1], atol=2e-6)
   assert float(out_other.fraction) != float(out_same.fraction)
+
+
+def test_head_map_serves_a_larger_minimums_schedule(run, policy):
+  """With an evaluation's head map, an order of min period 1 trades head 2's schedule."""
+  n, i, sc = policy.n_ahead, 2, 5
+  head_map = np.repeat(np.arange(n + 1)[:, None], scenarios.NUM_SCENARIOS, 1)
+  head_map[0, sc] = 2
+  mapped = policy.replace(head_map=tuple(map(tuple, head_map.tolist())))
+  exe = online.Executor.start(mapped, order(sc, 0, n, R_MIN[i], R_MAX[i]), history(run, T0S[i]))
+  fractions = [float(exe.status.fraction)]
+  for s in range(n):
+    out = exe.on_bar(bar(run, T0S[i] + s))
+    fractions.append(float(out.fraction))
+    if bool(out.done):
+      break
+  got = np.zeros(n, np.float32)
+  got[: min(n, len(fractions))] = fractions[:n]
+  np.testing.assert_allclose(got, run["alloc"][i, :, 2, sc], atol=2e-6)
+  assert not np.allclose(run["alloc"][i, :, 2, sc], run["alloc"][i, :, 0, sc], atol=1e-4)

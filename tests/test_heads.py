@@ -1,0 +1,96 @@
+"""Tests for lemjax/heads.py: serving a min period with a validated head of larger minimum."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lemjax import heads
+from lemjax import objectives
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+  hnp.arrays(
+    np.float64,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=9),
+    elements=st.floats(-50, 50) | st.just(np.nan),
+  )
+)
+def test_nested_map_serves_the_best_feasible_head(means_KxS):
+  head_map = heads.nested_head_map(means_KxS)
+  k, s = means_KxS.shape
+  n = k - 1
+  assert head_map.shape == (k, s) and (head_map[n] == n).all()
+  own = np.arange(n)[:, None]
+  assert ((head_map[:n] >= own) & (head_map[:n] < n)).all()
+  served = np.nan_to_num(means_KxS, nan=-np.inf)[head_map, np.arange(s)[None, :]]
+  # Each flexible min period gets the best of its own and every larger flexible minimum ...
+  for kk in range(n):
+    np.testing.assert_array_equal(served[kk], np.nan_to_num(means_KxS[kk:n], nan=-np.inf).max(0))
+  # ... so the served validation means never rise with the minimum.
+  assert (served[1:n] <= served[: n - 1]).all()
+
+
+def test_nested_map_prefers_own_head_on_ties_and_never_remaps_fixed():
+  means = np.array([[5.0, 1.0], [5.0, 3.0], [2.0, 3.0], [99.0, 99.0]])
+  head_map = heads.nested_head_map(means)
+  np.testing.assert_array_equal(head_map, [[0, 1], [1, 1], [2, 2], [3, 3]])
+  with pytest.raises(ValueError, match="val_mean_KxS"):
+    heads.nested_head_map(np.zeros(4))
+
+
+def test_serve_takes_the_mapped_heads_schedule_and_stays_feasible():
+  rng = np.random.default_rng(0)
+  b, n, s = 3, 4, 2
+  alloc = rng.dirichlet(np.ones(n), size=(b, n + 1, s)).transpose(0, 3, 1, 2)
+  head_map = np.array([[2, 0], [1, 3], [3, 2], [3, 3], [4, 4]])
+  out = heads.serve(alloc, head_map)
+  for k in range(n + 1):
+    for sc in range(s):
+      np.testing.assert_array_equal(out[:, :, k, sc], alloc[:, :, head_map[k, sc], sc])
+  np.testing.assert_allclose(out.sum(1), 1.0)
+  np.testing.assert_array_equal(
+    heads.serve(alloc, np.repeat(np.arange(n + 1)[:, None], s, 1)), alloc
+  )
+  # A head that would end before its slot's minimum, or the fixed head remapped, is refused.
+  for bad in ([[0, 0], [0, 1], [2, 2], [3, 3], [4, 4]], [[0, 0], [1, 1], [2, 2], [3, 3], [3, 4]]):
+    with pytest.raises(ValueError, match="head map entry"):
+      heads.serve(alloc, np.array(bad))
+
+
+def test_serving_a_larger_minimum_keeps_the_slots_scoring():
+  """A schedule scored in the slot of a smaller minimum scores as in its own slot (same end)."""
+  rng = np.random.default_rng(1)
+  b, n, s = 16, 5, 8
+  alloc = rng.dirichlet(np.ones(n), size=(b, n + 1, s)).transpose(0, 3, 1, 2).astype(np.float32)
+  alloc[:, :, 2] = 0.0
+  alloc[:, :3, 2] = 1.0 / 3.0  # head 2 (minimum 3) ends after bar 3
+  prices = (1 + 0.01 * rng.standard_normal((b, n))).astype(np.float32)
+  volumes = rng.uniform(0.5, 2.0, (b, n)).astype(np.float32)
+  head_map = np.repeat(np.arange(n + 1)[:, None], s, 1)
+  head_map[0] = 2
+  own = np.asarray(objectives.improvement_bps(alloc, prices, volumes))
+  served = np.asarray(objectives.improvement_bps(heads.serve(alloc, head_map), prices, volumes))
+  np.testing.assert_allclose(served[:, 0], own[:, 2], atol=1e-4)
+  np.testing.assert_allclose(served[:, 1:], own[:, 1:], atol=1e-6)
+
+
+def test_head_map_file_roundtrip_and_checkpoint_guard(tmp_path):
+  k, s = 5, 8
+  assert heads.load_head_map(str(tmp_path), k, s, 10) is None
+  head_map = heads.nested_head_map(np.random.default_rng(2).normal(size=(k, s)))
+  heads.save_head_map(str(tmp_path), head_map, np.zeros((k, s)), 64, step=10)
+  np.testing.assert_array_equal(heads.load_head_map(str(tmp_path), k, s, 10), head_map)
+  assert heads.load_head_map(str(tmp_path), k, s, 11) is None  # chosen for another checkpoint
+  with pytest.raises(ValueError, match="head map must be"):
+    heads.load_head_map(str(tmp_path), k + 1, s, 10)
+  saved = json.loads((tmp_path / heads.HEAD_MAP_FILE).read_text())
+  saved["head_map_KxS"][0][0] = 4  # the fixed head serving a flexible minimum
+  (tmp_path / heads.HEAD_MAP_FILE).write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match="head_map.json: head map entry"):
+    heads.load_head_map(str(tmp_path), k, s, 10)
