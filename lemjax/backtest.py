@@ -48,6 +48,7 @@ from lemjax import scenarios
 from lemjax import stats as stats_lib
 from lemjax import workdir as workdir_lib
 from lemjax.data import make_datasets
+from lemjax.data import tables
 from lemjax.data import windows
 
 COLUMNS = ("id", "asset", "side", "target", "size", "start", "min_bars", "r_min", "r_max")
@@ -113,7 +114,7 @@ def _start_bar(row: int, oid: str, market: Market, asset: int, text) -> int:
   times = s.asset_times(asset)
   t0 = int(np.searchsorted(times, start_ms, side="left"))
   if t0 + market.n_ahead > times.size:
-    last = windows_iso(times[-1])
+    last = tables.ms_to_iso(times[-1])
     raise BadRow(
       row, oid, "start", f"{text} leaves fewer than N={market.n_ahead} bars (data ends {last})"
     )
@@ -123,8 +124,50 @@ def _start_bar(row: int, oid: str, market: Market, asset: int, text) -> int:
   return int(s.offsets[asset]) + t0
 
 
-def windows_iso(ms) -> str:
-  return str(np.datetime64(int(ms), "ms").astype("datetime64[m]"))
+def _duration(i: int, oid: str, raw: dict, n: int) -> int:
+  """min_bars in [1, N]; max_bars, when given, must be N."""
+  min_bars = _number(i, oid, "min_bars", raw.get("min_bars"), int)
+  if not 1 <= min_bars <= n:
+    raise BadRow(i, oid, "min_bars", f"{min_bars} must lie in [1, N={n}]")
+  if (raw.get("max_bars") or "").strip():
+    max_bars = _number(i, oid, "max_bars", raw.get("max_bars"), int)
+    if max_bars != n:
+      raise BadRow(
+        i, oid, "max_bars", f"{max_bars} != N={n}: this model completes orders by bar N only "
+        "(its projection has no earlier deadline); train one with model.n_ahead for that horizon",
+      )  # fmt: skip
+  return min_bars
+
+
+def _bounds(i: int, oid: str, raw: dict, market: Market) -> tuple[float, float, float]:
+  """(r_min, r_max, rho): the rate bounds, checked for N bars, and the participation cap."""
+  r_min, r_max = (_number(i, oid, c, raw.get(c)) for c in ("r_min", "r_max"))
+  try:
+    allocation.validate_bounds(r_min, r_max, market.n_ahead)
+  except ValueError as err:
+    first = str(err).split(": ", 1)[-1]  # the first problem names the bound at fault
+    raise BadRow(i, oid, "r_min" if first.startswith("r_min") else "r_max", str(err)) from None
+  rho = market.costs.participation_cap
+  if (raw.get("participation_cap") or "").strip():
+    rho = _number(i, oid, "participation_cap", raw.get("participation_cap"))
+    if not 0 < rho <= 1:
+      raise BadRow(i, oid, "participation_cap", f"{rho} must lie in (0, 1]")
+  return r_min, r_max, rho
+
+
+def _size_fraction(i: int, oid: str, market: Market, g0: int, order: dict) -> tuple[float, float]:
+  """(size over the expected volume of the N bars, r_max with the participation cap)."""
+  s, n, lb = market.store, market.n_ahead, market.lookback
+  mean_volume = (s.volume_cumsum[g0] - s.volume_cumsum[g0 - lb]) / lb
+  size = order["size"]
+  shares = size if order["target"] == "quantity" else size / s.close[g0 - 1]
+  frac = shares / (n * mean_volume)
+  try:
+    cfg = dataclasses.replace(market.costs, participation_cap=order["rho"])
+    costs_lib.check_orders(frac, order["r_min"], order["r_max"], n, cfg, names=[oid])
+  except ValueError as err:
+    raise BadRow(i, oid, "size", str(err)) from None
+  return frac, min(order["r_max"], costs_lib.participation_limit(frac, n, order["rho"]))
 
 
 def parse_row(i: int, raw: dict, market: Market) -> dict:
@@ -136,64 +179,21 @@ def parse_row(i: int, raw: dict, market: Market) -> dict:
   asset_name = str(raw.get("asset") or "").strip()
   if asset_name not in names:
     raise BadRow(i, oid, "asset", f"{asset_name!r} is not in the data ({', '.join(names)})")
-  asset = names.index(asset_name)
-  side = _choice(i, oid, "side", raw.get("side"), scenarios.SIDES)
-  target = _choice(i, oid, "target", raw.get("target"), scenarios.TARGETS)
+  order = {"row": i, "id": oid, "asset": asset_name, "asset_index": names.index(asset_name)}
+  order["side"] = _choice(i, oid, "side", raw.get("side"), scenarios.SIDES)
+  order["target"] = _choice(i, oid, "target", raw.get("target"), scenarios.TARGETS)
   bench = _choice(i, oid, "benchmark", raw.get("benchmark") or "vwap", scenarios.BENCHMARKS)
-  size = _number(i, oid, "size", raw.get("size"))
-  if size <= 0:
-    raise BadRow(i, oid, "size", f"{size!r} must be positive (shares or currency)")
-  n = market.n_ahead
-  min_bars = _number(i, oid, "min_bars", raw.get("min_bars"), int)
-  if not 1 <= min_bars <= n:
-    raise BadRow(i, oid, "min_bars", f"{min_bars} must lie in [1, N={n}]")
-  if (raw.get("max_bars") or "").strip():
-    max_bars = _number(i, oid, "max_bars", raw.get("max_bars"), int)
-    if max_bars != n:
-      raise BadRow(
-        i, oid, "max_bars", f"{max_bars} != N={n}: this model completes orders by bar N only "
-        "(its projection has no earlier deadline); train one with model.n_ahead for that horizon",
-      )  # fmt: skip
-  r_min, r_max = (_number(i, oid, c, raw.get(c)) for c in ("r_min", "r_max"))
-  try:
-    allocation.validate_bounds(r_min, r_max, n)
-  except ValueError as err:
-    first = str(err).split(": ", 1)[-1]  # the first problem names the bound at fault
-    raise BadRow(i, oid, "r_min" if first.startswith("r_min") else "r_max", str(err)) from None
-  rho = market.costs.participation_cap
-  if (raw.get("participation_cap") or "").strip():
-    rho = _number(i, oid, "participation_cap", raw.get("participation_cap"))
-    if not 0 < rho <= 1:
-      raise BadRow(i, oid, "participation_cap", f"{rho} must lie in (0, 1]")
-  g0 = _start_bar(i, oid, market, asset, raw.get("start"))
-  s = market.store
-  mean_volume = (s.volume_cumsum[g0] - s.volume_cumsum[g0 - market.lookback]) / market.lookback
-  shares = size if target == "quantity" else size / s.close[g0 - 1]
-  frac = shares / (n * mean_volume)
-  try:
-    cfg = dataclasses.replace(market.costs, participation_cap=rho)
-    costs_lib.check_orders(frac, r_min, r_max, n, cfg, names=[oid])
-  except ValueError as err:
-    raise BadRow(i, oid, "size", str(err)) from None
-  cap = costs_lib.participation_limit(frac, n, rho)
-  return {
-    "row": i,
-    "id": oid,
-    "asset": asset_name,
-    "asset_index": asset,
-    "t0": g0,
-    "side": side,
-    "target": target,
-    "benchmark": bench,
-    "size": size,
-    "size_frac": frac,
-    "min_bars": min_bars,
-    "head": min_bars - 1,
-    "scenario": scenarios.scenario_index(side, bench, target),
-    "r_min": r_min,
-    "r_max": r_max,
-    "r_max_capped": min(r_max, cap),
-  }
+  order["benchmark"] = bench
+  order["size"] = _number(i, oid, "size", raw.get("size"))
+  if order["size"] <= 0:
+    raise BadRow(i, oid, "size", f"{order['size']!r} must be positive (shares or currency)")
+  order["min_bars"] = _duration(i, oid, raw, market.n_ahead)
+  order["head"] = order["min_bars"] - 1
+  order["scenario"] = scenarios.scenario_index(order["side"], bench, order["target"])
+  order["r_min"], order["r_max"], order["rho"] = _bounds(i, oid, raw, market)
+  order["t0"] = _start_bar(i, oid, market, order["asset_index"], raw.get("start"))
+  order["size_frac"], order["r_max_capped"] = _size_fraction(i, oid, market, order["t0"], order)
+  return order
 
 
 def parse_orders(frame: pl.DataFrame, market: Market, skip_bad: bool):
@@ -270,7 +270,7 @@ def _fills_frame(name, alloc, fills, batch, orders, store) -> pl.DataFrame:
       "order": [orders[i]["id"] for i in b],
       "strategy": [name] * b.size,
       "bar": s,
-      "bar_time": [windows_iso(store.time[t0[i] + j]) for i, j in zip(b, s)],
+      "bar_time": [tables.ms_to_iso(store.time[t0[i] + j]) for i, j in zip(b, s)],
       "child_fraction": a_BxN[b, s],
       "child_size": a_BxN[b, s] * np.array([orders[i]["size"] for i in b]),
       "market_price": price * arrival[b],
