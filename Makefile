@@ -14,7 +14,7 @@ DATA_FLAG := $(if $(DATA),--config.data.path=$(DATA) --config.data.source=files,
 # Empty WORKDIR: the run picks runs/<name> (runs/<name>_SYNTHETIC on the synthetic market).
 WORKDIR_FLAG := $(if $(WORKDIR),--workdir=$(WORKDIR),)
 
-.PHONY: install test lint train eval compare seeds bench data null-test train-rl clean
+.PHONY: install test lint train eval compare seeds bench data null-test train-rl backtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ seeds: $(STAMP)
 # PPO baseline on the experiment's training orders into <workdir>/rl/; `make eval` then adds a PPO row.
 train-rl: $(STAMP)
 	$(PY) -m lemjax.main --mode=train_rl --config=$(CONFIG) $(WORKDIR_FLAG) $(DATA_FLAG) $(ARGS)
+
+# The trained LEM and every baseline over a file of orders, net of costs (lemjax/backtest.py):
+# make backtest EXP=crypto_intraday ORDERS=orders.csv [WORKDIR=...] [DATA=folder] [ARGS=--skip-bad]
+ORDERS ?=
+backtest: $(STAMP)
+	$(PY) -m lemjax.backtest --workdir=$(or $(WORKDIR),runs/$(EXP)) --orders=$(ORDERS) $(if $(DATA),--data=$(DATA),) $(ARGS)
 
 null-test: $(STAMP)
 	$(PY) -m lemjax.main --mode=null_test --config=experiments/null_test.py $(WORKDIR_FLAG) $(ARGS)

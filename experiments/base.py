@@ -2,10 +2,10 @@
 
 Sections map one-to-one onto the frozen dataclasses of lemjax/config.py (`data` -> DataConfig,
 `model` -> ModelConfig, `loss` -> LossConfig, `train` -> TrainConfig, `eval` -> EvalConfig,
-`mesh` -> MeshConfig, `distributed` -> DistributedConfig, `rl` -> RLConfig); a key that its dataclass lacks is an
-error naming it (tests/test_config.py checks that this file sets every field).
+`costs` -> CostConfig, `mesh` -> MeshConfig, `distributed` -> DistributedConfig, `rl` -> RLConfig);
+a key that its dataclass lacks is an error naming it (tests/test_config.py checks that this file sets every field).
 `lookback` and `n_ahead` are shared references: overriding `--config.model.lookback=16` also
-moves `data.lookback`.
+moves `data.lookback`; likewise `costs.enabled` moves `model.allocator.size_input`.
 """
 
 import os
@@ -21,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   lookback = ml_collections.FieldReference(120)  # L, history bars before t0
   n_ahead = ml_collections.FieldReference(12)  # N, execution bars (maximum duration)
+  costs_on = ml_collections.FieldReference(False)  # execution costs (the `costs` variant)
 
   # --- data: where the bars come from, windows and date splits -------------------------------
   data = config.data = ml_collections.ConfigDict()
@@ -81,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   alloc.variant = "shared"
   # The MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step.
   alloc.max_scale = 12.0
+  alloc.size_input = costs_on  # the order's size is a model input exactly when costs are on
 
   # --- loss: the training objective (SPEC section 4) -------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()
@@ -128,6 +130,20 @@ def get_config() -> ml_collections.ConfigDict:
   train.max_checkpoints = 2  # rolling checkpoints kept for resuming
   train.stop_after = 0  # leave the loop after this step without saving (simulated kill); 0: off
   train.progress = True  # tqdm progress bar
+
+  # --- costs: execution costs and order sizes (SPEC section 6, lemjax/costs.py) ---------------
+  # Off reproduces the cost-free numbers exactly. Sizes are fractions of the expected market volume
+  # over the order's N bars (N x the lookback's mean bar volume, known at arrival).
+  cost = config.costs = ml_collections.ConfigDict()
+  cost.enabled = costs_on  # charge costs in training, evaluation, baselines and the online API
+  cost.fee_bps = 1.0  # fee per child order, bps of its notional
+  cost.half_spread_bps = 1.0  # half the quoted spread, bps, paid on every child order
+  cost.impact_eta = 1.0  # square-root impact: eta x lookback vol (bps/bar) x sqrt(child / bar vol)
+  cost.participation_cap = 0.25  # rho: a child order <= rho x its bar's expected volume
+  cost.size_range = (1e-3, 0.2)  # training order sizes, drawn log-uniformly (fraction of volume)
+  cost.eval_size = 0.01  # size of every test order in the main report tables
+  cost.size_buckets = (0.001, 0.01, 0.05, 0.2)  # sizes of the net-improvement-by-size table
+  cost.volume_floor = 0.01  # realised bar volume floor (x expected bar volume) inside the sqrt
 
   # --- mesh: how a run spreads over devices (lemjax/sharding.py) -------------------------------
   mesh = config.mesh = ml_collections.ConfigDict()
@@ -301,15 +317,26 @@ def leaky(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+def costs(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Execution costs on: order size as an input, participation cap, fee, spread and impact.
+
+  The run directory gets a `_costs` suffix; the report adds net improvement by order size.
+  """
+  config.name = config.name + "_costs"
+  config.costs.enabled = True
+  return config
+
+
 def with_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """Applies the variants named by `arg`, comma-separated (`smoke`, `paper`, `leaky`, e.g.
-  "smoke,leaky"); None or "" keeps the default."""
+  """Applies the variants named by `arg`, comma-separated (`smoke`, `paper`, `leaky`, `costs`,
+  e.g. "smoke,costs"); None or "" keeps the default."""
   variants = {
     "": lambda c: c,
     "default": lambda c: c,
     "smoke": smoke,
     "paper": paper,
     "leaky": leaky,
+    "costs": costs,
   }
   names = [name.strip() for name in (arg or "").split(",")]
   for name in names:

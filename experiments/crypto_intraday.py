@@ -1,7 +1,8 @@
 """Intraday crypto execution: Binance 1h klines of several USDT pairs, L=120, N=12, one pooled model.
 
 Run:   make train EXP=crypto_intraday && make eval EXP=crypto_intraday
-       (variants: VARIANT=smoke or VARIANT=paper)
+       (variants: VARIANT=smoke or VARIANT=paper; VARIANT=costs charges execution costs and adds
+       the net-improvement-by-size table: make train EXP=crypto_intraday VARIANT=costs, not yet measured)
 Data:  data/binance/ after `make data`, else ../shared/data/crypto/1h; with neither, the embedded
        synthetic crypto market (the work directory then ends in _SYNTHETIC).
 Split: train 2022-01..2024-12, validation 2025-01..2025-06, test 2025-07..end.

@@ -1,7 +1,8 @@
 """Multi-day equity execution: daily bars of the Dow constituents, orders of N=12 trading days, L=120.
 
 Run:   make train EXP=djia_multiday && make eval EXP=djia_multiday
-       (variants: VARIANT=smoke or VARIANT=paper)
+       (variants: VARIANT=smoke or VARIANT=paper; VARIANT=costs charges execution costs and adds
+       the net-improvement-by-size table: make train EXP=djia_multiday VARIANT=costs, not yet measured)
 Data:  ../shared/data/djia_daily (Kaggle-style daily CSVs); without it, the embedded synthetic
        equity-like market (the work directory then ends in _SYNTHETIC).
 Split: train 2006..2013, validation 2014..2015, test 2016..2017.

@@ -3,7 +3,9 @@
 At decision s (bars 0..N-2; the last bar takes the remainder) every head k (K = N + 1) and
 scenario (S = 8) runs its own small MLP on
   * the encoder context at the position of bar s-1 (sequence position L-1+s, SPEC section 2),
-  * the order's terms (r_min, r_max, scaled by N so the uniform schedule reads 1),
+  * the order's terms (r_min, r_max, scaled by N so the uniform schedule reads 1; with
+    `size_input`, also the order's size, lemjax/costs.py, whose participation cap is already
+    inside r_max),
   * its own allocations and average fill price so far (fixed-size buffers, zero beyond s),
   * the running market VWAP and TWAP of the bars executed so far, and the last executed
     bar's fill price with its gaps to both (what an optional-stopping rule reads),
@@ -49,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lemjax import costs
 from lemjax import scenarios
 from lemjax.config import AllocatorConfig
 
@@ -153,8 +156,8 @@ def project(proposal_BxKxS, remaining_BxKxS, s, n_ahead: int, r_min_B, r_max_B):
 def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
   """(Dc, Do): widths of the inputs shared by all heads and of each head's own inputs."""
   n = config.n_ahead
-  # context, (r_min, r_max), market VWAP/TWAP curves, last price and its gaps to both
-  d_ctx = hidden + 2 + 2 * (n - 1) + 3
+  # context, (r_min, r_max[, size]), market VWAP/TWAP curves, last price and its gaps to both
+  d_ctx = hidden + 2 + int(config.size_input) + 2 * (n - 1) + 3
   if config.variant == "shared":
     d_ctx += _STEP_EMBED_DIM
   d_own = 2 * (n - 1) + 1  # own allocations, own average prices, remaining
@@ -260,11 +263,14 @@ def init_carry(config: AllocatorConfig, batch_size: int) -> Carry:
   )
 
 
-def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, embed_E):
+def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, embed_E, size_B):
   """(x_BxDc shared by all heads, x_BxKxSxDo per head) for one decision."""
   n = config.n_ahead
   scale = _PRICE_INPUT_SCALE
-  terms_Bx2 = jnp.stack([r_min_B * n, jnp.minimum(r_max_B * n, float(n))], axis=-1)
+  terms = [r_min_B * n, jnp.minimum(r_max_B * n, float(n))]
+  if config.size_input:
+    terms.append(costs.size_feature(size_B))
+  terms_BxD = jnp.stack(terms, axis=-1)
   # The last fill price against the running benchmarks is what an optional-stopping rule
   # reads; giving it directly spares every per-step MLP from differencing the curves.
   at_last_N = jax.nn.one_hot(carry.step - 1, n, dtype=jnp.float32)  # all zero before bar 0
@@ -276,7 +282,7 @@ def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, 
   )
   parts = [
     ctx_BxH,
-    terms_Bx2,
+    terms_BxD,
     carry.mkt_vwap_bps_BxN[:, : n - 1] * scale,
     carry.mkt_twap_bps_BxN[:, : n - 1] * scale,
     last_Bx3 * scale,
@@ -314,7 +320,9 @@ def _base_share_KxS(base_logits_KxSxN, s):
   return jnp.take(base, s, axis=-1) / jnp.take(tail, s, axis=-1)
 
 
-def decide(params: dict, config: AllocatorConfig, carry: Carry, ctx_BxH, s, r_min_B, r_max_B):
+def decide(
+  params: dict, config: AllocatorConfig, carry: Carry, ctx_BxH, s, r_min_B, r_max_B, size_B=None
+):
   """Allocations of bar s for every head and scenario, from information before bar s.
 
   Args:
@@ -323,13 +331,17 @@ def decide(params: dict, config: AllocatorConfig, carry: Carry, ctx_BxH, s, r_mi
     carry: execution state after bars 0..s-1 (`init_carry`, then `advance`).
     ctx_BxH: encoder context at the position of bar s-1 (sequence position L-1+s).
     s: decision step, 0..N-2 (int or int32 scalar).
-    r_min_B, r_max_B: per-order rate bounds (fractions of the order per bar).
+    r_min_B, r_max_B: per-order rate bounds (fractions of the order per bar); r_max already
+      holds any participation cap (`costs.capped_r_max`).
+    size_B: order sizes (fractions of horizon volume), read only with `config.size_input`.
 
   Returns:
     a_BxKxS: fractions of the order to trade in bar s, exactly within the bounds.
   """
+  _check_size(config, size_B)
   mlp = params["step"]["mlp"] if "mlp" in params["step"] else params["shared"]["mlp"]
-  x_ctx, x_own = _features(config, carry, ctx_BxH, r_min_B, r_max_B, params["step"].get("embed"))
+  embed = params["step"].get("embed")
+  x_ctx, x_own = _features(config, carry, ctx_BxH, r_min_B, r_max_B, embed, size_B)
   z_BxKxS = _mlp(mlp, x_ctx, x_own)
   # The offset makes a zero output mean "follow the base schedule" (factor 1).
   offset = math.log(1.0 / (config.max_scale - 1.0))
@@ -384,6 +396,13 @@ def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
 # ----------------------------------------------------------------------------- the scan
 
 
+def _check_size(config: AllocatorConfig, size_B) -> None:
+  if config.size_input and size_B is None:
+    raise ValueError("size_B is required: config.size_input=True (execution costs on)")
+  if not config.size_input and size_B is not None:
+    raise ValueError("size_B given, but config.size_input=False: this model has no size input")
+
+
 def _check_inputs(
   config: AllocatorConfig, lookback: int, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN
 ) -> None:
@@ -416,6 +435,7 @@ def allocate(
   prices_BxN,
   volumes_BxN,
   decision_lag: int = 1,
+  size_B=None,
 ):
   """Runs all decisions: a lax.scan of `decide` then `advance` over s = 0..N-2.
 
@@ -429,11 +449,17 @@ def allocate(
       only after each decision.
     decision_lag: 1 (causal): decision s reads position L-1+s, bar s-1; 0 reads position L+s,
       bar s itself (the `lems` package's one-bar look-ahead, research only).
+    size_B: [B] order sizes, required exactly when `config.size_input` (lemjax/costs.py).
 
   Returns:
     alloc_BxNxKxS: allocations summing to 1 over N for every head and scenario.
   """
   _check_inputs(config, lookback, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+  _check_size(config, size_B)
+  if size_B is not None:
+    if tuple(size_B.shape) != (ctx_BxTxH.shape[0],):
+      raise ValueError(f"size_B.shape={tuple(size_B.shape)}, expected ({ctx_BxTxH.shape[0]},)")
+    size_B = jnp.asarray(size_B, jnp.float32)
   n = config.n_ahead
   r_min_B = jnp.asarray(r_min_B, jnp.float32)
   r_max_B = jnp.asarray(r_max_B, jnp.float32)
@@ -445,9 +471,8 @@ def allocate(
 
   def body(carry, xs):
     params_s, ctx_BxH, price_B, volume_B, s = xs
-    a_BxKxS = decide(
-      {"step": params_s, "shared": params["shared"]}, config, carry, ctx_BxH, s, r_min_B, r_max_B
-    )
+    step = {"step": params_s, "shared": params["shared"]}
+    a_BxKxS = decide(step, config, carry, ctx_BxH, s, r_min_B, r_max_B, size_B)
     return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
 
   xs = (
@@ -470,7 +495,7 @@ class Allocator(nn.Module):
   decision_lag: int = 1
 
   @nn.compact
-  def __call__(self, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN):
+  def __call__(self, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN, size_B=None):
     """Returns alloc_BxNxKxS; see `allocate`."""
     hidden = ctx_BxTxH.shape[-1]
     step = self.param("step", init_step_params, self.config, hidden)
@@ -485,4 +510,5 @@ class Allocator(nn.Module):
       prices_BxN,
       volumes_BxN,
       self.decision_lag,
+      size_B,
     )

@@ -355,8 +355,9 @@ def oracle(
   prices_BxN: np.ndarray,
   volumes_BxN: np.ndarray,
   score: ScoreFn,
-  r_min: float = 0.0,
-  r_max: float = 1.0,
+  r_min=0.0,
+  r_max=1.0,
+  spread_candidates: bool = False,
 ) -> np.ndarray:
   """Best ex-post schedule per order, head and scenario, knowing every price in advance.
 
@@ -366,6 +367,12 @@ def oracle(
   allocation, so this is optimal for a given window (to within the sliver); the candidate
   with the best exact score is kept per order, head and scenario.
 
+  With execution costs (`score` net of costs, lemjax/costs.py) concentrating on the best bars
+  pays impact, so `spread_candidates` also tries, for each e, the even split over bars 0..e;
+  the oracle is then the best of both families, still an ex-post bound rather than a strategy.
+  r_min and r_max are scalars or per-order [B] arrays (a window an order's bounds cannot fill
+  is never its candidate).
+
   Returns:
     [B, N, K, S] float32 allocations.
   """
@@ -374,28 +381,38 @@ def oracle(
   k_heads, num_s = n + 1, scenarios.NUM_SCENARIOS
   best_imp = np.full((batch, k_heads, num_s), -np.inf)
   best = np.zeros((batch, n, k_heads, num_s), np.float32)
+  r_min_B = np.broadcast_to(np.asarray(r_min, np.float64), (batch,))
+  r_max_B = np.broadcast_to(np.asarray(r_max, np.float64), (batch,))
   for e in range(n):
-    if (e + 1) * r_min > 1.0 + 1e-9 or (e + 1) * r_max < 1.0 - 1e-9:
+    fits_B = ((e + 1) * r_min_B <= 1.0 + 1e-9) & ((e + 1) * r_max_B >= 1.0 - 1e-9)
+    if not fits_B.any():
       continue
     cand_BxNxS = np.stack(
       [_greedy(prices_BxN, e, r_min, r_max, side > 0) for side in scenarios.SIDE_SIGN_S], axis=-1
     )
-    cand = np.broadcast_to(cand_BxNxS[:, :, None, :], (batch, n, k_heads, num_s))
-    # A schedule ending at e is valid for every head (before k, the window still runs to k).
-    imp = np.asarray(score(cand, prices_BxN, volumes_BxN), np.float64)
-    better = imp > best_imp
-    best_imp = np.where(better, imp, best_imp)
-    best = np.where(better[:, None], cand, best)
+    candidates = [cand_BxNxS]
+    if spread_candidates:
+      even_N = np.where(np.arange(n) <= e, 1.0 / (e + 1), 0.0).astype(np.float32)
+      candidates.append(np.broadcast_to(even_N[None, :, None], cand_BxNxS.shape))
+    for cand_BxNxS in candidates:
+      cand = np.broadcast_to(cand_BxNxS[:, :, None, :], (batch, n, k_heads, num_s))
+      # A schedule ending at e is valid for every head (before k, the window still runs to k).
+      imp = np.asarray(score(cand, prices_BxN, volumes_BxN), np.float64)
+      better = (imp > best_imp) & fits_B[:, None, None]
+      best_imp = np.where(better, imp, best_imp)
+      best = np.where(better[:, None], cand, best)
   return best
 
 
-def _greedy(prices_BxN, last: int, r_min: float, r_max: float, buy: bool) -> np.ndarray:
+def _greedy(prices_BxN, last: int, r_min, r_max, buy: bool) -> np.ndarray:
   """r_min on bars 0..last, the rest to the best prices there up to r_max each; [B, N]."""
   batch, n = prices_BxN.shape
   window = prices_BxN[:, : last + 1].astype(np.float64)
   order = np.argsort(window if buy else -window, axis=1, kind="stable")
-  a = np.full((batch, last + 1), r_min)
-  left = np.full(batch, 1.0 - r_min * (last + 1))
+  r_min = np.broadcast_to(np.asarray(r_min, np.float64), (batch,))
+  r_max = np.broadcast_to(np.asarray(r_max, np.float64), (batch,))
+  a = np.repeat(r_min[:, None], last + 1, axis=1)
+  left = 1.0 - r_min * (last + 1)
   rows = np.arange(batch)
   for j in range(last + 1):
     take = np.minimum(left, r_max - r_min)

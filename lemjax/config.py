@@ -40,6 +40,8 @@ class AllocatorConfig:
   variant: str = "per_step"  # "per_step": separate MLP per step; "shared": one MLP per head/scenario + step embedding
   # The MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish anywhere.
   max_scale: float = 12.0
+  # Each order's size (relative to expected volume) is a model input; set from `costs.enabled`.
+  size_input: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +229,27 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CostConfig:
+  """Execution costs (SPEC section 6, lemjax/costs.py); disabled reproduces cost-free fills exactly.
+
+  An order's size is its parent quantity as a fraction of the expected market volume over its N
+  bars (N times the lookback's mean bar volume, known at arrival). A child order in a bar pays, in
+  bps of the bar's price: fee + half-spread + eta * sigma * sqrt(child shares / bar volume), sigma
+  the lookback volatility in bps per bar (the square-root law of temporary impact).
+  """
+
+  enabled: bool = False  # charge costs in training, evaluation, baselines and the online API
+  fee_bps: float = 1.0  # fee per child order, bps of its notional
+  half_spread_bps: float = 1.0  # half the quoted spread, bps (paid on every child)
+  impact_eta: float = 1.0  # coefficient of the square-root impact (dimensionless)
+  participation_cap: float = 0.25  # rho: a child <= rho x its bar's expected volume
+  size_range: tuple[float, float] = (1e-3, 0.2)  # training sizes, log-uniform (fraction of volume)
+  eval_size: float = 0.01  # size of the test orders in the main report tables
+  size_buckets: tuple[float, ...] = (0.001, 0.01, 0.05, 0.2)  # sizes of the size-bucket table
+  volume_floor: float = 0.01  # realised bar volume floor (x expected bar volume) inside the sqrt
+
+
+@dataclasses.dataclass(frozen=True)
 class MeshConfig:
   """Device mesh of a run (lemjax/sharding.py): batch over a `data` axis, parameters replicated."""
 
@@ -303,6 +326,8 @@ def saved_model_config(saved: Any) -> ModelConfig:
   saved = {"decision_lag": 1, **saved}  # runs saved before the field existed were all causal
   # ... and ran their encoder at full float32 precision.
   saved["encoder"] = {"matmul_precision": "highest", **saved["encoder"]}
+  # Runs saved before order sizes existed had no size input.
+  saved["allocator"] = {"size_input": False, **saved["allocator"]}
   _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
   _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
   _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")
@@ -355,6 +380,33 @@ def optimizer_config(cfg: OptimizerConfig) -> OptimizerConfig:
 def eval_config(cfg: Any) -> EvalConfig:
   """EvalConfig from a ConfigDict `eval` section; ValueError on an unknown key."""
   return _build(EvalConfig, cfg, "eval")
+
+
+def costs_config(cfg: Any) -> CostConfig:
+  """CostConfig from a ConfigDict `costs` section; ValueError on an unknown key or a bad value."""
+  costs = _build(CostConfig, cfg, "costs")
+  lo, hi = costs.size_range
+  checks = (
+    (costs.fee_bps >= 0, "fee_bps", "must be >= 0"),
+    (costs.half_spread_bps >= 0, "half_spread_bps", "must be >= 0"),
+    (costs.impact_eta >= 0, "impact_eta", "must be >= 0"),
+    (0 < costs.participation_cap <= 1, "participation_cap", "must lie in (0, 1]"),
+    (0 < lo <= hi <= costs.participation_cap, "size_range", "must satisfy 0 < lo <= hi <= rho"),
+    (0 < costs.eval_size <= costs.participation_cap, "eval_size", "must lie in (0, rho]"),
+    (
+      all(0 < q <= costs.participation_cap for q in costs.size_buckets),
+      "size_buckets",
+      "must lie in (0, rho]",
+    ),
+    (costs.volume_floor > 0, "volume_floor", "must be > 0"),
+  )
+  for ok, name, what in checks:
+    if not ok:
+      raise ValueError(
+        f"costs.{name}={getattr(costs, name)!r} {what} "
+        f"(rho = participation_cap = {costs.participation_cap})"
+      )
+  return costs
 
 
 def mesh_config(cfg: Any) -> MeshConfig:
@@ -416,6 +468,7 @@ SECTIONS = {
   "loss": loss_config,
   "train": train_config,
   "eval": eval_config,
+  "costs": costs_config,
   "mesh": mesh_config,
   "distributed": distributed_config,
   "rl": rl_config,

@@ -13,6 +13,7 @@ import numpy as np
 
 from lemjax import baselines
 from lemjax import config as config_lib
+from lemjax import costs as costs_lib
 from lemjax import diagnostics
 from lemjax import experiment
 from lemjax import heads
@@ -22,12 +23,14 @@ from lemjax import model as model_lib
 from lemjax import objectives
 from lemjax import report as report_lib
 from lemjax import scenarios
+from lemjax import size_report
 from lemjax import workdir as workdir_lib
 
 CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stopping", "lsm_stopping")
 STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
 VAL_REPORT_DIR = "val_report"  # report of `eval.split="val"` inside the work directory
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
+COST_KEYS = ("gross_improvement_bps", "cost_bps")  # summaries with execution costs only
 
 
 # --- Orders ---------------------------------------------------------------------------------------
@@ -70,27 +73,45 @@ def gather(dataset, idx: np.ndarray, chunk: int = 4096) -> dict:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(model_config, params, inputs, r_min_B, r_max_B, prices, volumes):
+def _forward(model_config, params, inputs, r_min_B, r_max_B, prices, volumes, size_B=None):
   return model_lib.build_model(model_config).apply(
-    {"params": params}, inputs, r_min_B, r_max_B, prices, volumes
+    {"params": params}, inputs, r_min_B, r_max_B, prices, volumes, size_B
   )
 
 
 def lem_allocations(
-  params, model_config, batch: dict, r_min: float, r_max: float, batch_size: int
+  params,
+  model_config,
+  batch: dict,
+  r_min,
+  r_max,
+  batch_size: int,
+  size=None,
 ) -> np.ndarray:
-  """The model's allocations [B, N, K, S] in fixed-shape chunks (the last one padded)."""
+  """The model's allocations [B, N, K, S] in fixed-shape chunks (the last one padded).
+
+  r_min, r_max: scalars or per-order [B] rate bounds.
+  size: scalar or [B] order sizes (lemjax/costs.py), for a model with a size input; r_max must
+  already hold the participation cap (`costs.capped_r_max`).
+  """
   n_orders = batch["prices"].shape[0]
   out = []
   for start in range(0, n_orders, batch_size):
     rows = np.arange(start, start + batch_size)
     rows = np.minimum(rows, n_orders - 1)  # pad by repeating the last order
     b = model_lib.model_batch({k: batch[k][rows] for k in model_lib.MODEL_KEYS})
-    r_min_B = jnp.full((batch_size,), r_min, jnp.float32)
-    r_max_B = jnp.full((batch_size,), r_max, jnp.float32)
-    alloc = _forward(model_config, params, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"])
+    r_min_B, r_max_B = _rows(r_min, n_orders, rows), _rows(r_max, n_orders, rows)
+    size_B = None if size is None else _rows(size, n_orders, rows)
+    alloc = _forward(
+      model_config, params, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"], size_B
+    )
     out.append(np.asarray(alloc)[: min(batch_size, n_orders - start)])
   return np.concatenate(out)
+
+
+def _rows(x, n_orders: int, rows: np.ndarray) -> jax.Array:
+  """Rows `rows` of a scalar or per-order [B] value, as float32."""
+  return jnp.asarray(np.broadcast_to(np.asarray(x, np.float32), (n_orders,))[rows])
 
 
 def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
@@ -103,7 +124,13 @@ def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
 
 
 def baseline_allocations(
-  test: dict, tune: dict, val: dict, bar_ms: int, cfg: config_lib.EvalConfig
+  test: dict,
+  tune: dict,
+  val: dict,
+  bar_ms: int,
+  cfg: config_lib.EvalConfig,
+  score_for=None,
+  r_max: float | None = None,
 ):
   """Allocations [B, N, K, S] of every baseline on the test orders, and what was fitted.
 
@@ -112,13 +139,18 @@ def baseline_allocations(
   baseline with the best mean improvement on validation orders (`val`). Test orders are
   only scored, never used for a choice.
 
+  With execution costs, `score_for(batch)` gives the net score of that batch's orders
+  (`costs.scorer`), so every fit, choice and the oracle pay the same costs, and `r_max` is the
+  participation-capped upper bound; by default the cost-free `score` and `cfg.r_max`.
+
   Returns:
     ({strategy: allocations}, fitted: profile, theta_KxS and theta_means (optional stopping),
     vol_theta_KxS and vol_theta_means, lsm_coef_NxKxSxP and lsm_features, val_means
     {baseline: [K, S]}, best_causal_choice [K, S] strategy names).
   """
   n = test["prices"].shape[1]
-  bounds = (cfg.r_min, cfg.r_max)
+  bounds = (cfg.r_min, cfg.r_max if r_max is None else r_max)
+  scored = (lambda b: score) if score_for is None else score_for
   buckets_train, n_buckets = baselines.calendar_buckets(tune["origin"], n, bar_ms)
   profile = baselines.volume_profile(tune["volumes"], buckets_train, n_buckets)
 
@@ -130,13 +162,18 @@ def baseline_allocations(
       b["prices"], b["volumes"], b["closes"], b["lookback_vol"], theta_KxS, *bounds
     )
 
+  score_tune = scored(tune)
   theta_KxS, theta_means = baselines.tune_theta(
-    functools.partial(stopping, tune), cfg.theta_grid_bps, score, tune["prices"], tune["volumes"]
+    functools.partial(stopping, tune),
+    cfg.theta_grid_bps,
+    score_tune,
+    tune["prices"],
+    tune["volumes"],
   )
   vol_theta_KxS, vol_means = baselines.tune_theta(
     functools.partial(vol_stopping, tune),
     cfg.vol_theta_grid,
-    score,
+    score_tune,
     tune["prices"],
     tune["volumes"],
   )
@@ -145,7 +182,7 @@ def baseline_allocations(
     tune["volumes"],
     tune["closes"],
     tune["lookback_vol"],
-    score,
+    score_tune,
     cfg.lsm_ridge,
     *bounds,
   )
@@ -163,13 +200,15 @@ def baseline_allocations(
     }
 
   val_means = {
-    name: np.nanmean(score(alloc, val["prices"], val["volumes"]), axis=0)
+    name: np.nanmean(scored(val)(alloc, val["prices"], val["volumes"]), axis=0)
     for name, alloc in causal(val).items()
   }
   choice_KxS = baselines.best_per_cell(val_means)
   allocs = causal(test)
   allocs["best_causal"] = baselines.pick(allocs, choice_KxS)
-  allocs["oracle"] = baselines.oracle(test["prices"], test["volumes"], score, *bounds)
+  allocs["oracle"] = baselines.oracle(
+    test["prices"], test["volumes"], scored(test), *bounds, spread_candidates=score_for is not None
+  )
   fitted = {
     "profile": profile,
     "theta_KxS": theta_KxS,
@@ -184,28 +223,44 @@ def baseline_allocations(
   return allocs, fitted
 
 
-def lem_served(params, model_config, test: dict, val: dict, ecfg, outdir: str, step: int):
+def lem_served(
+  params,
+  model_config,
+  test: dict,
+  val: dict,
+  ecfg,
+  outdir: str | None,
+  step: int,
+  r_max=None,
+  size=None,
+  score_for=None,
+):
   """The LEM's test allocations as served, and its own heads' when a head map applies.
 
   With `eval.nested_heads`, every min period is served by the head of equal or larger minimum
   that scores best on the validation orders (lemjax/heads.py); the map is written to
-  `<outdir>/head_map.json`, where the online policy finds it.
+  `<outdir>/head_map.json` (unless outdir is None), where the online policy finds it.
+  With execution costs: r_max holds the participation cap, size is the model's size input and
+  `score_for(batch)` the net score (see `strategies_at_size`).
 
   Returns:
     (allocations [B, N, K, S] as served, None or {"alloc": own heads' allocations,
     "head_map_KxS": the map}).
   """
-  alloc = lem_allocations(params, model_config, test, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
+  r_max = ecfg.r_max if r_max is None else r_max
+  alloc = lem_allocations(params, model_config, test, ecfg.r_min, r_max, ecfg.batch_size, size)
   if not ecfg.nested_heads:
-    stale = os.path.join(outdir, heads.HEAD_MAP_FILE)
-    if os.path.exists(stale):
+    stale = None if outdir is None else os.path.join(outdir, heads.HEAD_MAP_FILE)
+    if stale is not None and os.path.exists(stale):
       os.remove(stale)  # the online policy must not serve a map this report did not use
     return alloc, None
-  val_alloc = lem_allocations(params, model_config, val, ecfg.r_min, ecfg.r_max, ecfg.batch_size)
-  val_mean_KxS = np.nanmean(score(val_alloc, val["prices"], val["volumes"]), axis=0)
+  val_alloc = lem_allocations(params, model_config, val, ecfg.r_min, r_max, ecfg.batch_size, size)
+  val_score = score if score_for is None else score_for(val)
+  val_mean_KxS = np.nanmean(val_score(val_alloc, val["prices"], val["volumes"]), axis=0)
   head_map = heads.nested_head_map(val_mean_KxS)
-  os.makedirs(outdir, exist_ok=True)
-  heads.save_head_map(outdir, head_map, val_mean_KxS, val["prices"].shape[0], step)
+  if outdir is not None:
+    os.makedirs(outdir, exist_ok=True)
+    heads.save_head_map(outdir, head_map, val_mean_KxS, val["prices"].shape[0], step)
   moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
   logging.info(
     "head map: %d of %d head x scenario cells served by a larger minimum", moved, head_map.size
@@ -220,18 +275,23 @@ def spread_indices(num_windows: int, count: int) -> np.ndarray:
   )
 
 
-def summaries(allocs: dict, prices_BxN, volumes_BxN) -> dict:
+def summaries(allocs: dict, prices_BxN, volumes_BxN, fills_for=None) -> dict:
   """Hard-window execution summary (numpy [B, K, S] arrays) of every strategy.
 
   Besides `SUMMARY_KEYS`, `shortfall_bps` is the implementation shortfall against the arrival
   price, side x (P / arrival - 1) x 1e4 (positive = cost); prices are already over arrival.
+  With execution costs, `fills_for(alloc)` gives the net fill prices: price, improvement and
+  shortfall are then net, and gross_improvement_bps and cost_bps are added.
   """
   out = {}
   for name, alloc in allocs.items():
+    alloc = jnp.asarray(alloc)
+    fills = None if fills_for is None else fills_for(alloc)
     summary = objectives.execution_summary(
-      jnp.asarray(alloc), jnp.asarray(prices_BxN), jnp.asarray(volumes_BxN)
+      alloc, jnp.asarray(prices_BxN), jnp.asarray(volumes_BxN), fills
     )
-    out[name] = {k: np.asarray(summary[k]) for k in SUMMARY_KEYS}
+    keys = SUMMARY_KEYS + tuple(k for k in COST_KEYS if k in summary)
+    out[name] = {k: np.asarray(summary[k]) for k in keys}
     price = out[name]["price"].astype(np.float64)
     out[name]["shortfall_bps"] = scenarios.SIDE_SIGN_S * (price - 1.0) * 1e4
   return out
@@ -290,23 +350,12 @@ def evaluate(config, workdir: str) -> dict:
     ckpt_info["step"],
   )
 
-  # --- Strategies, all scored by the same accounting.
-  lem, own_heads = lem_served(
-    params, cfgs["model"], test, val, ecfg, outdir, int(ckpt_info["step"])
+  # --- Strategies, all scored by the same accounting (net of costs when costs are on).
+  at_size = functools.partial(
+    strategies_at_size, params, cfgs, test, tune, val, test_ds.store.step_ms, workdir
   )
-  allocs = {"LEM": lem}
-  if os.path.isdir(os.path.join(workdir, "rl")):  # the PPO baseline of `--mode=train_rl`
-    from lemjax.rl import policy as rl_policy  # noqa: PLC0415 (only runs with a PPO agent)
-
-    allocs["PPO"] = rl_policy.rl_allocations(workdir, test, ecfg.r_min, ecfg.r_max)
-  base_allocs, fitted = baseline_allocations(test, tune, val, test_ds.store.step_ms, ecfg)
-  allocs.update(base_allocs)
-  results = summaries(allocs, test["prices"], test["volumes"])
-  if own_heads is not None:
-    fitted["lem_head_map_KxS"] = own_heads["head_map_KxS"]
-    fitted["lem_own_heads"] = summaries(
-      {"LEM": own_heads["alloc"]}, test["prices"], test["volumes"]
-    )["LEM"]
+  main_size = cfgs["costs"].eval_size if cfgs["costs"].enabled else None
+  allocs, fitted, results = at_size(main_size, outdir, int(ckpt_info["step"]))
 
   # --- Report, tables, per-order results and plots.
   source = workdir_lib.data_source_line(data_config, report)
@@ -320,8 +369,50 @@ def evaluate(config, workdir: str) -> dict:
     split_ranges=_split_ranges(report, train_ds, test["origin"]),
   )
   out = report_lib.write_all(context, test, allocs, results, fitted, tune)
+  if cfgs["costs"].enabled:  # net improvement by order size, appended to report.md
+    out["size_buckets"] = size_report.write(outdir, cfgs, test, lambda q: at_size(q)[2], out)
   logging.info("report written to %s", out["report"])
   return out
+
+
+def strategies_at_size(
+  params, cfgs, test, tune, val, bar_ms, workdir, size=None, outdir=None, step: int = 0
+):
+  """(allocations, fitted baselines, summaries) of the LEM and every baseline on the test orders.
+
+  size None: cost-free. Otherwise every order has that size (lemjax/costs.py): r_max holds its
+  participation cap, the LEM reads the size, and every strategy (fits included, the LEM's head
+  map too) pays the same costs through `costs.scorer` and `costs.fill_prices`. The head map is
+  written to `outdir` (None: not written, as for the size buckets).
+  """
+  ecfg, n, cost = cfgs["eval"], cfgs["model"].n_ahead, cfgs["costs"]
+  r_max, score_for, fills_for = ecfg.r_max, None, None
+  if size is not None:
+    costs_lib.check_orders(size, ecfg.r_min, ecfg.r_max, n, cost, names=[f"size {size:g}"])
+    r_max = float(costs_lib.capped_r_max(ecfg.r_max, size, n, cost))
+    score_for = lambda b: costs_lib.scorer(cost, size, b["lookback_vol"])  # noqa: E731
+    fills_for = (
+      lambda a: costs_lib.fill_prices(  # noqa: E731
+        a, test["prices"], test["volumes"], jnp.full(a.shape[:1], size), test["lookback_vol"], cost
+      )
+    )
+  model_size = size if cfgs["model"].allocator.size_input else None
+  lem, own_heads = lem_served(
+    params, cfgs["model"], test, val, ecfg, outdir, step, r_max, model_size, score_for
+  )
+  allocs = {"LEM": lem}
+  if os.path.isdir(os.path.join(workdir, "rl")):  # the PPO baseline of `--mode=train_rl`
+    from lemjax.rl import policy as rl_policy  # noqa: PLC0415 (only runs with a PPO agent)
+
+    allocs["PPO"] = rl_policy.rl_allocations(workdir, test, ecfg.r_min, r_max)
+  base_allocs, fitted = baseline_allocations(test, tune, val, bar_ms, ecfg, score_for, r_max)
+  allocs.update(base_allocs)
+  results = summaries(allocs, test["prices"], test["volumes"], fills_for)
+  if own_heads is not None:
+    fitted["lem_head_map_KxS"] = own_heads["head_map_KxS"]
+    own = summaries({"LEM": own_heads["alloc"]}, test["prices"], test["volumes"], fills_for)
+    fitted["lem_own_heads"] = own["LEM"]
+  return allocs, fitted, results
 
 
 def _split_ranges(report, train_ds, test_origins) -> dict:

@@ -16,12 +16,18 @@ def resolve_configs(config, n_features: int) -> dict:
   model = dataclasses.replace(
     model, encoder=dataclasses.replace(model.encoder, n_features=n_features)
   )
+  costs = config_lib.costs_config(config.get("costs"))
+  if model.allocator.size_input and not costs.enabled:
+    raise ValueError(
+      "model.allocator.size_input=True needs costs.enabled=True (sizes are drawn only with costs)"
+    )
   return {
     "data": config_lib.data_config(config.data),
     "model": model,
     "loss": config_lib.loss_config(config.loss),
     "train": config_lib.train_config(config.train),
     "eval": config_lib.eval_config(config.eval),
+    "costs": costs,
   }
 
 

@@ -14,6 +14,7 @@ from lemjax.config import ModelConfig
 from lemjax.encoder import Encoder
 
 MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
+COST_KEYS = ("lookback_vol",)  # what execution costs also read (lemjax/costs.py), when present
 
 
 def check_inputs(config: ModelConfig, inputs_BxTxF, r_min_B, r_max_B, prices_BxN, volumes_BxN):
@@ -49,6 +50,7 @@ class LEM(nn.Module):
     r_max_B: jax.Array,
     prices_BxN: jax.Array,
     volumes_BxN: jax.Array,
+    size_B: jax.Array | None = None,
     *,
     deterministic: bool = True,
   ) -> jax.Array:
@@ -61,6 +63,8 @@ class LEM(nn.Module):
       prices_BxN: [B, N] fill prices of the execution bars over the arrival price; read only
         after each decision, for the running accounting.
       volumes_BxN: [B, N] market volumes of the execution bars, read the same way.
+      size_B: [B] order sizes (fractions of the expected volume over N bars), required exactly
+        when `config.allocator.size_input` (execution costs on, lemjax/costs.py).
       deterministic: disables dropout when True; otherwise needs a 'dropout' rng.
 
     Returns:
@@ -72,7 +76,7 @@ class LEM(nn.Module):
     )
     return Allocator(
       self.config.allocator, self.config.lookback, self.config.decision_lag, name="allocator"
-    )(ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+    )(ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN, size_B)
 
 
 # --- Construction ---------------------------------------------------------------------------------
@@ -86,9 +90,11 @@ def build_model(config: ModelConfig) -> LEM:
 
 def dummy_inputs(config: ModelConfig) -> tuple[jax.Array, ...]:
   """One order of the model's shapes, for `init`: (inputs [1, T, F], r_min [1], r_max [1],
-  prices [1, N], volumes [1, N]); feasible bounds and unit prices and volumes."""
+  prices [1, N], volumes [1, N], and size [1] with a size input); feasible bounds, unit prices
+  and volumes, and a 1% size."""
   n, t, f = config.n_ahead, config.seq_len, config.encoder.n_features
-  return (jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)), jnp.ones((1, n)), jnp.ones((1, n)))
+  out = (jnp.zeros((1, t, f)), jnp.zeros((1,)), jnp.ones((1,)), jnp.ones((1, n)), jnp.ones((1, n)))
+  return out + (jnp.full((1,), 0.01),) if config.allocator.size_input else out
 
 
 def init_params(config: ModelConfig, rng: jax.Array):
@@ -109,5 +115,7 @@ def _init_fn(config: ModelConfig):
 
 
 def model_batch(batch: dict) -> dict:
-  """The float arrays of a Batch that the model reads (asset and origin stay on the host)."""
-  return {k: np.asarray(batch[k], np.float32) for k in MODEL_KEYS}
+  """The float arrays of a Batch that the model and its costs read (asset and origin stay on the
+  host)."""
+  keys = MODEL_KEYS + tuple(k for k in COST_KEYS if k in batch)
+  return {k: np.asarray(batch[k], np.float32) for k in keys}

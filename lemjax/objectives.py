@@ -8,7 +8,10 @@ Accounting (every function is pure and vectorised over orders, heads and scenari
   * VWAP(W) = sum v p / sum v, TWAP(W) = mean p (a window without market volume falls back
     to its TWAP for VWAP);
   * improvement `imp = side * (1 - P / benchmark) * 1e4` bps, side +1 buy and -1 sell, so
-    positive is good for both sides; the paper's raw slippage is `(P / benchmark - 1) * 1e4`.
+    positive is good for both sides; the paper's raw slippage is `(P / benchmark - 1) * 1e4`;
+  * with execution costs on (lemjax/costs.py), P uses each child's fill price net of costs (the
+    improvement is then net; `execution_summary` also reports it gross); benchmarks stay the
+    market's.
 
 Training loss (`lem_loss`, configured by `LossConfig`): flexible heads pay
 softplus(buy-minus-sell slippage / scale) per benchmark and target (or, with `per_side`,
@@ -96,8 +99,11 @@ def window_mask(alloc_BxNxKxS, *, temperature: float | None = None):
 
 
 def achieved_price(alloc_BxNxKxS, prices_BxN):
-  """Average fill price P_BxKxS (relative to arrival) of each head and scenario's schedule."""
-  p = prices_BxN[:, :, None, None]
+  """Average fill price P_BxKxS (relative to arrival) of each head and scenario's schedule.
+
+  prices_BxN may also be [B, N, K, S] fill prices per child (net of costs, lemjax/costs.py).
+  """
+  p = prices_BxN if prices_BxN.ndim == 4 else prices_BxN[:, :, None, None]
   total = jnp.sum(alloc_BxNxKxS, axis=1)
   price_qty = jnp.sum(alloc_BxNxKxS * p, axis=1) / total
   price_ntl = total / jnp.sum(alloc_BxNxKxS / p, axis=1)
@@ -126,43 +132,72 @@ def window_end(alloc_BxNxKxS):
   return end, tau < n - 1
 
 
-def execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> dict:
+def _check_fills(alloc_BxNxKxS, fill_prices_BxNxKxS) -> None:
+  if fill_prices_BxNxKxS is not None and fill_prices_BxNxKxS.shape != alloc_BxNxKxS.shape:
+    raise ValueError(
+      f"fill_prices_BxNxKxS.shape={fill_prices_BxNxKxS.shape}, expected {alloc_BxNxKxS.shape}"
+    )
+
+
+def execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN, fill_prices_BxNxKxS=None) -> dict:
   """Hard-window accounting of every order, head and scenario.
 
   Args:
     alloc_BxNxKxS: allocations (non-negative, summing to 1 over N).
     prices_BxN: fill prices divided by the arrival price.
     volumes_BxN: market volumes.
+    fill_prices_BxNxKxS: optional per-child fill prices net of costs (lemjax/costs.py); the
+      achieved price uses them, the benchmark the market's prices_BxN.
 
   Returns:
     dict of [B, K, S] arrays: price (achieved P), benchmark, improvement_bps, slippage_bps,
-    window_end (int), ended_early (bool).
+    window_end (int), ended_early (bool); with fill prices also gross_price and
+    gross_improvement_bps (before costs) and cost_bps (gross minus net improvement).
   """
   _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN)
-  price = achieved_price(alloc_BxNxKxS, prices_BxN)
+  _check_fills(alloc_BxNxKxS, fill_prices_BxNxKxS)
+  fills = prices_BxN if fill_prices_BxNxKxS is None else fill_prices_BxNxKxS
+  price = achieved_price(alloc_BxNxKxS, fills)
   bench = benchmark_price(window_mask(alloc_BxNxKxS), prices_BxN, volumes_BxN)
+  side = -jnp.asarray(_SIDE_S)[None, None, :]
   slip = (price - bench) / bench * 1e4
   end, early = window_end(alloc_BxNxKxS)
-  return {
+  out = {
     "price": price,
     "benchmark": bench,
     "slippage_bps": slip,
-    "improvement_bps": -jnp.asarray(_SIDE_S)[None, None, :] * slip,
+    "improvement_bps": side * slip,
     "window_end": end,
     "ended_early": early,
   }
+  if fill_prices_BxNxKxS is not None:
+    gross = achieved_price(alloc_BxNxKxS, prices_BxN)
+    out["gross_price"] = gross
+    out["gross_improvement_bps"] = side * (gross - bench) / bench * 1e4
+    out["cost_bps"] = out["gross_improvement_bps"] - out["improvement_bps"]
+  return out
 
 
-def improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, *, reference_compat: bool = False):
+def improvement_bps(
+  alloc_BxNxKxS,
+  prices_BxN,
+  volumes_BxN,
+  *,
+  reference_compat: bool = False,
+  fill_prices=None,
+):
   """imp_BxKxS = side * (1 - P / benchmark) * 1e4 with hard windows (positive is good).
 
-  With reference_compat, the `lems` package's accounting (its masks and epsilons).
+  With reference_compat, the `lems` package's accounting (its masks and epsilons); with
+  fill_prices [B, N, K, S] (net of costs), P is the net achieved price.
   """
   _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN)
   if reference_compat:
+    if fill_prices is not None:
+      raise ValueError("fill_prices (execution costs) cannot be combined with reference_compat")
     slip_pct = reference.slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN)
     return -jnp.asarray(_SIDE_S)[None, None, :] * slip_pct * 100.0
-  return execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN)["improvement_bps"]
+  return execution_summary(alloc_BxNxKxS, prices_BxN, volumes_BxN, fill_prices)["improvement_bps"]
 
 
 # ----------------------------------------------------------------------------- training loss
@@ -179,7 +214,12 @@ def mask_temperature(loss_config: LossConfig, step):
 
 
 def lem_loss(
-  alloc_BxNxKxS, prices_BxN, volumes_BxN, loss_config: LossConfig = LossConfig(), temperature=None
+  alloc_BxNxKxS,
+  prices_BxN,
+  volumes_BxN,
+  loss_config: LossConfig = LossConfig(),
+  temperature=None,
+  fill_prices=None,
 ):
   """The training objective of every head and scenario at once.
 
@@ -190,6 +230,9 @@ def lem_loss(
     loss_config: weights, per-side variant, soft-window temperature, reference_compat.
     temperature: soft-window temperature (a scalar, may be traced); None uses
       `loss_config.mask_temperature`.
+    fill_prices: optional [B, N, K, S] child fill prices net of costs (lemjax/costs.py, a
+      function of the allocations, so the loss sees the cost of every schedule); the benchmark
+      stays the market's.
 
   Returns:
     (loss scalar, aux dict with loss_flexible, loss_fixed and imp_bps_KxS, the batch mean
@@ -198,13 +241,16 @@ def lem_loss(
   _check_alloc(alloc_BxNxKxS, prices_BxN, volumes_BxN)
   cfg = loss_config
   n = alloc_BxNxKxS.shape[1]
+  _check_fills(alloc_BxNxKxS, fill_prices)
   if cfg.reference_compat:
+    if fill_prices is not None:
+      raise ValueError("fill_prices (execution costs) cannot be combined with reference_compat")
     slip = reference.slippage_pct(alloc_BxNxKxS, prices_BxN, volumes_BxN, alpha=cfg.reference_alpha)
   else:
     w = window_mask(
       alloc_BxNxKxS, temperature=cfg.mask_temperature if temperature is None else temperature
     )
-    price = achieved_price(alloc_BxNxKxS, prices_BxN)
+    price = achieved_price(alloc_BxNxKxS, prices_BxN if fill_prices is None else fill_prices)
     bench = benchmark_price(w, prices_BxN, volumes_BxN)
     slip = (price - bench) / bench * (1e4 / cfg.softplus_scale_bps)
   b, k = slip.shape[:2]
@@ -222,7 +268,13 @@ def lem_loss(
   total = cfg.flexible_weight * jnp.sum(flex * flex_w) + cfg.fixed_weight * jnp.sum(fixed * fixed_w)
   loss = total / (flex.size + fixed.size)
   imp = jax.lax.stop_gradient(
-    improvement_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, reference_compat=cfg.reference_compat)
+    improvement_bps(
+      alloc_BxNxKxS,
+      prices_BxN,
+      volumes_BxN,
+      reference_compat=cfg.reference_compat,
+      fill_prices=fill_prices,
+    )
   )
   aux = {
     "loss_flexible": jnp.mean(flex),

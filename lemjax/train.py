@@ -18,6 +18,7 @@ import tqdm
 
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
+from lemjax import costs as costs_lib
 from lemjax import data as data_lib
 from lemjax import experiment
 from lemjax import lookahead
@@ -43,6 +44,10 @@ class TrainState:
   loss_config: config_lib.LossConfig = flax.struct.field(pytree_node=False)
   r_min_range: tuple[float, float] = flax.struct.field(pytree_node=False, default=(0.0, 0.0))
   r_max_range: tuple[float, float] = flax.struct.field(pytree_node=False, default=(1.0, 1.0))
+  costs: config_lib.CostConfig = flax.struct.field(
+    pytree_node=False, default=config_lib.CostConfig()
+  )
+  size_input: bool = flax.struct.field(pytree_node=False, default=False)  # the model reads sizes
 
   def arrays(self) -> dict:
     """The checkpointed part of the state."""
@@ -96,8 +101,9 @@ def create_train_state(
   model_config: config_lib.ModelConfig,
   train_config: config_lib.TrainConfig,
   loss_config: config_lib.LossConfig,
+  costs: config_lib.CostConfig | None = None,
 ) -> TrainState:
-  """Initialises parameters and optimiser state for `model_config`."""
+  """Initialises parameters and optimiser state for `model_config` (costs: lemjax/costs.py)."""
   model = model_lib.build_model(model_config)
   params = model_lib.init_params(model_config, rng)
   tx = make_optimizer(train_config)
@@ -110,6 +116,8 @@ def create_train_state(
     loss_config=loss_config,
     r_min_range=tuple(train_config.r_min_range),
     r_max_range=tuple(train_config.r_max_range),
+    costs=costs or config_lib.CostConfig(),
+    size_input=model_config.allocator.size_input,
   )
 
 
@@ -117,6 +125,12 @@ def create_train_state(
 
 
 def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None, temperature=None):
+  """(loss, (aux, allocations, fill prices or None)); with costs, `batch["size"]` holds the
+  orders' sizes and r_max is tightened by their participation cap here."""
+  cost_cfg, size_B = state.costs, batch.get("size")
+  if cost_cfg.enabled:
+    r_max_B = costs_lib.capped_r_max(r_max_B, size_B, batch["prices"].shape[1], cost_cfg)
+  model_size = size_B if state.size_input else None
   alloc_BxNxKxS = state.apply_fn(
     {"params": params},
     batch["inputs"],
@@ -124,13 +138,19 @@ def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None, t
     r_max_B,
     batch["prices"],
     batch["volumes"],
+    model_size,
     deterministic=rngs is None,
     rngs=rngs,
   )
+  fills = None
+  if cost_cfg.enabled:
+    fills = costs_lib.fill_prices(
+      alloc_BxNxKxS, batch["prices"], batch["volumes"], size_B, batch["lookback_vol"], cost_cfg
+    )
   loss, aux = objectives.lem_loss(
-    alloc_BxNxKxS, batch["prices"], batch["volumes"], state.loss_config, temperature
+    alloc_BxNxKxS, batch["prices"], batch["volumes"], state.loss_config, temperature, fills
   )
-  return loss, (aux, alloc_BxNxKxS)
+  return loss, (aux, alloc_BxNxKxS, fills)
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
@@ -146,6 +166,11 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   """
   rng = jax.random.fold_in(rng, state.step)
   k_terms, k_dropout = jax.random.split(rng)
+  if state.costs.enabled:  # a key of its own, so the cost-free path draws exactly as before
+    size_B = costs_lib.sample_sizes(
+      jax.random.fold_in(k_terms, 1), batch["prices"].shape[0], state.costs.size_range
+    )
+    batch = {**batch, "size": size_B}
   r_min_B, r_max_B = validation.sample_order_terms(
     k_terms,
     batch["prices"].shape[0],
@@ -155,7 +180,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   )
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
   temperature = objectives.mask_temperature(state.loss_config, state.step)
-  (loss, (aux, _)), grads = grad_fn(
+  (loss, (aux, _, _)), grads = grad_fn(
     state.params, state, batch, r_min_B, r_max_B, {"dropout": k_dropout}, temperature
   )
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -177,8 +202,8 @@ def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.A
   early_KxS and imp_bps_KxS: per head and scenario, the share of orders ended before their
   last bar and the mean improvement (what reveals a collapsed head, lemjax/diagnostics.py).
   """
-  loss, (_, alloc_BxNxKxS) = _loss(state.params, state, batch, r_min_B, r_max_B)
-  summary = objectives.execution_summary(alloc_BxNxKxS, batch["prices"], batch["volumes"])
+  loss, (_, alloc_BxNxKxS, fills) = _loss(state.params, state, batch, r_min_B, r_max_B)
+  summary = objectives.execution_summary(alloc_BxNxKxS, batch["prices"], batch["volumes"], fills)
   imp_BxKxS = summary["improvement_bps"]
   return {
     "loss": loss,
@@ -306,7 +331,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   # --- State, sampler, resume.
   init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_train_state(init_rng, mcfg, tcfg, cfgs["loss"])
+  state = create_train_state(init_rng, mcfg, tcfg, cfgs["loss"], cfgs["costs"])
   sampler = data_lib.Sampler(train_ds.num_windows, tcfg.batch_size, config.seed)
   checkpointer = ckpt_lib.Checkpointer(workdir, tcfg.max_checkpoints)
   writer = MetricWriter(workdir)
@@ -333,7 +358,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   else:
     step_fn = sharding.jit_sharded_step(train_step, state_shardings, mesh)
     eval_fn = jax.jit(eval_step, out_shardings=sharding.replicated(mesh))
-  val_batches = validation.validation_batches(val_ds, tcfg, mcfg.n_ahead, config.seed, mesh)
+  val_batches = validation.validation_batches(
+    val_ds, tcfg, mcfg.n_ahead, config.seed, mesh, cfgs["costs"]
+  )
   bar = tqdm.tqdm(
     total=tcfg.steps,
     initial=step,

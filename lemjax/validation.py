@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lemjax import config as config_lib
+from lemjax import costs as costs_lib
 from lemjax import diagnostics
 from lemjax import sharding
 from lemjax.model import model_batch
@@ -37,12 +38,14 @@ def validation_batches(
   n_ahead: int,
   seed: int,
   mesh: jax.sharding.Mesh | None = None,
+  costs: config_lib.CostConfig | None = None,
 ) -> list:
   """Fixed validation orders: evenly spaced windows with fixed, seeded order terms.
 
   Args:
     mesh: a mesh of several devices places each batch on it (`place_validation_batch`);
       None or a single device keeps them on the default device.
+    costs: with costs enabled, every batch also holds fixed, seeded order sizes under "size".
 
   Returns:
     A list of (batch dict on device, r_min_B, r_max_B) with equal shapes.
@@ -59,10 +62,14 @@ def validation_batches(
     r_min_B, r_max_B = sample_order_terms(
       jax.random.PRNGKey(seed + 7919 * (i + 1)), size, n_ahead, cfg.r_min_range, cfg.r_max_range
     )
+    batch = model_batch(dataset.batch(rows))
+    if costs is not None and costs.enabled:
+      key = jax.random.PRNGKey(seed + 7919 * (i + 1) + 1)
+      batch["size"] = np.asarray(costs_lib.sample_sizes(key, size, costs.size_range))
     if mesh is None or mesh.size == 1:
-      out.append((jax.device_put(model_batch(dataset.batch(rows))), r_min_B, r_max_B))
+      out.append((jax.device_put(batch), r_min_B, r_max_B))
     else:
-      out.append(place_validation_batch(model_batch(dataset.batch(rows)), r_min_B, r_max_B, mesh))
+      out.append(place_validation_batch(batch, r_min_B, r_max_B, mesh))
   return out
 
 

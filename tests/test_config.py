@@ -33,6 +33,7 @@ def test_base_sets_every_dataclass_field():
     "loss": config_lib.LossConfig,
     "train": config_lib.TrainConfig,
     "eval": config_lib.EvalConfig,
+    "costs": config_lib.CostConfig,
     "mesh": config_lib.MeshConfig,
     "distributed": config_lib.DistributedConfig,
     "rl": config_lib.RLConfig,

@@ -8,11 +8,14 @@
 * the allocator's carry for every head and scenario (`allocation.init_carry`/`advance`);
 * a rolling buffer of recent volumes (the trailing-mean volume feature), the last close,
   the arrival price and the lookback mean volume, as float32 (hi, lo) pairs;
-* the order's terms: head k, scenario, rate bounds, size.
+* the order's terms: head k, scenario, rate bounds (r_max holding the participation cap when
+  the policy charges costs), size, and its size relative to the expected volume over N bars;
+* the lookback volatility and the order's own fills net of costs (lemjax/costs.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -21,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from lemjax import allocation
+from lemjax import costs as costs_lib
 from lemjax import scenarios
 from lemjax.data import features
 from lemjax.data import tables
@@ -52,6 +56,10 @@ class Carry(NamedTuple):
   r_max: jax.Array
   size: jax.Array  # float32 parent order size (shares or cash)
   done: jax.Array  # bool: complete and past its benchmark window
+  size_frac: jax.Array  # float32 size / expected volume over N bars (N x lookback mean volume)
+  sigma_bps: jax.Array  # float32 lookback volatility, bps per bar (the impact's scale)
+  net_shares: jax.Array  # float32 shares bought/sold so far at fill prices net of costs
+  net_cash: jax.Array  # float32 cash paid/received so far, net of costs (order value = 1)
 
 
 class StepOutput(NamedTuple):
@@ -65,6 +73,7 @@ class StepOutput(NamedTuple):
   price: jax.Array  # running achieved average price
   benchmark: jax.Array  # running benchmark (VWAP or TWAP of the bars executed so far)
   improvement_bps: jax.Array  # side * (1 - price / benchmark) * 1e4
+  cost_bps: jax.Array  # costs paid so far, bps: gross minus net improvement (0 without costs)
 
 
 def from_history(policy: Policy, order: Order, history_bars) -> Carry:
@@ -91,6 +100,7 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
   mean_volume = hist["volume"][-lb:].sum() / lb
   if not mean_volume > 0:
     raise ValueError(f"history_bars: the last L={lb} bars have no volume; no order can start here")
+  size_frac, r_max = _size_and_cap(policy, order, arrival, mean_volume)
   inputs_TxF = np.zeros((cfg.seq_len, features.N_FEATURES), np.float32)
   inputs_TxF[:lb] = feats_NxF
   w = policy.window_bars
@@ -115,10 +125,31 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
     head=np.int32(head),
     scenario=np.int32(scenario),
     r_min=np.float32(order.r_min),
-    r_max=np.float32(order.r_max),
+    r_max=np.float32(r_max),
     size=np.float32(order.size),
     done=np.bool_(False),
+    size_frac=np.float32(size_frac),
+    sigma_bps=np.float32(costs_lib.lookback_sigma_bps(hist["close"][-lb:])),
+    net_shares=np.float32(0.0),
+    net_cash=np.float32(0.0),
   )
+
+
+def _size_and_cap(policy: Policy, order: Order, arrival: float, mean_volume: float):
+  """(size relative to the expected volume over N bars, r_max with the participation cap).
+
+  Raises ValueError naming the order and the numbers when the cap cannot complete it.
+  """
+  n, cost = policy.n_ahead, policy.costs
+  shares = order.size if order.target == "quantity" else order.size / arrival
+  size_frac = shares / (n * mean_volume)
+  if not cost.enabled:
+    return size_frac, order.r_max
+  if order.participation_cap is not None:
+    cost = dataclasses.replace(cost, participation_cap=order.participation_cap)
+  name = f"Order({order.side} {order.size:g} {order.target})"
+  costs_lib.check_orders(size_frac, order.r_min, order.r_max, n, cost, names=[name])
+  return size_frac, float(costs_lib.capped_r_max(order.r_max, size_frac, n, cost))
 
 
 def template(policy: Policy) -> Carry:
@@ -148,6 +179,10 @@ def template(policy: Policy) -> Carry:
     f32,
     f32,
     jnp.zeros((), bool),
+    f32,
+    f32,
+    f32,
+    f32,
   )
 
 

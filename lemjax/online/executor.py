@@ -30,7 +30,7 @@ class Executor:
 
   @property
   def status(self) -> StepOutput:
-    return jax.tree.map(np.asarray, step_lib.output(self.carry))
+    return jax.tree.map(np.asarray, step_lib.output(self.carry, self.policy.costs.enabled))
 
   def on_bar(self, bar) -> StepOutput:
     """Accounts for the bar that just closed; returns the next child order and running prices.

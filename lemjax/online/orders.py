@@ -23,6 +23,9 @@ class Order:
   r_min: float = 0.0  # per-bar lower bound, fraction of the order
   r_max: float = 1.0  # per-bar upper bound, fraction of the order
   fixed_duration: bool = False  # trade over all N bars, tracking the benchmark (head k = N)
+  # rho: a child <= rho x its bar's expected volume when the policy charges costs (None: the
+  # policy's `costs.participation_cap`); lemjax/costs.py
+  participation_cap: float | None = None
 
   def check(self, n_ahead: int) -> tuple[int, int]:
     """(head k, scenario index); ValueError naming the first bad field."""
@@ -55,6 +58,9 @@ class Order:
       ):
         raise ValueError(f"Order.min_bars={self.min_bars!r} must be an integer in [1, N={n_ahead}]")
       head = int(self.min_bars) - 1
+    cap = self.participation_cap
+    if cap is not None and (isinstance(cap, bool) or not np.isfinite(cap) or not 0 < cap <= 1):
+      raise ValueError(f"Order.participation_cap={cap!r} must lie in (0, 1] (or be None)")
     try:
       allocation.validate_bounds(self.r_min, self.r_max, n_ahead)
     except ValueError as err:

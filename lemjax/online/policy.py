@@ -33,6 +33,10 @@ class Policy:
   source: str = flax.struct.field(pytree_node=False, default="")  # checkpoint it came from
   # head_map[k][s]: the head serving min period k + 1 in scenario s (lemjax/heads.py); None: own.
   head_map: tuple | None = flax.struct.field(pytree_node=False, default=None)
+  # Execution costs charged on every child (lemjax/costs.py); the run's `costs` section.
+  costs: config_lib.CostConfig = flax.struct.field(
+    pytree_node=False, default=config_lib.CostConfig()
+  )
 
   @property
   def n_ahead(self) -> int:
@@ -57,10 +61,13 @@ def init_policy(
   step_ms: int = 3_600_000,
   volume_window_ms: int = 7 * tables.MS_PER_DAY,
   seed: int = 0,
+  costs: config_lib.CostConfig | None = None,
 ) -> Policy:
   """A randomly initialised policy (tests, latency benchmarks)."""
   params = model_lib.init_params(model_config, jax.random.PRNGKey(seed))
-  return Policy(params, model_config, int(step_ms), int(volume_window_ms), f"random(seed={seed})")
+  source = f"random(seed={seed})"
+  costs = costs or config_lib.CostConfig()
+  return Policy(params, model_config, int(step_ms), int(volume_window_ms), source, costs=costs)
 
 
 def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
@@ -81,7 +88,9 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
     config or parameter shapes do not match this code.
   """
   workdir = workdir_lib.find_workdir(workdir_or_checkpoint)
-  model = config_lib.saved_model_config(workdir_lib.read_config(workdir)["model"])
+  saved = workdir_lib.read_config(workdir)
+  model = config_lib.saved_model_config(saved["model"])
+  costs = config_lib.costs_config(saved.get("costs"))  # runs saved before costs: none
   lookahead.require_causal(model)
   if model.encoder.n_features != features.N_FEATURES:
     raise ValueError(
@@ -100,4 +109,5 @@ def load_policy(workdir_or_checkpoint: str, which: str = "best") -> Policy:
     volume_window_ms,
     f"{info['directory']} step {info['step']}",
     None if head_map is None else tuple(map(tuple, head_map.tolist())),
+    costs,
   )

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from lemjax import costs as costs_lib
 from lemjax import objectives
 from lemjax import online
 from lemjax import scenarios
@@ -111,12 +112,20 @@ def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame, row:
   prices = (cols["vwap"][row : row + n] / arrival).astype(np.float32)[None]
   volumes = (cols["volume"][row : row + n] / mean_volume).astype(np.float32)[None]
   alloc = np.broadcast_to(frac_N.astype(np.float32)[None, :, None, None], (1, n, n + 1, 8))
+  fills = None
+  if policy.costs.enabled:  # the same costs as the step charged (lemjax/costs.py)
+    size_1, sigma_1 = (jnp.asarray(x)[None] for x in (exe.carry.size_frac, exe.carry.sigma_bps))
+    fills = costs_lib.fill_prices(
+      jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes), size_1, sigma_1, policy.costs
+    )
   summary = objectives.execution_summary(
-    jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes)
+    jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes), fills
   )
   k, sc = order.check(n)
   final = {name: np.asarray(value)[0, k, sc].item() for name, value in summary.items()}
   final["price"] *= arrival
+  if "gross_price" in final:
+    final["gross_price"] *= arrival
   final["benchmark"] *= arrival
   return {
     "schedule": rows,

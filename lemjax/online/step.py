@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lemjax import allocation
+from lemjax import costs as costs_lib
 from lemjax import scenarios
 from lemjax.data import features
 from lemjax.online import carry as carry_lib
@@ -98,6 +99,7 @@ def _decide_next(policy: Policy, ctx_H, alloc_carry, s, carry: Carry):
     s_dec,
     carry.r_min[None],
     carry.r_max[None],
+    carry.size_frac[None] if cfg.allocator.size_input else None,
   )[0, 0, 0]
   a = jnp.where(s == n - 1, alloc_carry.remaining_BxKxS[0, carry.head, carry.scenario], a)
   a_KxS = jnp.zeros((k, sc), jnp.float32).at[carry.head, carry.scenario].set(a)
@@ -129,10 +131,28 @@ def _feature_row(policy: Policy, carry: Carry, bar: LiveBar, volume_W, age_W):
   return jnp.concatenate([head_3, bar.calendar_C.astype(jnp.float32)])
 
 
-def _output(carry: Carry) -> StepOutput:
+def _net_fill(policy: Policy, carry: Carry, price, volume):
+  """(net shares, net cash) after the order's own child of this bar pays its costs (costs.py)."""
+  n, k, sc = policy.n_ahead, carry.head, carry.scenario
+  a = carry.next_KxS[k, sc]
+  notional = jnp.asarray(scenarios.IS_NOTIONAL_S)[sc]
+  shares = a * carry.size_frac * n / jnp.where(notional, price, 1.0)
+  participation = shares / jnp.maximum(volume, policy.costs.volume_floor)
+  cost = costs_lib.cost_bps(participation, carry.sigma_bps, policy.costs)
+  fill = price * (1.0 + jnp.asarray(scenarios.SIDE_SIGN_S)[sc] * cost * 1e-4)
+  net_shares = carry.net_shares + jnp.where(notional, a / fill, a)
+  net_cash = carry.net_cash + jnp.where(notional, a, a * fill)
+  return net_shares, net_cash
+
+
+def _output(carry: Carry, costs_on: bool = False) -> StepOutput:
   alloc, k, sc = carry.allocator, carry.head, carry.scenario
   shares, cash = alloc.shares_BxKxS[0, k, sc], alloc.cash_BxKxS[0, k, sc]
-  price = jnp.where(shares > 0, cash / jnp.where(shares > 0, shares, 1.0), jnp.nan)
+  gross = jnp.where(shares > 0, cash / jnp.where(shares > 0, shares, 1.0), jnp.nan)
+  price = gross
+  if costs_on:
+    bought = carry.net_shares > 0
+    price = jnp.where(bought, carry.net_cash / jnp.where(bought, carry.net_shares, 1.0), jnp.nan)
   bars = alloc.step.astype(jnp.float32)
   twap = jnp.where(bars > 0, alloc.mkt_price_sum_B[0] / jnp.maximum(bars, 1.0), jnp.nan)
   vol = alloc.mkt_volume_B[0]
@@ -150,6 +170,7 @@ def _output(carry: Carry) -> StepOutput:
     price=price * arrival,
     benchmark=bench * arrival,
     improvement_bps=side * (1.0 - price / bench) * 1e4,
+    cost_bps=side * (price - gross) / bench * 1e4 if costs_on else jnp.zeros_like(price),
   )
 
 
@@ -172,6 +193,9 @@ def step(policy: Policy, carry: Carry, bar: LiveBar) -> tuple[Carry, StepOutput]
   price = _ratio(bar.vwap_2, carry.arrival_2)
   volume = _ratio(bar.volume_2, carry.mean_volume_2)
   alloc = allocation.advance(carry.allocator, carry.next_KxS[None], price[None], volume[None])
+  net_shares, net_cash = carry.net_shares, carry.net_cash
+  if policy.costs.enabled:
+    net_shares, net_cash = _net_fill(policy, carry, price, volume)
   # The bar's features go to encoder position L + s; the last bar's (s = N-1) lies past T, unread.
   age_W = jnp.minimum(carry.age_W + bar.gap, carry_lib.EMPTY_AGE)
   volume_W = jnp.concatenate([carry.volume_W[1:], bar.volume_2[:1]])
@@ -197,9 +221,11 @@ def step(policy: Policy, carry: Carry, bar: LiveBar) -> tuple[Carry, StepOutput]
     day=bar.day,
     ms=bar.ms,
     done=done,
+    net_shares=net_shares,
+    net_cash=net_cash,
   )
   new = jax.tree.map(lambda x, y: jnp.where(carry.done, y, x), new, carry)
-  return new, _output(new)
+  return new, _output(new, policy.costs.enabled)
 
 
 step_jit = jax.jit(step)
@@ -207,6 +233,8 @@ step_many = jax.jit(jax.vmap(step, in_axes=(None, 0, 0)))
 _first_decision_jit = jax.jit(_first_decision)
 
 
-def output(carry: Carry) -> StepOutput:
-  """The StepOutput of a carry (e.g. right after `start` or `load_carry`)."""
-  return _output(carry) if jnp.ndim(carry.head) == 0 else jax.vmap(_output)(carry)
+def output(carry: Carry, costs_on: bool = False) -> StepOutput:
+  """The StepOutput of a carry (e.g. right after `start` or `load_carry`); costs_on: the
+  policy charges costs (`policy.costs.enabled`), so the price is net of them."""
+  fn = functools.partial(_output, costs_on=costs_on)
+  return fn(carry) if jnp.ndim(carry.head) == 0 else jax.vmap(fn)(carry)
