@@ -6,10 +6,11 @@ Run:   make train EXP=crypto_intraday && make eval EXP=crypto_intraday
 Data:  data/binance/ after `make data`, else ../shared/data/crypto/1h; with neither, the embedded
        synthetic crypto market (the work directory then ends in _SYNTHETIC).
 Split: train 2022-01..2024-12, validation 2025-01..2025-06, test 2025-07..end.
-Expect: not yet measured for this version (evaluation v2: clustered intervals, the best causal
-       baseline chosen on validation orders). The earlier figures used intervals that treated
-       orders starting together as independent and a weaker stopping rule, and are withdrawn;
-       `make seeds EXP=crypto_intraday` measures them anew.
+Expect: on ../shared/data (default sizes, 3 seeds, 4,172 test orders in 596 start-time clusters,
+       VWAP, quantity; `make seeds EXP=crypto_intraday SEEDS=3`) min period 1 improves on VWAP by
+       +17.1 ± 0.7 bps (buy) and +21.5 ± 0.3 (sell), across-seed mean ± std. LEM minus the best
+       causal stopping baseline (chosen on validation orders): +0.1 ± 0.7 (buy) and -0.4 ± 0.3
+       (sell); every seed's clustered 95% interval contains 0.
 """
 
 from experiments import base

@@ -128,7 +128,7 @@ def health_markdown(health: dict) -> str:
   lines = [
     "## Head health per seed",
     "",
-    "Flexible head x scenario cells (min period 1..N-1, 8 scenarios) flagged in each seed's "
+    "Flexible head x scenario cells (min periods 1..N, 8 scenarios) flagged in each seed's "
     "head_health.csv: collapsed = ends under 5% of orders early where the best causal baseline "
     "ends at least 30%; a break = more than 3 bps below the next larger minimum with the "
     "clustered interval below 0. 'served' are the heads the report scores (eval.nested_heads); "
@@ -153,6 +153,20 @@ def health_markdown(health: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def common_rows(frames: dict, column: str) -> tuple[dict, dict]:
+  """Each seed's frame cut to the `column` values (strategies, baselines) every seed reports.
+
+  A strategy only some seeds have (e.g. PPO, trained into one seed's run) cannot have an
+  across-seed spread; it is returned as {value: [seeds that have it]} to be named, not dropped
+  silently.
+  """
+  values = {seed: set(frame[column].unique()) for seed, frame in frames.items()}
+  common = set.intersection(*values.values())
+  left = sorted(set.union(*values.values()) - common)
+  cut = {seed: frame.filter(pl.col(column).is_in(sorted(common))) for seed, frame in frames.items()}
+  return cut, {v: [seed for seed in sorted(values) if v in values[seed]] for v in left}
+
+
 def write_summary(
   workdir: str, seeds: list[int], benchmark: str, target: str, n_ahead: int, name: str
 ) -> dict:
@@ -168,6 +182,8 @@ def write_summary(
           f"{path} is missing: evaluate seed {seed} first (`--mode=eval --workdir={run}`)"
         )
       store[seed] = pl.read_csv(path)
+  stats, left_stats = common_rows(stats, "strategy")
+  paired, left_paired = common_rows(paired, "baseline")
   stats_frame = across_seeds(stats, STATS_KEYS, "mean_bps")
   paired_frame = across_seeds(paired, PAIRED_KEYS, "lem_minus_baseline_bps")
   out = summary_dir(workdir)
@@ -180,6 +196,13 @@ def write_summary(
     f"\nEach seed's intervals: clustered bootstrap over {', '.join(map(str, clusters))} start-time "
     "groups of test orders (stats.csv, n_clusters).\n\n" + health_markdown(health)
   )
+  left = {**left_stats, **{f"LEM minus {k}": v for k, v in left_paired.items()}}
+  if left:
+    text += (
+      "\nNot aggregated (reported by some seeds only): "
+      + "; ".join(f"{name} (seeds {', '.join(map(str, got))})" for name, got in left.items())
+      + ".\n"
+    )
   with open(os.path.join(out, "seeds.md"), "w") as f:
     f.write(text)
   logging.info("across-seed tables written to %s", out)

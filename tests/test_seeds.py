@@ -108,6 +108,13 @@ def test_write_summary_reads_sibling_runs(tmp_path):
   assert "over 31 start-time groups" in text
   assert "| 0 | served | 0 of 4 | 0 | +1.00 |" in text
   assert "| 1 | own | 1 of 4 | 2 | -6.00 |" in text
+  # A strategy one seed has (PPO trained into seed 0's run) is named, not aggregated or lost.
+  run0 = seeds.seed_workdir(base, 0)
+  extra = _stats(9.0, 9.0).filter(pl.col("strategy") == "LEM").with_columns(strategy=pl.lit("PPO"))
+  pl.concat([_stats(1.0, 4.0), extra]).write_csv(os.path.join(run0, "stats.csv"))
+  text = seeds.write_summary(base, [0, 1], "vwap", "quantity", 2, "exp")["markdown"]
+  assert "+1.50 ± 0.71 (+1.00, +2.00)" in text and "| PPO |" not in text
+  assert "Not aggregated (reported by some seeds only): PPO (seeds 0)." in text
   with pytest.raises(FileNotFoundError, match="evaluate seed 2"):
     seeds.write_summary(base, [0, 1, 2], "vwap", "quantity", 2, "exp")
 
