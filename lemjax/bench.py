@@ -657,6 +657,7 @@ def main(argv):
     "machine": platform.machine(),
     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
   }
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, "w") as f:
     out = {"environment": env, "results": results, "table": table, "rl_env": rl_env}
     json.dump({**out, "scaling": scaling, "input_pipeline": pipeline}, f, indent=2)
