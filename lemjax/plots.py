@@ -13,6 +13,16 @@ import numpy as np  # noqa: E402
 from lemjax import scenarios  # noqa: E402
 
 
+def save_panels(fig, axes, ylabel: str, path: str) -> str:
+  """Finishes a row of panels sharing a y axis (label on the first, legend on the last), saves it."""
+  axes[0].set_ylabel(ylabel)
+  axes[-1].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def improvement_vs_min_period(path: str, all_stats: dict, s_buy: int, s_sell: int) -> str:
   """Mean improvement with its 95% interval per min period, one line per causal strategy.
 
@@ -30,12 +40,7 @@ def improvement_vs_min_period(path: str, all_stats: dict, s_buy: int, s_sell: in
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_title(f"{scenarios.scenario_name(s)} (oracle omitted)")
     ax.set_xlabel("min period (bars); last point = fixed duration")
-  axes[0].set_ylabel("mean improvement (bps, positive = better)")
-  axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_panels(fig, axes, "mean improvement (bps, positive = better)", path)
 
 
 def allocation_curves(path: str, test: dict, allocs: dict, s: int, k: int, n_orders: int) -> str:

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from lemjax import markdown  # noqa: E402
+from lemjax import plots  # noqa: E402
 from lemjax import scenarios  # noqa: E402
 from lemjax import stats as stats_lib  # noqa: E402
 
@@ -102,12 +103,7 @@ def plot(path: str, frame: pl.DataFrame, head: int, scenarios_shown: tuple[str, 
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_title(f"{scen}, min period {head + 1} (oracle omitted)")
     ax.set_xlabel("order size (% of expected volume over N bars)")
-  axes[0].set_ylabel("mean net improvement (bps)")
-  axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return plots.save_panels(fig, axes, "mean net improvement (bps)", path)
 
 
 def write(outdir: str, cfgs: dict, test: dict, results_at: Callable, out: dict) -> dict:
