@@ -123,6 +123,11 @@ def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
   )
 
 
+def _scorer(score_for):
+  """batch -> its score function: `score_for` (net of costs) or the cost-free `score`."""
+  return (lambda b: score) if score_for is None else score_for
+
+
 def baseline_allocations(
   test: dict,
   tune: dict,
@@ -150,7 +155,7 @@ def baseline_allocations(
   """
   n = test["prices"].shape[1]
   bounds = (cfg.r_min, cfg.r_max if r_max is None else r_max)
-  scored = (lambda b: score) if score_for is None else score_for
+  scored = _scorer(score_for)
   buckets_train, n_buckets = baselines.calendar_buckets(tune["origin"], n, bar_ms)
   profile = baselines.volume_profile(tune["volumes"], buckets_train, n_buckets)
 
@@ -250,12 +255,12 @@ def lem_served(
   r_max = ecfg.r_max if r_max is None else r_max
   alloc = lem_allocations(params, model_config, test, ecfg.r_min, r_max, ecfg.batch_size, size)
   if not ecfg.nested_heads:
-    stale = None if outdir is None else os.path.join(outdir, heads.HEAD_MAP_FILE)
-    if stale is not None and os.path.exists(stale):
-      os.remove(stale)  # the online policy must not serve a map this report did not use
+    if outdir is not None and os.path.exists(os.path.join(outdir, heads.HEAD_MAP_FILE)):
+      # The online policy must not serve a map this report did not use.
+      os.remove(os.path.join(outdir, heads.HEAD_MAP_FILE))
     return alloc, None
   val_alloc = lem_allocations(params, model_config, val, ecfg.r_min, r_max, ecfg.batch_size, size)
-  val_score = score if score_for is None else score_for(val)
+  val_score = _scorer(score_for)(val)
   val_mean_KxS = np.nanmean(val_score(val_alloc, val["prices"], val["volumes"]), axis=0)
   head_map = heads.nested_head_map(val_mean_KxS)
   if outdir is not None:
