@@ -205,10 +205,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Serve min period k with the head of minimum >= k that scores best on those validation
   # orders (lemjax/heads.py): a smaller minimum has every option of a larger one. False: own heads.
   ev.nested_heads = True
-  # Orders scored: "test" (the report), or "val" for model selection (issue-free of the test set:
+  # Orders scored: "test" (the report), or "val" for model selection (blind to the test set:
   # the best causal baseline and the head map are then chosen on training orders), written to
   # <workdir>/val_report/.
   ev.split = "test"
+  ev.ensemble = (
+    ""  # comma-separated runs averaged with this one (seed ensemble; report in ensemble/)
+  )
   ev.bootstrap = 2000  # bootstrap resamples of the 95% intervals
   ev.block_length = (
     5  # start times per bootstrap block, ~G^(1/3) of G=596 (crypto) / 31 (DJIA) test starts

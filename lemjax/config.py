@@ -189,6 +189,10 @@ class EvalConfig:
   target: str = "quantity"
   nested_heads: bool = True  # serve min period k with the best validated head of minimum >= k
   split: str = "test"  # orders scored: "test", or "val" (study mode; choices on training orders)
+  # Comma-separated work directories of runs of the same model (e.g. other seeds): the LEM's
+  # allocations are the average of this run's and theirs (a seed ensemble; averages of feasible
+  # allocations are feasible). The report goes to <workdir>/ensemble/, never over this run's.
+  ensemble: str = ""
   theta_grid_bps: tuple[float, ...] = (
     0.0,
     2.0,

@@ -29,6 +29,7 @@ from lemjax import workdir as workdir_lib
 CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stopping", "lsm_stopping")
 STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
 VAL_REPORT_DIR = "val_report"  # report of `eval.split="val"` inside the work directory
+ENSEMBLE_DIR = "ensemble"  # report of an `eval.ensemble` inside the work directory
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 COST_KEYS = ("gross_improvement_bps", "cost_bps")  # summaries with execution costs only
 
@@ -90,10 +91,13 @@ def lem_allocations(
 ) -> np.ndarray:
   """The model's allocations [B, N, K, S] in fixed-shape chunks (the last one padded).
 
+  params: one parameter tree, or a list of trees of the same model (a seed ensemble), whose
+    allocations are averaged (each is feasible and causal, so their mean is too).
   r_min, r_max: scalars or per-order [B] rate bounds.
   size: scalar or [B] order sizes (lemjax/costs.py), for a model with a size input; r_max must
   already hold the participation cap (`costs.capped_r_max`).
   """
+  members = params if isinstance(params, list) else [params]
   n_orders = batch["prices"].shape[0]
   out = []
   for start in range(0, n_orders, batch_size):
@@ -102,10 +106,18 @@ def lem_allocations(
     b = model_lib.model_batch({k: batch[k][rows] for k in model_lib.MODEL_KEYS})
     r_min_B, r_max_B = _rows(r_min, n_orders, rows), _rows(r_max, n_orders, rows)
     size_B = None if size is None else _rows(size, n_orders, rows)
-    alloc = _forward(
-      model_config, params, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"], size_B
+    alloc = np.mean(
+      [
+        np.asarray(
+          _forward(
+            model_config, p, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"], size_B
+          )
+        )
+        for p in members
+      ],
+      axis=0,
     )
-    out.append(np.asarray(alloc)[: min(batch_size, n_orders - start)])
+    out.append(alloc[: min(batch_size, n_orders - start)])
   return np.concatenate(out)
 
 
@@ -305,6 +317,33 @@ def summaries(allocs: dict, prices_BxN, volumes_BxN, fills_for=None) -> dict:
 # --- Orchestration --------------------------------------------------------------------------------
 
 
+def ensemble_members(workdir: str, ensemble: str) -> list[str]:
+  """The other work directories named by `eval.ensemble` (comma-separated), checked."""
+  members = [w.strip() for w in ensemble.split(",") if w.strip()]
+  paths = [os.path.abspath(w) for w in [workdir, *members]]
+  for i, path in enumerate(paths[1:], 1):
+    if path in paths[:i]:
+      raise ValueError(
+        f"eval.ensemble={ensemble!r} names {members[i - 1]!r} twice (or the evaluated run "
+        f"itself, {workdir!r}); each run enters the average once"
+      )
+  return members
+
+
+def ensemble_params(workdir: str, ecfg, model_config) -> list:
+  """The parameters of every other run of `eval.ensemble`; each must be trained like this one."""
+  out = []
+  for member in ensemble_members(workdir, ecfg.ensemble):
+    trained = workdir_lib.trained_model_config(member, model_config)
+    if trained != model_config:
+      raise ValueError(
+        f"eval.ensemble: {member} was trained with another model config than {workdir} "
+        f"(compare the 'model' sections of their config.json); only runs of one model average"
+      )
+    out.append(workdir_lib.restore_params(member, model_config, ecfg.checkpoint)[0])
+  return out
+
+
 def evaluate(config, workdir: str) -> dict:
   """Evaluates the experiment's checkpoint on the test split; writes report.md, CSVs, plots, orders.
 
@@ -338,6 +377,9 @@ def evaluate(config, workdir: str) -> dict:
   lookahead.announce(cfgs["model"])
   params, ckpt_info = workdir_lib.restore_params(workdir, cfgs["model"], ecfg.checkpoint)
   outdir = workdir_lib.report_dir(workdir, data_config)
+  if ecfg.ensemble:  # a seed ensemble: its own report folder, this run's report stays
+    params = [params, *ensemble_params(workdir, ecfg, cfgs["model"])]
+    outdir = os.path.join(outdir, ENSEMBLE_DIR)
   tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
   if ecfg.split == "val":  # study mode: score validation orders, choose on training orders
     outdir = os.path.join(outdir, VAL_REPORT_DIR)

@@ -235,6 +235,12 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
       "orders. 'test' in the tables below means these validation orders.**",
       "",
     ]
+  if ecfg.ensemble:
+    lines += [
+      f"> **SEED ENSEMBLE (eval.ensemble): the LEM's allocations are the average of this run's "
+      f"and those of {ecfg.ensemble}, each from its {ecfg.checkpoint} checkpoint.**",
+      "",
+    ]
   if "SYNTHETIC" in ctx.source_line:
     lines += [
       "> **SYNTHETIC DATA: these numbers describe the embedded synthetic market, not a real one.**",

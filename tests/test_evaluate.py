@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import sys
 
+import jax
 import numpy as np
 import polars as pl
 import polars.selectors as cs
@@ -14,7 +15,9 @@ import pytest
 from absl import flags
 
 from experiments import crypto_intraday
+from lemjax import config as config_lib
 from lemjax import evaluate as evaluate_lib
+from lemjax import experiment as experiment_lib
 from lemjax import heads
 from lemjax import main as main_lib
 from lemjax import objectives
@@ -304,3 +307,52 @@ def test_checkpoint_of_another_model_raises_a_clear_error(workdir):
   )
   with pytest.raises(ValueError, match="does not fit the model"):
     workdir_lib.restore_params(workdir, other)
+
+
+def test_ensemble_averages_the_members_allocations(workdir):
+  """lem_allocations over a list of parameter trees is the mean of each tree's allocations."""
+  config = workdir_lib.trained_model_config(workdir, None)
+  params, _ = workdir_lib.restore_params(workdir, config)
+  other = jax.tree.map(lambda x: x * 1.05, params)
+  _, _, test_ds, _, _ = experiment_lib.load_data(smoke_config())
+  batch = evaluate_lib.gather(test_ds, np.arange(min(9, test_ds.num_windows)))
+  one = evaluate_lib.lem_allocations(params, config, batch, 0.0, 1.0, 4)
+  two = evaluate_lib.lem_allocations(other, config, batch, 0.0, 1.0, 4)
+  both = evaluate_lib.lem_allocations([params, other], config, batch, 0.0, 1.0, 4)
+  assert np.abs(one - two).max() > 1e-4  # the members differ, so the test can see a wrong mean
+  np.testing.assert_allclose(both, (one + two) / 2, atol=1e-6)
+  np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-5)  # still complete every order
+
+
+def test_ensemble_report_goes_to_its_own_folder(workdir, tmp_path):
+  twin = str(tmp_path / "twin")
+  shutil.copytree(workdir, twin)
+  before = pathlib.Path(workdir, "report.md").read_text()
+  run_main(
+    "--mode=eval",
+    "--config=experiments/crypto_intraday.py:smoke",
+    f"--workdir={workdir}",
+    "--config.eval.bootstrap=100",
+    f"--config.eval.ensemble={twin}",
+  )
+  out = os.path.join(workdir, evaluate_lib.ENSEMBLE_DIR)
+  assert "SEED ENSEMBLE" in pathlib.Path(out, "report.md").read_text()
+  assert pathlib.Path(workdir, "report.md").read_text() == before
+  # Two identical members: the ensemble's LEM is the run's own LEM, order by order.
+  mine = pl.read_parquet(os.path.join(workdir, "orders.parquet")).filter(
+    pl.col("strategy") == "LEM"
+  )
+  ens = pl.read_parquet(os.path.join(out, "orders.parquet")).filter(pl.col("strategy") == "LEM")
+  np.testing.assert_allclose(
+    ens["improvement_bps"].to_numpy(), mine["improvement_bps"].to_numpy(), atol=1e-4
+  )
+  with pytest.raises(ValueError, match="twice"):
+    evaluate_lib.ensemble_members(workdir, f"{twin},{twin}")
+  with open(os.path.join(twin, workdir_lib.CONFIG_FILE)) as f:
+    saved = json.load(f)
+  saved["resolved"]["model"]["allocator"]["width"] += 1
+  with open(os.path.join(twin, workdir_lib.CONFIG_FILE), "w") as f:
+    json.dump(saved, f)
+  ecfg = dataclasses.replace(config_lib.EvalConfig(), ensemble=twin)
+  with pytest.raises(ValueError, match="another model config"):
+    evaluate_lib.ensemble_params(workdir, ecfg, workdir_lib.trained_model_config(workdir, None))
