@@ -137,7 +137,10 @@ def get_config() -> ml_collections.ConfigDict:
   cost = config.costs = ml_collections.ConfigDict()
   cost.enabled = costs_on  # charge costs in training, evaluation, baselines and the online API
   cost.fee_bps = 1.0  # fee per child order, bps of its notional
-  cost.half_spread_bps = 1.0  # half the quoted spread, bps, paid on every child order
+  cost.half_spread_bps = 1.0  # half the quoted spread, bps, paid on every child order ("config")
+  # Half-spread source: "config" (half_spread_bps) or "high_low" (each order's Abdi-Ranaldo
+  # estimate from its L lookback bars' high, low and close, bps; lemjax/costs.py).
+  cost.spread = "config"
   cost.impact_eta = 1.0  # square-root impact: eta x lookback vol (bps/bar) x sqrt(child / bar vol)
   cost.participation_cap = 0.25  # rho: a child order <= rho x its bar's expected volume
   cost.size_range = (1e-3, 0.2)  # training order sizes, drawn log-uniformly (fraction of volume)

@@ -232,6 +232,9 @@ class EvalConfig:
   seed: int = 0  # bootstrap and order-selection seed
 
 
+SPREADS = ("config", "high_low")  # CostConfig.spread: where each order's half-spread comes from
+
+
 @dataclasses.dataclass(frozen=True)
 class CostConfig:
   """Execution costs (SPEC section 6, lemjax/costs.py); disabled reproduces cost-free fills exactly.
@@ -239,18 +242,26 @@ class CostConfig:
   An order's size is its parent quantity as a fraction of the expected market volume over its N
   bars (N times the lookback's mean bar volume, known at arrival). A child order in a bar pays, in
   bps of the bar's price: fee + half-spread + eta * sigma * sqrt(child shares / bar volume), sigma
-  the lookback volatility in bps per bar (the square-root law of temporary impact).
+  the lookback volatility in bps per bar (the square-root law of temporary impact). The half-spread
+  is `half_spread_bps` for every order (spread="config"), or each order's own estimate from the
+  high, low and close of its L lookback bars (spread="high_low": the Abdi & Ranaldo (2017)
+  close-high-low estimator, floored at 0; only bars before the order's first execution bar enter).
   """
 
   enabled: bool = False  # charge costs in training, evaluation, baselines and the online API
   fee_bps: float = 1.0  # fee per child order, bps of its notional
-  half_spread_bps: float = 1.0  # half the quoted spread, bps (paid on every child)
+  half_spread_bps: float = 1.0  # half the quoted spread, bps (paid on every child; spread="config")
+  spread: str = "config"  # half-spread source: "config" (half_spread_bps) or "high_low" (per order)
   impact_eta: float = 1.0  # coefficient of the square-root impact (dimensionless)
   participation_cap: float = 0.25  # rho: a child <= rho x its bar's expected volume
   size_range: tuple[float, float] = (1e-3, 0.2)  # training sizes, log-uniform (fraction of volume)
   eval_size: float = 0.01  # size of the test orders in the main report tables
   size_buckets: tuple[float, ...] = (0.001, 0.01, 0.05, 0.2)  # sizes of the size-bucket table
   volume_floor: float = 0.01  # realised bar volume floor (x expected bar volume) inside the sqrt
+
+  def __post_init__(self):
+    if self.spread not in SPREADS:
+      raise ValueError(f"costs.spread={self.spread!r} must be one of {', '.join(SPREADS)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,20 @@ an order with q > rho cannot finish in N bars and is rejected (`check_orders`).
 
 Cost of a child, in bps of its bar's price:
   c = fee + half_spread + eta * sigma * sqrt(child shares / max(realised bar volume, floor)),
-sigma the lookback volatility in bps per bar (the square-root law of temporary impact). A buy fills
-at p (1 + c / 1e4), a sell at p (1 - c / 1e4); `fill_prices` gives these per bar, head and scenario,
-and the objectives module turns them into the achieved (net) price with its usual accounting.
+sigma the lookback volatility in bps per bar (the square-root law of temporary impact).
+
+Half-spread. With spread="config" every child pays the constant `half_spread_bps`. With
+spread="high_low" each order pays its own estimate (`high_low_half_spread_bps`, the batches'
+`lookback_half_spread`) from the high, low and close of its L lookback bars t0-L .. t0-1, strictly
+before its first execution bar: Abdi & Ranaldo (2017) with eta_t = (ln H_t + ln L_t) / 2 and
+c_t = ln C_t give S^2 = 4 E[(c_t - eta_t)(c_t - eta_{t+1})], estimated over the L - 1 pairs of
+neighbouring lookback bars and floored at 0 (bars with high = low = close, as the daily loader fills
+missing ones, contribute 0); the half-spread is 1e4 * S / 2 bps. `cost_bps` is the one place that
+picks between them.
+
+Fills. A buy fills at p (1 + c / 1e4), a sell at p (1 - c / 1e4); `fill_prices` gives these per
+bar, head and scenario, and the objectives module turns them into the achieved (net) price with its
+usual accounting.
 """
 
 from __future__ import annotations
@@ -88,15 +99,16 @@ def _name(names, i: int) -> str:
   return str(i) if names is None else repr(str(np.asarray(names)[i]))
 
 
-def _check_shapes(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B) -> None:
+def _check_shapes(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, half_spread_B) -> None:
   b, n = alloc_BxNxKxS.shape[:2]
   for name, x, shape in (
     ("prices_BxN", prices_BxN, (b, n)),
     ("volumes_BxN", volumes_BxN, (b, n)),
     ("size_B", size_B, (b,)),
     ("sigma_B", sigma_B, (b,)),
+    ("half_spread_B", half_spread_B, (b,)),
   ):
-    if tuple(np.shape(x)) != shape:
+    if x is not None and tuple(np.shape(x)) != shape:
       raise ValueError(f"{name}.shape={tuple(np.shape(x))}, expected {shape}")
 
 
@@ -106,13 +118,35 @@ def _safe_sqrt(x):
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
-def cost_bps(participation, sigma, cfg: CostConfig):
+def half_spread_bps(cfg: CostConfig, order_half_spread=None):
+  """The half-spread an order's children pay, bps: `cfg.half_spread_bps` (spread="config"), or
+  the order's own lookback estimate `order_half_spread` (spread="high_low"; required then)."""
+  if cfg.spread == "config":
+    return cfg.half_spread_bps
+  if order_half_spread is None:
+    raise ValueError(
+      f"costs.spread={cfg.spread!r} charges each order its lookback high-low half-spread, but "
+      "none was given (the batches' `lookback_half_spread`)"
+    )
+  return order_half_spread
+
+
+def cost_bps(participation, sigma, cfg: CostConfig, order_half_spread=None):
   """Cost in bps of a child that trades `participation` times its bar's (floored) volume.
 
-  fee + half-spread + eta * sigma * sqrt(participation); sigma in bps per bar. Every strategy,
-  the training loss and the online API charge through this one function.
+  fee + half-spread + eta * sigma * sqrt(participation); sigma in bps per bar, the half-spread as
+  `half_spread_bps` resolves it (order_half_spread broadcasts like sigma). Every strategy, the
+  training loss and the online API charge through this one function.
   """
-  return cfg.fee_bps + cfg.half_spread_bps + cfg.impact_eta * sigma * _safe_sqrt(participation)
+  spread = half_spread_bps(cfg, order_half_spread)
+  return cfg.fee_bps + spread + cfg.impact_eta * sigma * _safe_sqrt(participation)
+
+
+def half_spread_text(cfg: CostConfig) -> str:
+  """The half-spread term as the reports state it."""
+  if cfg.spread == "high_low":
+    return "each order's lookback high-low half-spread (Abdi-Ranaldo)"
+  return f"half-spread {cfg.half_spread_bps:g} bps"
 
 
 def lookback_sigma_bps(closes_L) -> float:
@@ -120,7 +154,27 @@ def lookback_sigma_bps(closes_L) -> float:
   return float(1e4 * np.std(np.diff(np.log(np.asarray(closes_L, np.float64)))))
 
 
-def child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig):
+def high_low_half_spread_bps(high_L, low_L, close_L) -> np.ndarray:
+  """Abdi & Ranaldo (2017) half-spread of each row of L >= 2 bars, bps: [...] from [..., L].
+
+  eta_t = (ln H_t + ln L_t) / 2, c_t = ln C_t, S^2 = 4 * mean_t (c_t - eta_t)(c_t - eta_{t+1}) over
+  the L - 1 neighbouring pairs, S = sqrt(max(S^2, 0)); returns 1e4 * S / 2 (float64). Pass only
+  bars before the order's first execution bar (the lookback bars t0-L .. t0-1).
+  """
+  h, lo, c = (np.log(np.asarray(x, np.float64)) for x in (high_L, low_L, close_L))
+  if not h.shape == lo.shape == c.shape or c.ndim < 1 or c.shape[-1] < 2:
+    raise ValueError(
+      f"high, low and close must share a shape [..., L] with L >= 2, got {h.shape}, {lo.shape}, "
+      f"{c.shape}"
+    )
+  eta = 0.5 * (h + lo)
+  s2 = 4.0 * np.mean((c[..., :-1] - eta[..., :-1]) * (c[..., :-1] - eta[..., 1:]), axis=-1)
+  return 1e4 * np.sqrt(np.maximum(s2, 0.0)) / 2.0
+
+
+def child_cost_bps(
+  alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig, half_spread_B=None
+):
   """Cost of every child order in bps of its bar's price; [B, N, K, S].
 
   Args:
@@ -129,34 +183,42 @@ def child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg:
     volumes_BxN: realised bar volumes over the lookback's mean bar volume.
     size_B: order sizes (fractions of the expected volume over N bars).
     sigma_B: lookback volatility, bps per bar.
-    cfg: fee, half-spread, eta and volume floor.
+    cfg: fee, half-spread (or its source), eta and volume floor.
+    half_spread_B: the orders' lookback high-low half-spreads, bps (the batches'
+      `lookback_half_spread`); charged when cfg.spread == "high_low", ignored otherwise.
   """
-  _check_shapes(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B)
+  _check_shapes(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, half_spread_B)
   n = alloc_BxNxKxS.shape[1]
   p = prices_BxN[:, :, None, None]
   notional = jnp.asarray(scenarios.IS_NOTIONAL_S)[None, None, None, :]
   parent = (size_B * n)[:, None, None, None]
   shares = jnp.where(notional, alloc_BxNxKxS * parent / p, alloc_BxNxKxS * parent)
   volume = jnp.maximum(volumes_BxN, cfg.volume_floor)[:, :, None, None]
-  return cost_bps(shares / volume, sigma_B[:, None, None, None], cfg)
+  spread = None if half_spread_B is None else jnp.asarray(half_spread_B)[:, None, None, None]
+  return cost_bps(shares / volume, sigma_B[:, None, None, None], cfg, spread)
 
 
-def fill_prices(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig):
-  """Net fill price of every child: p (1 + side * cost / 1e4); [B, N, K, S]."""
-  cost = child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg)
+def fill_prices(
+  alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig, half_spread_B=None
+):
+  """Net fill price of every child: p (1 + side * cost / 1e4); [B, N, K, S] (`child_cost_bps`)."""
+  cost = child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg, half_spread_B)
   side = jnp.asarray(scenarios.SIDE_SIGN_S, jnp.float32)[None, None, None, :]
   return prices_BxN[:, :, None, None] * (1.0 + side * cost * 1e-4)
 
 
-def scorer(cfg: CostConfig, size, sigma_B):
+def scorer(cfg: CostConfig, size, sigma_B, half_spread_B=None):
   """A baselines.ScoreFn `(alloc, prices, volumes) -> net improvement [B, K, S]` at fixed sizes.
 
   Args:
     cfg: cost config (enabled: net of costs; disabled: the cost-free improvement).
     size: scalar or [B] order size shared by every call.
     sigma_B: [B] lookback volatility (bps per bar) of the orders the score is applied to.
+    half_spread_B: [B] their lookback high-low half-spreads, bps (used when cfg.spread ==
+      "high_low"; None otherwise is fine).
   """
   sigma = jnp.asarray(sigma_B, jnp.float32)
+  spread = None if half_spread_B is None else jnp.asarray(half_spread_B, jnp.float32)
 
   def score(alloc_BxNxKxS, prices_BxN, volumes_BxN) -> np.ndarray:
     alloc = jnp.asarray(alloc_BxNxKxS, jnp.float32)
@@ -164,7 +226,7 @@ def scorer(cfg: CostConfig, size, sigma_B):
     fills = None
     if cfg.enabled:
       size_B = jnp.broadcast_to(jnp.asarray(size, jnp.float32), sigma.shape)
-      fills = fill_prices(alloc, prices, volumes, size_B, sigma, cfg)
+      fills = fill_prices(alloc, prices, volumes, size_B, sigma, cfg, spread)
     return np.asarray(objectives.improvement_bps(alloc, prices, volumes, fill_prices=fills))
 
   return score

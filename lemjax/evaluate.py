@@ -437,10 +437,18 @@ def strategies_at_size(
   if size is not None:
     costs_lib.check_orders(size, ecfg.r_min, ecfg.r_max, n, cost, names=[f"size {size:g}"])
     r_max = float(costs_lib.capped_r_max(ecfg.r_max, size, n, cost))
-    score_for = lambda b: costs_lib.scorer(cost, size, b["lookback_vol"])  # noqa: E731
+    score_for = lambda b: costs_lib.scorer(  # noqa: E731
+      cost, size, b["lookback_vol"], b.get("lookback_half_spread")
+    )
     fills_for = (
       lambda a: costs_lib.fill_prices(  # noqa: E731
-        a, test["prices"], test["volumes"], jnp.full(a.shape[:1], size), test["lookback_vol"], cost
+        a,
+        test["prices"],
+        test["volumes"],
+        jnp.full(a.shape[:1], size),
+        test["lookback_vol"],
+        cost,
+        test.get("lookback_half_spread"),
       )
     )
   model_size = size if cfgs["model"].allocator.size_input else None

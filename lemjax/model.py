@@ -14,7 +14,8 @@ from lemjax.config import ModelConfig
 from lemjax.encoder import Encoder
 
 MODEL_KEYS = ("inputs", "prices", "volumes")  # the Batch arrays the model reads
-COST_KEYS = ("lookback_vol",)  # what execution costs also read (lemjax/costs.py), when present
+# What execution costs also read (lemjax/costs.py), when present.
+COST_KEYS = ("lookback_vol", "lookback_half_spread")
 
 
 def check_inputs(config: ModelConfig, inputs_BxTxF, r_min_B, r_max_B, prices_BxN, volumes_BxN):

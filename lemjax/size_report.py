@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from lemjax import costs as costs_lib  # noqa: E402
 from lemjax import markdown  # noqa: E402
 from lemjax import plots  # noqa: E402
 from lemjax import scenarios  # noqa: E402
@@ -146,7 +147,7 @@ def section(frame: pl.DataFrame, head: int, n_ahead: int, shown, cost) -> str:
   lines = [
     "## Net improvement by order size",
     "",
-    f"Costs: fee {cost.fee_bps:g} bps + half-spread {cost.half_spread_bps:g} bps + "
+    f"Costs: fee {cost.fee_bps:g} bps + {costs_lib.half_spread_text(cost)} + "
     f"{cost.impact_eta:g} x lookback vol x sqrt(child / bar volume); participation cap "
     f"{cost.participation_cap:g} of each bar's expected volume. Sizes are fractions of the "
     "expected volume over the order's N bars; every strategy is refitted and scored at each size. "

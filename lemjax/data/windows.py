@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
+from lemjax import costs
 from lemjax.data import features
 
 SKIP_REASONS = ("history", "horizon", "embargo", "zero_volume_lookback", "zero_volume_execution")
@@ -23,6 +24,8 @@ class BarStore:
   warmup: np.ndarray  # int64 [A], local index of the first bar with a full volume window
   time: np.ndarray  # int64 [n], bar open, epoch ms
   close: np.ndarray  # float64 [n]
+  high: np.ndarray  # float64 [n] (the close where a table has no or a missing high)
+  low: np.ndarray  # float64 [n] (likewise)
   vwap: np.ndarray  # float64 [n]
   volume: np.ndarray  # float64 [n]
   volume_cumsum: np.ndarray  # float64 [n+1], running sum of volume (window means in O(1))
@@ -36,6 +39,14 @@ class BarStore:
     sizes = [frames[n].height for n in names]
     cat = lambda c: np.concatenate([frames[n][c].to_numpy() for n in names])
     volume = cat("volume").astype(np.float64)
+    close = cat("close").astype(np.float64)
+
+    def extreme(c):  # high or low; the close where missing, as the daily loader fills them
+      x = np.concatenate(
+        [frames[n][c if c in frames[n].columns else "close"].to_numpy() for n in names]
+      ).astype(np.float64)
+      return np.where(np.isfinite(x), x, close)
+
     return cls(
       asset_names=names,
       offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
@@ -44,7 +55,9 @@ class BarStore:
         np.int64,
       ),
       time=cat("time").astype(np.int64),
-      close=cat("close").astype(np.float64),
+      close=close,
+      high=extreme("high"),
+      low=extreme("low"),
       vwap=cat("vwap").astype(np.float64),
       volume=volume,
       volume_cumsum=np.concatenate([[0.0], np.cumsum(volume)]),
@@ -101,13 +114,15 @@ class WindowDataset:
 
   def batch(self, indices) -> dict[str, np.ndarray]:
     """The batch of windows `indices`: inputs [B,T,F], prices [B,N], volumes [B,N],
-    asset [B] int32, origin [B] int64, closes [B,N], lookback_vol [B].
+    asset [B] int32, origin [B] int64, closes [B,N], lookback_vol [B], lookback_half_spread [B].
 
     prices are the execution bars' VWAPs over the arrival price (the close of bar t0-1) and
     volumes are over the lookback's mean bar volume. closes[:, s] is the close of bar t0+s-1
     over the arrival price: the last price known at decision s (closes[:, 0] = 1).
     lookback_vol is the standard deviation of the close-to-close log returns within the
-    lookback bars t0-L .. t0-1, in bps per bar. The model reads only inputs, prices, volumes.
+    lookback bars t0-L .. t0-1, in bps per bar; lookback_half_spread is the Abdi-Ranaldo
+    half-spread of the same bars' high, low and close, in bps (`costs.high_low_half_spread_bps`).
+    The model reads only inputs, prices, volumes.
 
     Args:
       indices: int array [B] of window indices in [0, num_windows).
@@ -131,7 +146,11 @@ class WindowDataset:
     )
     exec_BxN = t0_B[:, None] + np.arange(na)[None, :]
     mean_volume_B = (s.volume_cumsum[t0_B] - s.volume_cumsum[t0_B - lb]) / lb
-    log_close_BxL = np.log(s.close[t0_B[:, None] + np.arange(-lb, 0)[None, :]])
+    lookback_BxL = t0_B[:, None] + np.arange(-lb, 0)[None, :]
+    log_close_BxL = np.log(s.close[lookback_BxL])
+    half_spread_B = costs.high_low_half_spread_bps(
+      s.high[lookback_BxL], s.low[lookback_BxL], s.close[lookback_BxL]
+    )
     return {
       "inputs": inputs_BxTxF,
       "prices": (s.vwap[exec_BxN] / arrival_B[:, None]).astype(np.float32),
@@ -140,6 +159,7 @@ class WindowDataset:
       "origin": s.time[t0_B],
       "closes": (s.close[exec_BxN - 1] / arrival_B[:, None]).astype(np.float32),
       "lookback_vol": (1e4 * np.std(np.diff(log_close_BxL, axis=1), axis=1)).astype(np.float32),
+      "lookback_half_spread": half_spread_B.astype(np.float32),
     }
 
 

@@ -27,6 +27,8 @@ class Bar(NamedTuple):
   vwap: float | None = None  # the bar's fill price
   notional: float | None = None  # traded value, used when vwap is None
   length_ms: int | None = None  # bar length, checked against the model's when given
+  high: float | None = None  # highest and lowest trade: history bars need them when the policy
+  low: float | None = None  # charges each order its lookback high-low half-spread (costs.spread)
 
 
 class LiveBar(NamedTuple):
@@ -54,7 +56,8 @@ def _field(bar, name: str):
 
 
 def _bar_arrays(bar) -> dict[str, np.ndarray]:
-  """time (int64), close, volume, vwap (float64) and optional length_ms of a Bar/mapping/table."""
+  """time (int64), close, volume, vwap (float64) and optional length_ms, high, low (float64) of a
+  Bar/mapping/table."""
   if isinstance(bar, pl.DataFrame):
     bar = {c: bar[c].to_numpy() for c in bar.columns}
   out = {}
@@ -81,12 +84,18 @@ def _bar_arrays(bar) -> dict[str, np.ndarray]:
   length = _field(bar, "length_ms")
   if length is not None:
     out["length_ms"] = length.astype(np.int64)
+  for name in ("high", "low"):
+    value = _field(bar, name)
+    if value is not None:
+      out[name] = value.astype(np.float64)
   return out
 
 
 def _check_values(values: dict, what: str) -> None:
   """ValueError naming the first NaN/infinite/negative price or volume."""
-  for name, strict in (("close", True), ("vwap", True), ("volume", False)):
+  checks = [("close", True), ("vwap", True), ("volume", False)]
+  checks += [(name, True) for name in ("high", "low") if name in values]
+  for name, strict in checks:
     x = np.atleast_1d(values[name])
     bad = ~np.isfinite(x) | ((x <= 0) if strict else (x < 0))
     if bad.any():

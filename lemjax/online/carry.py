@@ -10,7 +10,8 @@
   the arrival price and the lookback mean volume, as float32 (hi, lo) pairs;
 * the order's terms: head k, scenario, rate bounds (r_max holding the participation cap when
   the policy charges costs), size, and its size relative to the expected volume over N bars;
-* the lookback volatility and the order's own fills net of costs (lemjax/costs.py).
+* the lookback volatility, the lookback high-low half-spread (charged when costs.spread is
+  "high_low") and the order's own fills net of costs (lemjax/costs.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Carry(NamedTuple):
   done: jax.Array  # bool: complete and past its benchmark window
   size_frac: jax.Array  # float32 size / expected volume over N bars (N x lookback mean volume)
   sigma_bps: jax.Array  # float32 lookback volatility, bps per bar (the impact's scale)
+  half_spread_bps: jax.Array  # float32 lookback high-low half-spread, bps (costs.spread="high_low")
   net_shares: jax.Array  # float32 shares bought/sold so far at fill prices net of costs
   net_cash: jax.Array  # float32 cash paid/received so far, net of costs (order value = 1)
 
@@ -130,9 +132,25 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
     done=np.bool_(False),
     size_frac=np.float32(size_frac),
     sigma_bps=np.float32(costs_lib.lookback_sigma_bps(hist["close"][-lb:])),
+    half_spread_bps=np.float32(_half_spread(policy, hist)),
     net_shares=np.float32(0.0),
     net_cash=np.float32(0.0),
   )
+
+
+def _half_spread(policy: Policy, hist: dict) -> float:
+  """The L lookback bars' high-low half-spread, bps, as the batches compute it (costs.py); a
+  history without high and low gives 0, unless the policy charges it (then ValueError)."""
+  lb = policy.lookback
+  if not {"high", "low"} <= set(hist):
+    if policy.costs.enabled and policy.costs.spread == "high_low":
+      raise ValueError(
+        "history_bars lacks field 'high' or 'low': costs.spread='high_low' charges each order "
+        f"the half-spread estimated from its L={lb} lookback bars' high, low and close"
+      )
+    return 0.0
+  close = hist["close"][-lb:]
+  return float(costs_lib.high_low_half_spread_bps(hist["high"][-lb:], hist["low"][-lb:], close))
 
 
 def _size_and_cap(policy: Policy, order: Order, arrival: float, mean_volume: float):
@@ -179,6 +197,7 @@ def template(policy: Policy) -> Carry:
     f32,
     f32,
     jnp.zeros((), bool),
+    f32,
     f32,
     f32,
     f32,

@@ -84,7 +84,8 @@ def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame, row:
     dict with the schedule rows, the step outputs' running numbers and the final summary
     from lemjax.objectives (price, benchmark, improvement_bps, window_end, ended_early).
   """
-  cols = {c: table[c].to_numpy() for c in ("time", "close", "volume", "vwap")}
+  names = ("time", "close", "volume", "vwap", "high", "low")
+  cols = {c: table[c].to_numpy() for c in names if c in table.columns}
   n = policy.n_ahead
   exe = online.Executor.start(policy, order, {c: v[:row] for c, v in cols.items()})
   frac_N, rows = np.zeros(n), []
@@ -114,9 +115,18 @@ def replay(policy: online.Policy, order: online.Order, table: pl.DataFrame, row:
   alloc = np.broadcast_to(frac_N.astype(np.float32)[None, :, None, None], (1, n, n + 1, 8))
   fills = None
   if policy.costs.enabled:  # the same costs as the step charged (lemjax/costs.py)
-    size_1, sigma_1 = (jnp.asarray(x)[None] for x in (exe.carry.size_frac, exe.carry.sigma_bps))
+    c = exe.carry
+    size_1, sigma_1, spread_1 = (
+      jnp.asarray(x)[None] for x in (c.size_frac, c.sigma_bps, c.half_spread_bps)
+    )
     fills = costs_lib.fill_prices(
-      jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes), size_1, sigma_1, policy.costs
+      jnp.asarray(alloc),
+      jnp.asarray(prices),
+      jnp.asarray(volumes),
+      size_1,
+      sigma_1,
+      policy.costs,
+      spread_1,
     )
   summary = objectives.execution_summary(
     jnp.asarray(alloc), jnp.asarray(prices), jnp.asarray(volumes), fills

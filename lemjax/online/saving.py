@@ -25,6 +25,8 @@ def carry_from_dict(policy: Policy, arrays: Mapping[str, np.ndarray]) -> Carry:
   """Inverse of `carry_to_dict`; ValueError when the arrays do not fit this policy."""
   template = jax.eval_shape(carry_lib.template, policy)
   lead = np.shape(arrays.get(".done", np.zeros(())))
+  if policy.costs.spread == "config":  # carries saved before the field existed: not charged here
+    arrays = {".half_spread_bps": np.zeros(lead, np.float32), **arrays}
   leaves = []
   for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
     name = jax.tree_util.keystr(path)

@@ -42,7 +42,8 @@ def start(policy: Policy, order: Order, history_bars) -> Carry:
     order: the Order (checked here).
     history_bars: bars up to the order's arrival (the last one is bar t0-1), oldest first: a
       polars table or mapping of arrays with time (epoch ms), close, volume and vwap (or
-      notional); at least L bars plus the trailing volume window before them.
+      notional), and high and low when the policy's costs.spread is "high_low"; at least L
+      bars plus the trailing volume window before them.
 
   Returns:
     Carry; `next_child(carry)` is the size to trade in the first bar.
@@ -138,7 +139,7 @@ def _net_fill(policy: Policy, carry: Carry, price, volume):
   notional = jnp.asarray(scenarios.IS_NOTIONAL_S)[sc]
   shares = a * carry.size_frac * n / jnp.where(notional, price, 1.0)
   participation = shares / jnp.maximum(volume, policy.costs.volume_floor)
-  cost = costs_lib.cost_bps(participation, carry.sigma_bps, policy.costs)
+  cost = costs_lib.cost_bps(participation, carry.sigma_bps, policy.costs, carry.half_spread_bps)
   fill = price * (1.0 + jnp.asarray(scenarios.SIDE_SIGN_S)[sc] * cost * 1e-4)
   net_shares = carry.net_shares + jnp.where(notional, a / fill, a)
   net_cash = carry.net_cash + jnp.where(notional, a, a * fill)

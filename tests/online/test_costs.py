@@ -97,3 +97,53 @@ def test_order_too_large_for_its_cap_raises_with_the_numbers(run, policy_on):
   online.start(policy_on, ok, history(run, t0))  # its own, looser cap fits
   with pytest.raises(ValueError, match="participation_cap=1.5"):
     dataclasses.replace(ok, participation_cap=1.5).check(n)
+
+
+@pytest.fixture(scope="module")
+def policy_high_low(run, policy_on):
+  return dataclasses.replace(policy_on, costs=dataclasses.replace(ON, spread="high_low"))
+
+
+def test_online_order_pays_its_lookback_high_low_half_spread(run, policy_high_low):
+  policy, n, i, frac, sc = policy_high_low, policy_high_low.n_ahead, 2, 0.1, 0
+  t0, frame = T0S[i], run["frame"]
+  cols = {**run["cols"], "high": frame["high"].to_numpy(), "low": frame["low"].to_numpy()}
+  size = _shares(run, policy, t0, frac)
+  hist = {c: v[:t0] for c, v in cols.items()}
+  exe = online.Executor.start(policy, order(sc, 1, n, size=size), hist)
+  b = run["batch"]
+  assert float(b["lookback_half_spread"][i]) > 0
+  np.testing.assert_allclose(float(exe.carry.half_spread_bps), b["lookback_half_spread"][i], 1e-6)
+  fractions = [float(exe.status.fraction)]
+  for s in range(n):
+    out = exe.on_bar({c: v[t0 + s] for c, v in cols.items()})
+    fractions.append(float(out.fraction))
+  # The batch accounting of the same schedule with the order's own half-spread.
+  alloc = jnp.broadcast_to(jnp.asarray(fractions[:n])[None, :, None, None], (1, n, n + 1, 8))
+  prices, volumes = jnp.asarray(b["prices"][i : i + 1]), jnp.asarray(b["volumes"][i : i + 1])
+  fills = costs.fill_prices(
+    alloc,
+    prices,
+    volumes,
+    jnp.asarray([frac], jnp.float32),
+    b["lookback_vol"][i : i + 1],
+    policy.costs,
+    b["lookback_half_spread"][i : i + 1],
+  )
+  summary = objectives.execution_summary(alloc, prices, volumes, fills)
+  np.testing.assert_allclose(float(out.cost_bps), summary["cost_bps"][0, 1, sc], atol=0.05)
+  assert float(out.cost_bps) > 1.0 + float(b["lookback_half_spread"][i]) - 0.05
+  with pytest.raises(ValueError, match="lacks field 'high'"):
+    online.start(policy, order(sc, 1, n, size=size), history(run, t0))
+
+
+def test_carry_saved_before_the_half_spread_field_loads_under_a_config_policy(run, policy_on):
+  exe = online.Executor.start(policy_on, order(0, 1, policy_on.n_ahead), history(run, T0S[0]))
+  saved = online.carry_to_dict(exe.carry)
+  saved.pop(".half_spread_bps")
+  loaded = online.carry_from_dict(policy_on, saved)
+  assert float(loaded.half_spread_bps) == 0.0
+  with pytest.raises(ValueError, match="half_spread_bps"):
+    online.carry_from_dict(
+      dataclasses.replace(policy_on, costs=CostConfig(spread="high_low")), saved
+    )
