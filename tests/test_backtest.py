@@ -6,25 +6,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from experiments import crypto_intraday
 from lemjax import backtest
 from lemjax import evaluate as evaluate_lib
 from lemjax import experiment
-from lemjax import train as train_lib
 
 N, L = 4, 16  # the smoke config's horizon and lookback
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  config = crypto_intraday.get_config("smoke,costs")
-  config.train.progress = False
-  config.train.steps = 8
-  config.eval.tune_orders = 128
-  config.eval.val_orders = 128
-  config.eval.bootstrap = 100
-  path = str(tmp_path_factory.mktemp("bt") / "run")
-  train_lib.train_and_evaluate(config, path)
+def run(costs_run):
+  config, path = costs_run
   _, _, test_ds, _, _ = experiment.load_data(config)
   store = test_ds.store
   starts = test_ds.origins[::7][:6]

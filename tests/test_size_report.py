@@ -7,7 +7,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from experiments import crypto_intraday
 from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import costs
@@ -15,21 +14,9 @@ from lemjax import evaluate as evaluate_lib
 from lemjax import experiment
 from lemjax import objectives
 from lemjax import size_report
-from lemjax import train as train_lib
 from lemjax import workdir as workdir_lib
 
 N = 4  # the smoke config's horizon
-
-
-def costs_config():
-  config = crypto_intraday.get_config("smoke,costs")
-  config.train.progress = False
-  config.train.steps = 8
-  config.eval.bootstrap = 100
-  config.eval.tune_orders = 128
-  config.eval.val_orders = 128
-  config.eval.max_orders = 96
-  return config
 
 
 def test_bucket_stats_table_and_plot(tmp_path):
@@ -58,11 +45,9 @@ def test_bucket_stats_table_and_plot(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(costs_run):
   """A briefly trained smoke model with costs on, its test/tune/val orders and configs."""
-  config = costs_config()
-  path = str(tmp_path_factory.mktemp("costs") / "run")
-  train_lib.train_and_evaluate(config, path)
+  config, path = costs_run
   train_ds, val_ds, test_ds, _, _ = experiment.load_data(config)
   cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
   params, _ = workdir_lib.restore_params(path, cfgs["model"], "best")
