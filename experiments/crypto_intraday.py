@@ -2,7 +2,8 @@
 
 Run:   make train EXP=crypto_intraday && make eval EXP=crypto_intraday
        (variants: VARIANT=smoke or VARIANT=paper; VARIANT=costs charges execution costs and adds
-       the net-improvement-by-size table: make train EXP=crypto_intraday VARIANT=costs, not yet measured)
+       the net-improvement-by-size table: make train EXP=crypto_intraday VARIANT=costs; README,
+       "Results with costs on")
 Data:  data/binance/ after `make data`, else ../shared/data/crypto/1h; with neither, the embedded
        synthetic crypto market (the work directory then ends in _SYNTHETIC).
 Split: train 2022-01..2024-12, validation 2025-01..2025-06, test 2025-07..end.

@@ -2,7 +2,8 @@
 
 Run:   make train EXP=djia_multiday && make eval EXP=djia_multiday
        (variants: VARIANT=smoke or VARIANT=paper; VARIANT=costs charges execution costs and adds
-       the net-improvement-by-size table: make train EXP=djia_multiday VARIANT=costs, not yet measured)
+       the net-improvement-by-size table: make train EXP=djia_multiday VARIANT=costs; README,
+       "Results with costs on")
 Data:  ../shared/data/djia_daily (Kaggle-style daily CSVs); without it, the embedded synthetic
        equity-like market (the work directory then ends in _SYNTHETIC).
 Split: train 2006..2013, validation 2014..2015, test 2016..2017.
