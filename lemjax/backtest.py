@@ -240,9 +240,7 @@ def apply_baselines(b: dict, fitted: dict, bar_ms: int, r_min_B, r_max_B, score)
 def fit_baselines(tune: dict, val: dict, bar_ms: int, ecfg, cost, size: float, n: int) -> dict:
   """The baselines' fitted terms (profile, thresholds, LSM, best-causal choice) at one size."""
   r_max = float(costs_lib.capped_r_max(ecfg.r_max, size, n, cost))
-  score_for = lambda b: costs_lib.scorer(  # noqa: E731
-    cost, size, b["lookback_vol"], b.get("lookback_half_spread")
-  )
+  score_for = lambda b: costs_lib.batch_scorer(cost, size, b)  # noqa: E731
   one = {k: v[:1] for k, v in val.items()}  # the fit's own test orders are not used here
   _, fitted = evaluate_lib.baseline_allocations(one, tune, val, bar_ms, ecfg, score_for, r_max)
   return fitted
@@ -427,22 +425,14 @@ def run_backtest(
     val_ds, evaluate_lib.spread_indices(val_ds.num_windows, ecfg.val_orders)
   )
   fitted = fit_baselines(tune, val, store.step_ms, ecfg, cost, fit_size, n)
-  score = costs_lib.scorer(cost, size_B, batch["lookback_vol"], batch["lookback_half_spread"])
+  score = costs_lib.batch_scorer(cost, size_B, batch)
   allocs.update(apply_baselines(batch, fitted, store.step_ms, r_min_B, r_max_B, score))
 
   # --- Scores, fills and report.
   fills_frames, result_frames = [], []
   for name, alloc in allocs.items():
     alloc = jnp.asarray(alloc)
-    fills = costs_lib.fill_prices(
-      alloc,
-      batch["prices"],
-      batch["volumes"],
-      jnp.asarray(size_B),
-      batch["lookback_vol"],
-      cost,
-      batch["lookback_half_spread"],
-    )
+    fills = costs_lib.batch_fill_prices(alloc, batch, size_B, cost)
     summary = objectives.execution_summary(alloc, batch["prices"], batch["volumes"], fills)
     result_frames.append(_results_frame(name, {k: np.asarray(v) for k, v in summary.items()}, good))
     fills_frames.append(_fills_frame(name, alloc, fills, batch, good, store))

@@ -15,9 +15,9 @@ Cost of a child, in bps of its bar's price:
 sigma the lookback volatility in bps per bar (the square-root law of temporary impact).
 
 Half-spread. With spread="config" every child pays the constant `half_spread_bps`. With
-spread="high_low" each order pays its own estimate (`high_low_half_spread_bps`, the batches'
-`lookback_half_spread`) from the high, low and close of its L lookback bars t0-L .. t0-1, strictly
-before its first execution bar: Abdi & Ranaldo (2017) with eta_t = (ln H_t + ln L_t) / 2 and
+spread="high_low" each order pays its own estimate (the batches' `lookback_half_spread`, from
+`lemjax.data.features.high_low_half_spread_bps`) from the high, low and close of its L lookback
+bars t0-L .. t0-1, strictly before its first execution bar: Abdi & Ranaldo (2017) with eta_t = (ln H_t + ln L_t) / 2 and
 c_t = ln C_t give S^2 = 4 E[(c_t - eta_t)(c_t - eta_{t+1})], estimated over the L - 1 pairs of
 neighbouring lookback bars and floored at 0 (bars with high = low = close, as the daily loader fills
 missing ones, contribute 0); the half-spread is 1e4 * S / 2 bps. `cost_bps` is the one place that
@@ -149,29 +149,6 @@ def half_spread_text(cfg: CostConfig) -> str:
   return f"half-spread {cfg.half_spread_bps:g} bps"
 
 
-def lookback_sigma_bps(closes_L) -> float:
-  """Lookback volatility as the batches compute it: std of close-to-close log returns, bps/bar."""
-  return float(1e4 * np.std(np.diff(np.log(np.asarray(closes_L, np.float64)))))
-
-
-def high_low_half_spread_bps(high_L, low_L, close_L) -> np.ndarray:
-  """Abdi & Ranaldo (2017) half-spread of each row of L >= 2 bars, bps: [...] from [..., L].
-
-  eta_t = (ln H_t + ln L_t) / 2, c_t = ln C_t, S^2 = 4 * mean_t (c_t - eta_t)(c_t - eta_{t+1}) over
-  the L - 1 neighbouring pairs, S = sqrt(max(S^2, 0)); returns 1e4 * S / 2 (float64). Pass only
-  bars before the order's first execution bar (the lookback bars t0-L .. t0-1).
-  """
-  h, lo, c = (np.log(np.asarray(x, np.float64)) for x in (high_L, low_L, close_L))
-  if not h.shape == lo.shape == c.shape or c.ndim < 1 or c.shape[-1] < 2:
-    raise ValueError(
-      f"high, low and close must share a shape [..., L] with L >= 2, got {h.shape}, {lo.shape}, "
-      f"{c.shape}"
-    )
-  eta = 0.5 * (h + lo)
-  s2 = 4.0 * np.mean((c[..., :-1] - eta[..., :-1]) * (c[..., :-1] - eta[..., 1:]), axis=-1)
-  return 1e4 * np.sqrt(np.maximum(s2, 0.0)) / 2.0
-
-
 def child_cost_bps(
   alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg: CostConfig, half_spread_B=None
 ):
@@ -205,6 +182,25 @@ def fill_prices(
   cost = child_cost_bps(alloc_BxNxKxS, prices_BxN, volumes_BxN, size_B, sigma_B, cfg, half_spread_B)
   side = jnp.asarray(scenarios.SIDE_SIGN_S, jnp.float32)[None, None, None, :]
   return prices_BxN[:, :, None, None] * (1.0 + side * cost * 1e-4)
+
+
+def batch_fill_prices(alloc_BxNxKxS, batch: dict, size_B, cfg: CostConfig):
+  """`fill_prices` of the orders of a data-layer batch (prices, volumes, lookback_vol and, when
+  present, lookback_half_spread)."""
+  return fill_prices(
+    alloc_BxNxKxS,
+    batch["prices"],
+    batch["volumes"],
+    jnp.asarray(size_B),
+    batch["lookback_vol"],
+    cfg,
+    batch.get("lookback_half_spread"),
+  )
+
+
+def batch_scorer(cfg: CostConfig, size, batch: dict):
+  """`scorer` of the orders of a data-layer batch, at size `size` (scalar or [B])."""
+  return scorer(cfg, size, batch["lookback_vol"], batch.get("lookback_half_spread"))
 
 
 def scorer(cfg: CostConfig, size, sigma_B, half_spread_B=None):

@@ -437,20 +437,8 @@ def strategies_at_size(
   if size is not None:
     costs_lib.check_orders(size, ecfg.r_min, ecfg.r_max, n, cost, names=[f"size {size:g}"])
     r_max = float(costs_lib.capped_r_max(ecfg.r_max, size, n, cost))
-    score_for = lambda b: costs_lib.scorer(  # noqa: E731
-      cost, size, b["lookback_vol"], b.get("lookback_half_spread")
-    )
-    fills_for = (
-      lambda a: costs_lib.fill_prices(  # noqa: E731
-        a,
-        test["prices"],
-        test["volumes"],
-        jnp.full(a.shape[:1], size),
-        test["lookback_vol"],
-        cost,
-        test.get("lookback_half_spread"),
-      )
-    )
+    score_for = lambda b: costs_lib.batch_scorer(cost, size, b)  # noqa: E731
+    fills_for = lambda a: costs_lib.batch_fill_prices(a, test, jnp.full(a.shape[:1], size), cost)  # noqa: E731
   model_size = size if cfgs["model"].allocator.size_input else None
   lem, own_heads = lem_served(
     params, cfgs["model"], test, val, ecfg, outdir, step, r_max, model_size, score_for

@@ -144,15 +144,7 @@ def _loss(params, state: TrainState, batch: dict, r_min_B, r_max_B, rngs=None, t
   )
   fills = None
   if cost_cfg.enabled:
-    fills = costs_lib.fill_prices(
-      alloc_BxNxKxS,
-      batch["prices"],
-      batch["volumes"],
-      size_B,
-      batch["lookback_vol"],
-      cost_cfg,
-      batch.get("lookback_half_spread"),
-    )
+    fills = costs_lib.batch_fill_prices(alloc_BxNxKxS, batch, size_B, cost_cfg)
   loss, aux = objectives.lem_loss(
     alloc_BxNxKxS, batch["prices"], batch["volumes"], state.loss_config, temperature, fills
   )

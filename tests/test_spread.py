@@ -20,6 +20,7 @@ from lemjax import scenarios
 from lemjax import train as train_lib
 from lemjax.config import CostConfig
 from lemjax.data import Sampler
+from lemjax.data import features
 from lemjax.data import synthetic
 from lemjax.data import windows
 
@@ -37,7 +38,7 @@ HAND_BPS = 20.0
 
 def _estimate(log_hlc):
   h, lo, c = np.exp(np.asarray(log_hlc)).T
-  return costs.high_low_half_spread_bps(h, lo, c)
+  return features.high_low_half_spread_bps(h, lo, c)
 
 
 def test_estimator_by_hand():
@@ -48,12 +49,12 @@ def test_estimator_by_hand():
   flat = np.log([100.0, 101.0, 99.5, 100.2])
   assert _estimate(np.stack([flat, flat, flat], axis=1)) == 0.0
   # Leading axes are rows of orders.
-  rows = costs.high_low_half_spread_bps(
+  rows = features.high_low_half_spread_bps(
     *np.exp(np.stack([LOG_HLC.T, LOG_HLC.T])).transpose(1, 0, 2)
   )
   np.testing.assert_allclose(rows, [HAND_BPS, HAND_BPS], rtol=1e-9)
   with pytest.raises(ValueError, match="L >= 2"):
-    costs.high_low_half_spread_bps([1.0], [1.0], [1.0])
+    features.high_low_half_spread_bps([1.0], [1.0], [1.0])
 
 
 def _frame(n=10, t0=6, with_high_low=True):

@@ -105,3 +105,29 @@ def price_vs_arrival(close_BxT: np.ndarray, arrival_B: np.ndarray, lookback: int
   live_T = np.arange(close_BxT.shape[1]) >= lookback - 1
   rel_BxT = 1e4 * (close_BxT / arrival_B[:, None] - 1.0)
   return np.where(live_T[None, :], rel_BxT, 0.0).astype(np.float32)
+
+
+def lookback_sigma_bps(close_L) -> np.ndarray:
+  """Lookback volatility of each row of L >= 2 closes: std of close-to-close log returns, bps/bar.
+
+  [...] from [..., L] (float64); the batches' `lookback_vol` and the online carry's sigma.
+  """
+  return 1e4 * np.std(np.diff(np.log(np.asarray(close_L, np.float64)), axis=-1), axis=-1)
+
+
+def high_low_half_spread_bps(high_L, low_L, close_L) -> np.ndarray:
+  """Abdi & Ranaldo (2017) half-spread of each row of L >= 2 bars, bps: [...] from [..., L].
+
+  eta_t = (ln H_t + ln L_t) / 2, c_t = ln C_t, S^2 = 4 * mean_t (c_t - eta_t)(c_t - eta_{t+1}) over
+  the L - 1 neighbouring pairs, S = sqrt(max(S^2, 0)); returns 1e4 * S / 2 (float64). Pass only
+  bars before the order's first execution bar (the lookback bars t0-L .. t0-1).
+  """
+  h, lo, c = (np.log(np.asarray(x, np.float64)) for x in (high_L, low_L, close_L))
+  if not h.shape == lo.shape == c.shape or c.ndim < 1 or c.shape[-1] < 2:
+    raise ValueError(
+      f"high, low and close must share a shape [..., L] with L >= 2, got {h.shape}, {lo.shape}, "
+      f"{c.shape}"
+    )
+  eta = 0.5 * (h + lo)
+  s2 = 4.0 * np.mean((c[..., :-1] - eta[..., :-1]) * (c[..., :-1] - eta[..., 1:]), axis=-1)
+  return 1e4 * np.sqrt(np.maximum(s2, 0.0)) / 2.0

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
-from lemjax import costs
 from lemjax.data import features
 
 SKIP_REASONS = ("history", "horizon", "embargo", "zero_volume_lookback", "zero_volume_execution")
@@ -121,7 +120,7 @@ class WindowDataset:
     over the arrival price: the last price known at decision s (closes[:, 0] = 1).
     lookback_vol is the standard deviation of the close-to-close log returns within the
     lookback bars t0-L .. t0-1, in bps per bar; lookback_half_spread is the Abdi-Ranaldo
-    half-spread of the same bars' high, low and close, in bps (`costs.high_low_half_spread_bps`).
+    half-spread of the same bars' high, low and close, in bps (`features.high_low_half_spread_bps`).
     The model reads only inputs, prices, volumes.
 
     Args:
@@ -147,8 +146,7 @@ class WindowDataset:
     exec_BxN = t0_B[:, None] + np.arange(na)[None, :]
     mean_volume_B = (s.volume_cumsum[t0_B] - s.volume_cumsum[t0_B - lb]) / lb
     lookback_BxL = t0_B[:, None] + np.arange(-lb, 0)[None, :]
-    log_close_BxL = np.log(s.close[lookback_BxL])
-    half_spread_B = costs.high_low_half_spread_bps(
+    half_spread_B = features.high_low_half_spread_bps(
       s.high[lookback_BxL], s.low[lookback_BxL], s.close[lookback_BxL]
     )
     return {
@@ -158,7 +156,7 @@ class WindowDataset:
       "asset": self._asset_M[idx_B],
       "origin": s.time[t0_B],
       "closes": (s.close[exec_BxN - 1] / arrival_B[:, None]).astype(np.float32),
-      "lookback_vol": (1e4 * np.std(np.diff(log_close_BxL, axis=1), axis=1)).astype(np.float32),
+      "lookback_vol": features.lookback_sigma_bps(s.close[lookback_BxL]).astype(np.float32),
       "lookback_half_spread": half_spread_B.astype(np.float32),
     }
 

@@ -131,7 +131,7 @@ def from_history(policy: Policy, order: Order, history_bars) -> Carry:
     size=np.float32(order.size),
     done=np.bool_(False),
     size_frac=np.float32(size_frac),
-    sigma_bps=np.float32(costs_lib.lookback_sigma_bps(hist["close"][-lb:])),
+    sigma_bps=np.float32(features.lookback_sigma_bps(hist["close"][-lb:])),
     half_spread_bps=np.float32(_half_spread(policy, hist)),
     net_shares=np.float32(0.0),
     net_cash=np.float32(0.0),
@@ -150,7 +150,7 @@ def _half_spread(policy: Policy, hist: dict) -> float:
       )
     return 0.0
   close = hist["close"][-lb:]
-  return float(costs_lib.high_low_half_spread_bps(hist["high"][-lb:], hist["low"][-lb:], close))
+  return float(features.high_low_half_spread_bps(hist["high"][-lb:], hist["low"][-lb:], close))
 
 
 def _size_and_cap(policy: Policy, order: Order, arrival: float, mean_volume: float):
