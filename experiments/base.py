@@ -215,6 +215,9 @@ def get_config() -> ml_collections.ConfigDict:
   ev.ensemble = (
     ""  # comma-separated runs averaged with this one (seed ensemble; report in ensemble/)
   )
+  # How: "allocations" (average finished allocations), or "mean_proposal" / "median_proposal"
+  # (combine the members' proposed trades at every decision of one execution; ensemble_<rule>/).
+  ev.ensemble_rule = "allocations"
   ev.bootstrap = 2000  # bootstrap resamples of the 95% intervals
   ev.block_length = (
     5  # start times per bootstrap block, ~G^(1/3) of G=596 (crypto) / 31 (DJIA) test starts

@@ -338,6 +338,17 @@ def decide(
   Returns:
     a_BxKxS: fractions of the order to trade in bar s, exactly within the bounds.
   """
+  proposal = propose(params, config, carry, ctx_BxH, s, r_min_B, r_max_B, size_B)
+  return project(proposal, carry.remaining_BxKxS, s, config.n_ahead, r_min_B, r_max_B)
+
+
+def propose(
+  params: dict, config: AllocatorConfig, carry: Carry, ctx_BxH, s, r_min_B, r_max_B, size_B=None
+):
+  """The proposal of `decide` before the projection onto the bounds: [B, K, S] (same arguments).
+
+  remaining * factor * base share, the factor in (0, max_scale) from the head's MLP.
+  """
   _check_size(config, size_B)
   mlp = params["step"]["mlp"] if "mlp" in params["step"] else params["shared"]["mlp"]
   embed = params["step"].get("embed")
@@ -347,8 +358,7 @@ def decide(
   offset = math.log(1.0 / (config.max_scale - 1.0))
   factor = config.max_scale * jax.nn.sigmoid(z_BxKxS + offset)
   share = _base_share_KxS(params["shared"]["base_logits"], s)[None]
-  proposal = carry.remaining_BxKxS * factor * share
-  return project(proposal, carry.remaining_BxKxS, s, config.n_ahead, r_min_B, r_max_B)
+  return carry.remaining_BxKxS * factor * share
 
 
 def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
@@ -483,6 +493,81 @@ def allocate(
     jnp.arange(n - 1, dtype=jnp.int32),
   )
   carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, ctx_BxTxH.shape[0]), xs)
+  alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
+  return jnp.moveaxis(alloc, 0, 1)
+
+
+ENSEMBLE_RULES = ("mean_proposal", "median_proposal")
+
+
+def allocate_ensemble(
+  params_M: list,
+  config: AllocatorConfig,
+  lookback: int,
+  ctx_MxBxTxH: list,
+  r_min_B,
+  r_max_B,
+  prices_BxN,
+  volumes_BxN,
+  rule: str = "median_proposal",
+  decision_lag: int = 1,
+  size_B=None,
+):
+  """One execution steered by several trained allocators of the same config (a seed ensemble).
+
+  At every decision each member reads the ensemble's own execution state (one carry) and its
+  own encoder context, and proposes a trade (`propose`); the proposals are combined across
+  members (`rule`: their mean, or their median, a majority vote on whether to end now) and the
+  combination is projected onto the bounds once. Unlike averaging the members' finished
+  allocations, an order ends early as soon as the combined proposal says so, not only once every
+  member has ended it. Causal and exactly within the bounds, like `allocate`.
+
+  Args:
+    params_M: the members' allocator parameter trees (`init_params`), M >= 1.
+    ctx_MxBxTxH: each member's encoder context [B, L+N-1, H] (its own encoder).
+    rule: "mean_proposal" or "median_proposal".
+    the rest: as `allocate`.
+
+  Returns:
+    alloc_BxNxKxS: allocations summing to 1 over N for every head and scenario.
+  """
+  if rule not in ENSEMBLE_RULES:
+    raise ValueError(f"rule={rule!r} must be one of {ENSEMBLE_RULES}")
+  if not params_M or len(params_M) != len(ctx_MxBxTxH):
+    raise ValueError(
+      f"{len(params_M)} members' parameters and {len(ctx_MxBxTxH)} contexts: need M >= 1 of each"
+    )
+  for ctx in ctx_MxBxTxH:
+    _check_inputs(config, lookback, ctx, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+  _check_size(config, size_B)
+  if decision_lag not in (0, 1):
+    raise ValueError(f"decision_lag={decision_lag!r} must be 1 (causal) or 0 (look-ahead)")
+  n = config.n_ahead
+  r_min_B = jnp.asarray(r_min_B, jnp.float32)
+  r_max_B = jnp.asarray(r_max_B, jnp.float32)
+  size_B = None if size_B is None else jnp.asarray(size_B, jnp.float32)
+  first = lookback - decision_lag
+  ctx_MxSxBxH = [jnp.swapaxes(c[:, first : first + n - 1], 0, 1) for c in ctx_MxBxTxH]
+  combine = jnp.mean if rule == "mean_proposal" else jnp.median
+
+  def body(carry, xs):
+    steps_M, ctxs_M, price_B, volume_B, s = xs
+    proposals = [
+      propose({"step": st, "shared": p["shared"]}, config, carry, c, s, r_min_B, r_max_B, size_B)
+      for st, p, c in zip(steps_M, params_M, ctxs_M)
+    ]
+    proposal = combine(jnp.stack(proposals), axis=0)
+    a_BxKxS = project(proposal, carry.remaining_BxKxS, s, n, r_min_B, r_max_B)
+    return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
+
+  xs = (
+    [p["step"] for p in params_M],
+    ctx_MxSxBxH,
+    prices_BxN[:, : n - 1].T,
+    volumes_BxN[:, : n - 1].T,
+    jnp.arange(n - 1, dtype=jnp.int32),
+  )
+  carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, ctx_MxBxTxH[0].shape[0]), xs)
   alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
   return jnp.moveaxis(alloc, 0, 1)
 

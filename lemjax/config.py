@@ -193,6 +193,10 @@ class EvalConfig:
   # allocations are the average of this run's and theirs (a seed ensemble; averages of feasible
   # allocations are feasible). The report goes to <workdir>/ensemble/, never over this run's.
   ensemble: str = ""
+  # How the ensemble combines its members: "allocations" (average their finished allocations),
+  # "mean_proposal" or "median_proposal" (combine their proposed trades at every decision inside
+  # one execution, then project; reports go to <workdir>/ensemble_<rule>/).
+  ensemble_rule: str = "allocations"
   theta_grid_bps: tuple[float, ...] = (
     0.0,
     2.0,

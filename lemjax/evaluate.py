@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lemjax import allocation
 from lemjax import baselines
 from lemjax import config as config_lib
 from lemjax import costs as costs_lib
@@ -80,6 +81,15 @@ def _forward(model_config, params, inputs, r_min_B, r_max_B, prices, volumes, si
   )
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _forward_ensemble(
+  model_config, rule, params_M, inputs, r_min_B, r_max_B, prices, volumes, size_B=None
+):
+  return model_lib.ensemble_apply(
+    model_config, list(params_M), inputs, r_min_B, r_max_B, prices, volumes, size_B, rule
+  )
+
+
 def lem_allocations(
   params,
   model_config,
@@ -88,16 +98,24 @@ def lem_allocations(
   r_max,
   batch_size: int,
   size=None,
+  rule: str = "allocations",
 ) -> np.ndarray:
   """The model's allocations [B, N, K, S] in fixed-shape chunks (the last one padded).
 
-  params: one parameter tree, or a list of trees of the same model (a seed ensemble), whose
-    allocations are averaged (each is feasible and causal, so their mean is too).
+  params: one parameter tree, or a list of trees of the same model (a seed ensemble).
   r_min, r_max: scalars or per-order [B] rate bounds.
   size: scalar or [B] order sizes (lemjax/costs.py), for a model with a size input; r_max must
   already hold the participation cap (`costs.capped_r_max`).
+  rule: how a list of trees is combined (`eval.ensemble_rule`): "allocations" averages the
+    members' finished allocations (each is feasible and causal, so their mean is too);
+    "mean_proposal" / "median_proposal" combine the members' proposals at every decision inside
+    one execution (`model.ensemble_apply`).
   """
   members = params if isinstance(params, list) else [params]
+  if rule not in ("allocations", *allocation.ENSEMBLE_RULES):
+    raise ValueError(
+      f"ensemble rule {rule!r} must be 'allocations' or one of {allocation.ENSEMBLE_RULES}"
+    )
   n_orders = batch["prices"].shape[0]
   out = []
   for start in range(0, n_orders, batch_size):
@@ -106,17 +124,11 @@ def lem_allocations(
     b = model_lib.model_batch({k: batch[k][rows] for k in model_lib.MODEL_KEYS})
     r_min_B, r_max_B = _rows(r_min, n_orders, rows), _rows(r_max, n_orders, rows)
     size_B = None if size is None else _rows(size, n_orders, rows)
-    alloc = np.mean(
-      [
-        np.asarray(
-          _forward(
-            model_config, p, b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"], size_B
-          )
-        )
-        for p in members
-      ],
-      axis=0,
-    )
+    args = (b["inputs"], r_min_B, r_max_B, b["prices"], b["volumes"], size_B)
+    if rule != "allocations" and len(members) > 1:
+      alloc = np.asarray(_forward_ensemble(model_config, rule, tuple(members), *args))
+    else:
+      alloc = np.mean([np.asarray(_forward(model_config, p, *args)) for p in members], axis=0)
     out.append(alloc[: min(batch_size, n_orders - start)])
   return np.concatenate(out)
 
@@ -265,13 +277,17 @@ def lem_served(
     "head_map_KxS": the map}).
   """
   r_max = ecfg.r_max if r_max is None else r_max
-  alloc = lem_allocations(params, model_config, test, ecfg.r_min, r_max, ecfg.batch_size, size)
+  alloc = lem_allocations(
+    params, model_config, test, ecfg.r_min, r_max, ecfg.batch_size, size, ecfg.ensemble_rule
+  )
   if not ecfg.nested_heads:
     if outdir is not None and os.path.exists(os.path.join(outdir, heads.HEAD_MAP_FILE)):
       # The online policy must not serve a map this report did not use.
       os.remove(os.path.join(outdir, heads.HEAD_MAP_FILE))
     return alloc, None
-  val_alloc = lem_allocations(params, model_config, val, ecfg.r_min, r_max, ecfg.batch_size, size)
+  val_alloc = lem_allocations(
+    params, model_config, val, ecfg.r_min, r_max, ecfg.batch_size, size, ecfg.ensemble_rule
+  )
   val_score = _scorer(score_for)(val)
   val_mean_KxS = np.nanmean(val_score(val_alloc, val["prices"], val["volumes"]), axis=0)
   head_map = heads.nested_head_map(val_mean_KxS)
@@ -315,6 +331,12 @@ def summaries(allocs: dict, prices_BxN, volumes_BxN, fills_for=None) -> dict:
 
 
 # --- Orchestration --------------------------------------------------------------------------------
+
+
+def ensemble_dir(rule: str) -> str:
+  """Report folder of a seed ensemble inside the work directory: `ensemble` for averaged
+  allocations, `ensemble_<rule>` for proposals combined inside the scan."""
+  return ENSEMBLE_DIR if rule == "allocations" else f"{ENSEMBLE_DIR}_{rule}"
 
 
 def ensemble_members(workdir: str, ensemble: str) -> list[str]:
@@ -366,6 +388,9 @@ def evaluate(config, workdir: str) -> dict:
     )
   if ecfg.split not in ("test", "val"):
     raise ValueError(f"eval.split={ecfg.split!r} must be 'test' or 'val'")
+  rules = ("allocations", *allocation.ENSEMBLE_RULES)
+  if ecfg.ensemble_rule not in rules:
+    raise ValueError(f"eval.ensemble_rule={ecfg.ensemble_rule!r} must be one of {rules}")
   if val_ds.num_windows < 1:
     raise ValueError(
       "the validation split holds no windows, but the best causal baseline is "
@@ -379,7 +404,7 @@ def evaluate(config, workdir: str) -> dict:
   outdir = workdir_lib.report_dir(workdir, data_config)
   if ecfg.ensemble:  # a seed ensemble: its own report folder, this run's report stays
     params = [params, *ensemble_params(workdir, ecfg, cfgs["model"])]
-    outdir = os.path.join(outdir, ENSEMBLE_DIR)
+    outdir = os.path.join(outdir, ensemble_dir(ecfg.ensemble_rule))
   tune = gather(train_ds, spread_indices(train_ds.num_windows, ecfg.tune_orders))
   if ecfg.split == "val":  # study mode: score validation orders, choose on training orders
     outdir = os.path.join(outdir, VAL_REPORT_DIR)

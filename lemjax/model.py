@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lemjax import allocation
 from lemjax.allocation import Allocator
 from lemjax.config import ModelConfig
 from lemjax.encoder import Encoder
@@ -78,6 +79,40 @@ class LEM(nn.Module):
     return Allocator(
       self.config.allocator, self.config.lookback, self.config.decision_lag, name="allocator"
     )(ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN, size_B)
+
+
+def ensemble_apply(
+  config: ModelConfig,
+  params_M: list,
+  inputs_BxTxF,
+  r_min_B,
+  r_max_B,
+  prices_BxN,
+  volumes_BxN,
+  size_B=None,
+  rule: str = "median_proposal",
+) -> jax.Array:
+  """Allocations [B, N, K, S] of a seed ensemble of LEMs of one config, combined inside the scan.
+
+  Every member runs its own encoder; their allocators steer one execution, their proposals
+  combined at each decision by `rule` (`allocation.allocate_ensemble`). Deterministic (no dropout).
+  """
+  check_inputs(config, inputs_BxTxF, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+  encoder = Encoder(config.encoder)
+  ctx_M = [encoder.apply({"params": p["encoder"]}, inputs_BxTxF) for p in params_M]
+  return allocation.allocate_ensemble(
+    [p["allocator"] for p in params_M],
+    config.allocator,
+    config.lookback,
+    ctx_M,
+    r_min_B,
+    r_max_B,
+    prices_BxN,
+    volumes_BxN,
+    rule,
+    config.decision_lag,
+    size_B,
+  )
 
 
 # --- Construction ---------------------------------------------------------------------------------

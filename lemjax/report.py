@@ -236,9 +236,15 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
       "",
     ]
   if ecfg.ensemble:
+    how = (
+      "the LEM's allocations are the average of this run's and those of"
+      if ecfg.ensemble_rule == "allocations"
+      else f"the LEM is one execution steered by the {ecfg.ensemble_rule.replace('_', ' ')} of "
+      "the proposed trades, at every decision, of this run and"
+    )
     lines += [
-      f"> **SEED ENSEMBLE (eval.ensemble): the LEM's allocations are the average of this run's "
-      f"and those of {ecfg.ensemble}, each from its {ecfg.checkpoint} checkpoint.**",
+      f"> **SEED ENSEMBLE (eval.ensemble): {how} {ecfg.ensemble}, each from its "
+      f"{ecfg.checkpoint} checkpoint.**",
       "",
     ]
   if "SYNTHETIC" in ctx.source_line:

@@ -324,6 +324,30 @@ def test_ensemble_averages_the_members_allocations(workdir):
   np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-5)  # still complete every order
 
 
+def test_ensemble_rules_combine_inside_the_scan(workdir):
+  """rule="median_proposal"/"mean_proposal" steers one execution; identical members are the run."""
+  config = workdir_lib.trained_model_config(workdir, None)
+  params, _ = workdir_lib.restore_params(workdir, config)
+  other = jax.tree.map(lambda x: x * 1.05, params)
+  _, _, test_ds, _, _ = experiment_lib.load_data(smoke_config())
+  batch = evaluate_lib.gather(test_ds, np.arange(min(9, test_ds.num_windows)))
+  one = evaluate_lib.lem_allocations(params, config, batch, 0.0, 1.0, 4)
+  same = evaluate_lib.lem_allocations(
+    [params, params], config, batch, 0.0, 1.0, 4, None, "median_proposal"
+  )
+  np.testing.assert_allclose(same, one, atol=1e-5)
+  averaged = evaluate_lib.lem_allocations([params, other], config, batch, 0.0, 1.0, 4)
+  steered = evaluate_lib.lem_allocations(
+    [params, other], config, batch, 0.0, 1.0, 4, None, "mean_proposal"
+  )
+  assert np.abs(steered - averaged).max() > 1e-5  # not the average of finished allocations
+  np.testing.assert_allclose(steered.sum(axis=1), 1.0, atol=1e-5)
+  with pytest.raises(ValueError, match="ensemble rule 'vote'"):
+    evaluate_lib.lem_allocations([params, other], config, batch, 0.0, 1.0, 4, None, "vote")
+  assert evaluate_lib.ensemble_dir("allocations") == evaluate_lib.ENSEMBLE_DIR
+  assert evaluate_lib.ensemble_dir("median_proposal") == "ensemble_median_proposal"
+
+
 def test_ensemble_report_goes_to_its_own_folder(workdir, tmp_path):
   twin = str(tmp_path / "twin")
   shutil.copytree(workdir, twin)
