@@ -309,13 +309,19 @@ def test_checkpoint_of_another_model_raises_a_clear_error(workdir):
     workdir_lib.restore_params(workdir, other)
 
 
-def test_ensemble_averages_the_members_allocations(workdir):
-  """lem_allocations over a list of parameter trees is the mean of each tree's allocations."""
+def _two_members(workdir):
+  """The trained run's config and parameters, a perturbed copy of them, and 9 test orders."""
   config = workdir_lib.trained_model_config(workdir, None)
   params, _ = workdir_lib.restore_params(workdir, config)
   other = jax.tree.map(lambda x: x * 1.05, params)
   _, _, test_ds, _, _ = experiment_lib.load_data(smoke_config())
   batch = evaluate_lib.gather(test_ds, np.arange(min(9, test_ds.num_windows)))
+  return config, params, other, batch
+
+
+def test_ensemble_averages_the_members_allocations(workdir):
+  """lem_allocations over a list of parameter trees is the mean of each tree's allocations."""
+  config, params, other, batch = _two_members(workdir)
   one = evaluate_lib.lem_allocations(params, config, batch, 0.0, 1.0, 4)
   two = evaluate_lib.lem_allocations(other, config, batch, 0.0, 1.0, 4)
   both = evaluate_lib.lem_allocations([params, other], config, batch, 0.0, 1.0, 4)
@@ -326,11 +332,7 @@ def test_ensemble_averages_the_members_allocations(workdir):
 
 def test_ensemble_rules_combine_inside_the_scan(workdir):
   """rule="median_proposal"/"mean_proposal" steers one execution; identical members are the run."""
-  config = workdir_lib.trained_model_config(workdir, None)
-  params, _ = workdir_lib.restore_params(workdir, config)
-  other = jax.tree.map(lambda x: x * 1.05, params)
-  _, _, test_ds, _, _ = experiment_lib.load_data(smoke_config())
-  batch = evaluate_lib.gather(test_ds, np.arange(min(9, test_ds.num_windows)))
+  config, params, other, batch = _two_members(workdir)
   one = evaluate_lib.lem_allocations(params, config, batch, 0.0, 1.0, 4)
   same = evaluate_lib.lem_allocations(
     [params, params], config, batch, 0.0, 1.0, 4, None, "median_proposal"
