@@ -435,6 +435,62 @@ def _check_inputs(
     validate_bounds(np.asarray(r_min_B), np.asarray(r_max_B), n)
 
 
+def _decision_contexts(
+  config: AllocatorConfig,
+  lookback: int,
+  ctxs_BxTxH,
+  r_min_B,
+  r_max_B,
+  prices_BxN,
+  volumes_BxN,
+  decision_lag: int,
+  size_B,
+):
+  """Checks the scan's inputs; returns ([S, B, H] context per member, r_min, r_max, size)."""
+  for ctx in ctxs_BxTxH:
+    _check_inputs(config, lookback, ctx, r_min_B, r_max_B, prices_BxN, volumes_BxN)
+  _check_size(config, size_B)
+  if size_B is not None:
+    if tuple(size_B.shape) != (ctxs_BxTxH[0].shape[0],):
+      raise ValueError(f"size_B.shape={tuple(size_B.shape)}, expected ({ctxs_BxTxH[0].shape[0]},)")
+    size_B = jnp.asarray(size_B, jnp.float32)
+  if decision_lag not in (0, 1):
+    raise ValueError(f"decision_lag={decision_lag!r} must be 1 (causal) or 0 (look-ahead)")
+  n = config.n_ahead
+  # Decision s reads position L-1+s+(1-lag): with lag 1 the bar before the one it trades.
+  first = lookback - decision_lag
+  ctxs_SxBxH = [jnp.swapaxes(c[:, first : first + n - 1], 0, 1) for c in ctxs_BxTxH]
+  return ctxs_SxBxH, jnp.asarray(r_min_B, jnp.float32), jnp.asarray(r_max_B, jnp.float32), size_B
+
+
+def _execute(
+  config: AllocatorConfig, propose_fn, step_xs, r_min_B, r_max_B, prices_BxN, volumes_BxN
+):
+  """The scan over s = 0..N-2: propose, project onto the bounds, execute the bar.
+
+  propose_fn(carry, step_xs_s, s) -> [B, K, S] proposal, from the state before bar s and the
+  s-th slice of `step_xs` (a pytree with leading axis N-1). Returns alloc_BxNxKxS; the last bar
+  trades whatever remains.
+  """
+  n = config.n_ahead
+
+  def body(carry, xs):
+    step_xs_s, price_B, volume_B, s = xs
+    proposal = propose_fn(carry, step_xs_s, s)
+    a_BxKxS = project(proposal, carry.remaining_BxKxS, s, n, r_min_B, r_max_B)
+    return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
+
+  xs = (
+    step_xs,
+    prices_BxN[:, : n - 1].T,
+    volumes_BxN[:, : n - 1].T,
+    jnp.arange(n - 1, dtype=jnp.int32),
+  )
+  carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, prices_BxN.shape[0]), xs)
+  alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
+  return jnp.moveaxis(alloc, 0, 1)
+
+
 def allocate(
   params: dict,
   config: AllocatorConfig,
@@ -464,37 +520,18 @@ def allocate(
   Returns:
     alloc_BxNxKxS: allocations summing to 1 over N for every head and scenario.
   """
-  _check_inputs(config, lookback, ctx_BxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN)
-  _check_size(config, size_B)
-  if size_B is not None:
-    if tuple(size_B.shape) != (ctx_BxTxH.shape[0],):
-      raise ValueError(f"size_B.shape={tuple(size_B.shape)}, expected ({ctx_BxTxH.shape[0]},)")
-    size_B = jnp.asarray(size_B, jnp.float32)
-  n = config.n_ahead
-  r_min_B = jnp.asarray(r_min_B, jnp.float32)
-  r_max_B = jnp.asarray(r_max_B, jnp.float32)
-  if decision_lag not in (0, 1):
-    raise ValueError(f"decision_lag={decision_lag!r} must be 1 (causal) or 0 (look-ahead)")
-  # Decision s reads position L-1+s+(1-lag): with lag 1 the bar before the one it trades.
-  first = lookback - decision_lag
-  ctx_SxBxH = jnp.swapaxes(ctx_BxTxH[:, first : first + n - 1], 0, 1)
-
-  def body(carry, xs):
-    params_s, ctx_BxH, price_B, volume_B, s = xs
-    step = {"step": params_s, "shared": params["shared"]}
-    a_BxKxS = decide(step, config, carry, ctx_BxH, s, r_min_B, r_max_B, size_B)
-    return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
-
-  xs = (
-    params["step"],
-    ctx_SxBxH,
-    prices_BxN[:, : n - 1].T,
-    volumes_BxN[:, : n - 1].T,
-    jnp.arange(n - 1, dtype=jnp.int32),
+  (ctx_SxBxH,), r_min_B, r_max_B, size_B = _decision_contexts(
+    config, lookback, [ctx_BxTxH], r_min_B, r_max_B, prices_BxN, volumes_BxN, decision_lag, size_B
   )
-  carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, ctx_BxTxH.shape[0]), xs)
-  alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
-  return jnp.moveaxis(alloc, 0, 1)
+
+  def propose_fn(carry, xs, s):
+    params_s, ctx_BxH = xs
+    step = {"step": params_s, "shared": params["shared"]}
+    return propose(step, config, carry, ctx_BxH, s, r_min_B, r_max_B, size_B)
+
+  return _execute(
+    config, propose_fn, (params["step"], ctx_SxBxH), r_min_B, r_max_B, prices_BxN, volumes_BxN
+  )
 
 
 ENSEMBLE_RULES = ("mean_proposal", "median_proposal")
@@ -537,39 +574,21 @@ def allocate_ensemble(
     raise ValueError(
       f"{len(params_M)} members' parameters and {len(ctx_MxBxTxH)} contexts: need M >= 1 of each"
     )
-  for ctx in ctx_MxBxTxH:
-    _check_inputs(config, lookback, ctx, r_min_B, r_max_B, prices_BxN, volumes_BxN)
-  _check_size(config, size_B)
-  if decision_lag not in (0, 1):
-    raise ValueError(f"decision_lag={decision_lag!r} must be 1 (causal) or 0 (look-ahead)")
-  n = config.n_ahead
-  r_min_B = jnp.asarray(r_min_B, jnp.float32)
-  r_max_B = jnp.asarray(r_max_B, jnp.float32)
-  size_B = None if size_B is None else jnp.asarray(size_B, jnp.float32)
-  first = lookback - decision_lag
-  ctx_MxSxBxH = [jnp.swapaxes(c[:, first : first + n - 1], 0, 1) for c in ctx_MxBxTxH]
+  ctx_MxSxBxH, r_min_B, r_max_B, size_B = _decision_contexts(
+    config, lookback, ctx_MxBxTxH, r_min_B, r_max_B, prices_BxN, volumes_BxN, decision_lag, size_B
+  )
   combine = jnp.mean if rule == "mean_proposal" else jnp.median
 
-  def body(carry, xs):
-    steps_M, ctxs_M, price_B, volume_B, s = xs
+  def propose_fn(carry, xs, s):
+    steps_M, ctxs_M = xs
     proposals = [
       propose({"step": st, "shared": p["shared"]}, config, carry, c, s, r_min_B, r_max_B, size_B)
       for st, p, c in zip(steps_M, params_M, ctxs_M)
     ]
-    proposal = combine(jnp.stack(proposals), axis=0)
-    a_BxKxS = project(proposal, carry.remaining_BxKxS, s, n, r_min_B, r_max_B)
-    return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
+    return combine(jnp.stack(proposals), axis=0)
 
-  xs = (
-    [p["step"] for p in params_M],
-    ctx_MxSxBxH,
-    prices_BxN[:, : n - 1].T,
-    volumes_BxN[:, : n - 1].T,
-    jnp.arange(n - 1, dtype=jnp.int32),
-  )
-  carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, ctx_MxBxTxH[0].shape[0]), xs)
-  alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
-  return jnp.moveaxis(alloc, 0, 1)
+  step_xs = ([p["step"] for p in params_M], ctx_MxSxBxH)
+  return _execute(config, propose_fn, step_xs, r_min_B, r_max_B, prices_BxN, volumes_BxN)
 
 
 class Allocator(nn.Module):

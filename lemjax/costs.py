@@ -17,11 +17,11 @@ sigma the lookback volatility in bps per bar (the square-root law of temporary i
 Half-spread. With spread="config" every child pays the constant `half_spread_bps`. With
 spread="high_low" each order pays its own estimate (the batches' `lookback_half_spread`, from
 `lemjax.data.features.high_low_half_spread_bps`) from the high, low and close of its L lookback
-bars t0-L .. t0-1, strictly before its first execution bar: Abdi & Ranaldo (2017) with eta_t = (ln H_t + ln L_t) / 2 and
-c_t = ln C_t give S^2 = 4 E[(c_t - eta_t)(c_t - eta_{t+1})], estimated over the L - 1 pairs of
-neighbouring lookback bars and floored at 0 (bars with high = low = close, as the daily loader fills
-missing ones, contribute 0); the half-spread is 1e4 * S / 2 bps. `cost_bps` is the one place that
-picks between them.
+bars t0-L .. t0-1, strictly before its first execution bar: Abdi & Ranaldo (2017) with
+eta_t = (ln H_t + ln L_t) / 2 and c_t = ln C_t give S^2 = 4 E[(c_t - eta_t)(c_t - eta_{t+1})],
+estimated over the L - 1 pairs of neighbouring lookback bars and floored at 0 (bars with
+high = low = close, as the daily loader fills missing ones, contribute 0); the half-spread is
+1e4 * S / 2 bps. `cost_bps` is the one place that picks between them.
 
 Fills. A buy fills at p (1 + c / 1e4), a sell at p (1 - c / 1e4); `fill_prices` gives these per
 bar, head and scenario, and the objectives module turns them into the achieved (net) price with its

@@ -31,6 +31,8 @@ CAUSAL_BASELINES = ("uniform", "vwap_profile", "optional_stopping", "vol_stoppin
 STRATEGIES = ("LEM", *CAUSAL_BASELINES, "best_causal", "oracle")
 VAL_REPORT_DIR = "val_report"  # report of `eval.split="val"` inside the work directory
 ENSEMBLE_DIR = "ensemble"  # report of an `eval.ensemble` inside the work directory
+# `eval.ensemble_rule`: average the members' finished allocations, or combine their proposals.
+ENSEMBLE_RULES = ("allocations", *allocation.ENSEMBLE_RULES)
 SUMMARY_KEYS = ("price", "benchmark", "improvement_bps", "window_end", "ended_early")
 COST_KEYS = ("gross_improvement_bps", "cost_bps")  # summaries with execution costs only
 
@@ -112,10 +114,8 @@ def lem_allocations(
     one execution (`model.ensemble_apply`).
   """
   members = params if isinstance(params, list) else [params]
-  if rule not in ("allocations", *allocation.ENSEMBLE_RULES):
-    raise ValueError(
-      f"ensemble rule {rule!r} must be 'allocations' or one of {allocation.ENSEMBLE_RULES}"
-    )
+  if rule not in ENSEMBLE_RULES:
+    raise ValueError(f"ensemble rule {rule!r} must be one of {ENSEMBLE_RULES}")
   n_orders = batch["prices"].shape[0]
   out = []
   for start in range(0, n_orders, batch_size):
@@ -388,9 +388,8 @@ def evaluate(config, workdir: str) -> dict:
     )
   if ecfg.split not in ("test", "val"):
     raise ValueError(f"eval.split={ecfg.split!r} must be 'test' or 'val'")
-  rules = ("allocations", *allocation.ENSEMBLE_RULES)
-  if ecfg.ensemble_rule not in rules:
-    raise ValueError(f"eval.ensemble_rule={ecfg.ensemble_rule!r} must be one of {rules}")
+  if ecfg.ensemble_rule not in ENSEMBLE_RULES:
+    raise ValueError(f"eval.ensemble_rule={ecfg.ensemble_rule!r} must be one of {ENSEMBLE_RULES}")
   if val_ds.num_windows < 1:
     raise ValueError(
       "the validation split holds no windows, but the best causal baseline is "
