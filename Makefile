@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# One pytest worker per core, each test file on one worker (files share module fixtures).
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=10 $(ARGS)
 
 # ruff, configured in pyproject.toml: lint rules, then the formatter in check-only mode.
 lint: $(STAMP)

@@ -1,8 +1,15 @@
-"""Test-wide settings: strict rank promotion and CPU-only, deterministic JAX."""
+"""Test-wide settings: strict rank promotion and CPU-only, deterministic JAX.
+
+The tests' tiny configs spend most of their time in XLA compilation, so XLA's optimisation
+passes are skipped (`jax_disable_most_optimizations`: the same programs, compiled with less
+work). Set JAX_DISABLE_MOST_OPTIMIZATIONS=0 to run the suite fully optimised. Both settings are
+environment variables, so the processes that tests start inherit them.
+"""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

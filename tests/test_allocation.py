@@ -176,6 +176,50 @@ def test_scan_equals_python_loop_of_decide_and_advance(variant):
   assert int(carry.step) == N - 1
 
 
+def _decide_advance_loop(config, params, ctx, r_min, r_max, prices, volumes, size=None):
+  """`allocate` written out as the online API runs it: `decide` then `advance` per bar."""
+  carry = allocation.init_carry(config, ctx.shape[0])
+  steps = []
+  for s in range(N - 1):
+    one_step = allocation.step_params(params, s)
+    a = allocation.decide(one_step, config, carry, ctx[:, L - 1 + s], s, r_min, r_max, size)
+    carry = allocation.advance(carry, a, prices[:, s], volumes[:, s])
+    steps.append(a)
+  return jnp.stack([*steps, carry.remaining_BxKxS], axis=1)
+
+
+@pytest.mark.parametrize("size_input", (False, True))
+def test_shared_scan_accumulating_histories_matches_decide_and_advance_with_gradients(size_input):
+  """The "shared" scan never builds the N-length histories; values and gradients must not move."""
+  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant="shared", size_input=size_input)
+  params = _wild(allocation.init_params(jax.random.PRNGKey(5), config, H), 5)
+  ctx, prices, volumes = (jnp.asarray(x) for x in _inputs(9))
+  r_min, r_max = jnp.full(B, 0.02, jnp.float32), jnp.full(B, 0.5, jnp.float32)
+  size = jnp.full(B, 0.01, jnp.float32) if size_input else None
+  weights = jnp.asarray(np.random.default_rng(2).standard_normal((B, N, K, S)), jnp.float32)
+
+  def scanned(p, c):
+    return allocation.allocate(p, config, L, c, r_min, r_max, prices, volumes, size_B=size)
+
+  def looped(p, c):
+    return _decide_advance_loop(config, p, c, r_min, r_max, prices, volumes, size)
+
+  def objective(fn):
+    return lambda p, c: jnp.sum(fn(p, c) * weights * prices[:, :, None, None])
+
+  np.testing.assert_allclose(jax.jit(scanned)(params, ctx), looped(params, ctx), atol=2e-5)
+  grads_scan = jax.jit(jax.grad(objective(scanned), argnums=(0, 1)))(params, ctx)
+  grads_loop = jax.grad(objective(looped), argnums=(0, 1))(params, ctx)
+  for (path, g_scan), g_loop in zip(
+    jax.tree_util.tree_leaves_with_path(grads_scan), jax.tree.leaves(grads_loop)
+  ):
+    scale = float(jnp.max(jnp.abs(g_loop)))
+    assert scale > 0, jax.tree_util.keystr(path)
+    np.testing.assert_allclose(
+      g_scan, g_loop, atol=1e-4 * scale, err_msg=jax.tree_util.keystr(path)
+    )
+
+
 def test_advance_accounts_fills_and_market():
   config = AllocatorConfig(n_ahead=3, width=4)
   carry = allocation.init_carry(config, 1)

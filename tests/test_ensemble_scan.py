@@ -87,8 +87,10 @@ def test_one_member_or_identical_members_are_the_single_model(rule, variant):
   ctx, prices, volumes = _inputs(0, 1)
   r_min, r_max = np.full(B, 0.02, np.float32), np.full(B, 0.6, np.float32)
   single = np.asarray(_own(config, members[0], ctx[0], r_min, r_max, prices, volumes))
+  # The single "shared" model sums its first layer in another order (it accumulates the
+  # histories, `allocation._Scan`), so the two agree to float32 rounding, not bit for bit.
   np.testing.assert_allclose(
-    _ensemble(config, members, ctx, prices, volumes, rule), single, atol=1e-6
+    _ensemble(config, members, ctx, prices, volumes, rule), single, atol=2e-5
   )
   three = _ensemble(config, members * 3, ctx * 3, prices, volumes, rule)
   # (x + x + x) / 3 rounds in float32 and the rounding travels through the carry.
