@@ -340,7 +340,8 @@ def _factor(config: AllocatorConfig, z_BxKxS):
 
 
 def _base_share_KxS(base_logits_KxSxN, s):
-  """Share of the remaining order that the base schedule trades at step s."""
+  """Share of the remaining order that the base schedule trades at step s ([K, S]; an array of
+  steps gives [K, S, steps])."""
   base = jax.nn.softmax(base_logits_KxSxN, axis=-1)
   tail = jnp.flip(jnp.cumsum(jnp.flip(base, -1), axis=-1), -1)
   return jnp.take(base, s, axis=-1) / jnp.take(tail, s, axis=-1)
@@ -388,7 +389,7 @@ def _account(carry, a_BxKxS, price_B, volume_B):
   """Fills and market sums after bar `carry.step` (any carry with `Carry`'s accounting fields).
 
   Returns (shares, cash, own average price in bps, market volume, notional and price sums,
-  running VWAP and TWAP relative to arrival).
+  running VWAP and TWAP in bps relative to arrival).
   """
   p = price_B[:, None, None]
   notional = jnp.asarray(scenarios.IS_NOTIONAL_S)[None, None, :]
@@ -402,7 +403,8 @@ def _account(carry, a_BxKxS, price_B, volume_B):
   twap = mkt_price_sum / (carry.step + 1).astype(jnp.float32)
   # A VWAP over bars without volume is undefined; fall back to their TWAP.
   vwap = jnp.where(mkt_volume > 0, mkt_notional / jnp.where(mkt_volume > 0, mkt_volume, 1.0), twap)
-  return shares, cash, avg_bps, mkt_volume, mkt_notional, mkt_price_sum, vwap, twap
+  vwap_bps, twap_bps = (vwap - 1.0) * 1e4, (twap - 1.0) * 1e4
+  return shares, cash, avg_bps, mkt_volume, mkt_notional, mkt_price_sum, vwap_bps, twap_bps
 
 
 def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
@@ -419,7 +421,7 @@ def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
   """
   n = carry.alloc_BxKxSxN.shape[-1]
   at_N = jax.nn.one_hot(carry.step, n, dtype=jnp.float32)
-  shares, cash, avg_bps, mkt_volume, mkt_notional, mkt_price_sum, vwap, twap = _account(
+  shares, cash, avg_bps, mkt_volume, mkt_notional, mkt_price_sum, vwap_bps, twap_bps = _account(
     carry, a_BxKxS, price_B, volume_B
   )
   return Carry(
@@ -432,8 +434,8 @@ def advance(carry: Carry, a_BxKxS, price_B, volume_B) -> Carry:
     mkt_volume_B=mkt_volume,
     mkt_notional_B=mkt_notional,
     mkt_price_sum_B=mkt_price_sum,
-    mkt_vwap_bps_BxN=carry.mkt_vwap_bps_BxN + ((vwap - 1.0) * 1e4)[:, None] * at_N[None],
-    mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + ((twap - 1.0) * 1e4)[:, None] * at_N[None],
+    mkt_vwap_bps_BxN=carry.mkt_vwap_bps_BxN + vwap_bps[:, None] * at_N[None],
+    mkt_twap_bps_BxN=carry.mkt_twap_bps_BxN + twap_bps[:, None] * at_N[None],
     last_price_bps_B=(price_B - 1.0) * 1e4,
   )
 
@@ -509,19 +511,27 @@ def _execute(
   """
   n = config.n_ahead
 
-  def body(carry, xs):
-    step_xs_s, price_B, volume_B, s = xs
+  def body(carry, step_xs_s, price_B, volume_B, s):
     proposal = propose_fn(carry, step_xs_s, s)
     a_BxKxS = project(proposal, carry.remaining_BxKxS, s, n, r_min_B, r_max_B)
     return advance(carry, a_BxKxS, price_B, volume_B), a_BxKxS
 
+  init = init_carry(config, prices_BxN.shape[0])
+  return _scan_bars(body, init, step_xs, prices_BxN, volumes_BxN)
+
+
+def _scan_bars(body, init, step_xs, prices_BxN, volumes_BxN):
+  """lax.scan of body(carry, step_xs_s, price_B, volume_B, s) -> (carry, a_BxKxS) over the
+  decisions s = 0..N-2 (`step_xs`: a pytree with leading axis N-1); the last bar trades what
+  `carry.remaining_BxKxS` holds then. Returns alloc_BxNxKxS."""
+  n = prices_BxN.shape[1]
   xs = (
     step_xs,
     prices_BxN[:, : n - 1].T,
     volumes_BxN[:, : n - 1].T,
     jnp.arange(n - 1, dtype=jnp.int32),
   )
-  carry, a_SxBxKxS = jax.lax.scan(body, init_carry(config, prices_BxN.shape[0]), xs)
+  carry, a_SxBxKxS = jax.lax.scan(lambda c, x: body(c, *x), init, xs)
   alloc = jnp.concatenate([a_SxBxKxS, carry.remaining_BxKxS[None]], axis=0)
   return jnp.moveaxis(alloc, 0, 1)
 
@@ -573,12 +583,11 @@ def _allocate_shared(
     jnp.einsum("bd,dksw->ksbw", terms_BxD, w_terms, precision=_HIGHEST) + mlp["b1"][:, :, None]
   )
   embed_SxKxSxW = jnp.einsum("te,eksw->tksw", params["step"]["embed"], w_embed, precision=_HIGHEST)
-  base = jax.nn.softmax(params["shared"]["base_logits"], axis=-1)
-  tail = jnp.flip(jnp.cumsum(jnp.flip(base, -1), axis=-1), -1)
-  share_SxKxS = jnp.moveaxis(base[..., : n - 1] / tail[..., : n - 1], -1, 0)
+  steps = jnp.arange(n - 1)
+  share_SxKxS = jnp.moveaxis(_base_share_KxS(params["shared"]["base_logits"], steps), -1, 0)
 
-  def body(c: _Scan, xs):
-    ctx_BxH, embed_KxSxW, share_KxS, w_bar, price_B, volume_B, s = xs
+  def body(c: _Scan, step_xs_s, price_B, volume_B, s):
+    ctx_BxH, embed_KxSxW, share_KxS, w_bar = step_xs_s
     last_Bx3 = jnp.stack(
       [
         c.last_price_bps_B,
@@ -597,10 +606,9 @@ def _allocate_shared(
     )
     proposal = c.remaining_BxKxS * _factor(config, _mlp_tail(mlp, h)) * share_KxS[None]
     a = project(proposal, c.remaining_BxKxS, s, n, r_min_B, r_max_B)
-    shares, cash, avg_bps, mkt_volume, mkt_notional, mkt_price_sum, vwap, twap = _account(
+    shares, cash, avg_bps, mkt_volume, mkt_notional, mkt_price_sum, vwap_bps, twap_bps = _account(
       c, a, price_B, volume_B
     )
-    vwap_bps, twap_bps = (vwap - 1.0) * 1e4, (twap - 1.0) * 1e4
     # Bar s's entries of the four histories, through their rows of the first layer.
     w_a, w_p, w_v, w_t = w_bar
     history = (
@@ -641,18 +649,8 @@ def _allocate_shared(
     z(b),
     z(k, n_s, b, config.width),
   )
-  xs = (
-    ctx_SxBxH,
-    embed_SxKxSxW,
-    share_SxKxS,
-    (w_alloc, w_price, w_vwap, w_twap),
-    p_BxN[:, : n - 1].T,
-    v_BxN[:, : n - 1].T,
-    jnp.arange(n - 1, dtype=jnp.int32),
-  )
-  last, a_SxBxKxS = jax.lax.scan(body, init, xs)
-  alloc = jnp.concatenate([a_SxBxKxS, last.remaining_BxKxS[None]], axis=0)
-  return jnp.moveaxis(alloc, 0, 1)
+  step_xs = (ctx_SxBxH, embed_SxKxSxW, share_SxKxS, (w_alloc, w_price, w_vwap, w_twap))
+  return _scan_bars(body, init, step_xs, p_BxN, v_BxN)
 
 
 def allocate(

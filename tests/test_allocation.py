@@ -149,35 +149,11 @@ def test_causality(variant, seed, s):
     assert np.any(a[:, s + 1 :] != a2[:, s + 1 :])
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_scan_equals_python_loop_of_decide_and_advance(variant):
-  config, params, run = _setup(variant)
-  ctx, prices, volumes = _inputs(7)
-  r_min, r_max = np.full(B, 0.05, np.float32), np.full(B, 0.45, np.float32)
-  carry = allocation.init_carry(config, B)
-  steps = []
-  for s in range(N - 1):
-    one_step = allocation.step_params(params, s)
-    a = allocation.decide(
-      one_step,
-      config,
-      carry,
-      jnp.asarray(ctx[:, L - 1 + s]),
-      s,
-      jnp.asarray(r_min),
-      jnp.asarray(r_max),
-    )
-    carry = allocation.advance(carry, a, jnp.asarray(prices[:, s]), jnp.asarray(volumes[:, s]))
-    steps.append(a)
-  steps.append(carry.remaining_BxKxS)
-  looped = np.stack(steps, axis=1)
-  scanned = _call(run, params, ctx, r_min, r_max, prices, volumes)
-  np.testing.assert_allclose(scanned, looped, atol=1e-6, rtol=0)
-  assert int(carry.step) == N - 1
-
-
 def _decide_advance_loop(config, params, ctx, r_min, r_max, prices, volumes, size=None):
-  """`allocate` written out as the online API runs it: `decide` then `advance` per bar."""
+  """`allocate` written out as the online API runs it: `decide` then `advance` per bar.
+
+  Returns (alloc [B, N, K, S], the carry after bar N-2).
+  """
   carry = allocation.init_carry(config, ctx.shape[0])
   steps = []
   for s in range(N - 1):
@@ -185,7 +161,20 @@ def _decide_advance_loop(config, params, ctx, r_min, r_max, prices, volumes, siz
     a = allocation.decide(one_step, config, carry, ctx[:, L - 1 + s], s, r_min, r_max, size)
     carry = allocation.advance(carry, a, prices[:, s], volumes[:, s])
     steps.append(a)
-  return jnp.stack([*steps, carry.remaining_BxKxS], axis=1)
+  return jnp.stack([*steps, carry.remaining_BxKxS], axis=1), carry
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_scan_equals_python_loop_of_decide_and_advance(variant):
+  config, params, run = _setup(variant)
+  ctx, prices, volumes = _inputs(7)
+  r_min, r_max = np.full(B, 0.05, np.float32), np.full(B, 0.45, np.float32)
+  looped, carry = _decide_advance_loop(
+    config, params, *(jnp.asarray(x) for x in (ctx, r_min, r_max, prices, volumes))
+  )
+  scanned = _call(run, params, ctx, r_min, r_max, prices, volumes)
+  np.testing.assert_allclose(scanned, looped, atol=1e-6, rtol=0)
+  assert int(carry.step) == N - 1
 
 
 @pytest.mark.parametrize("size_input", (False, True))
@@ -202,7 +191,7 @@ def test_shared_scan_accumulating_histories_matches_decide_and_advance_with_grad
     return allocation.allocate(p, config, L, c, r_min, r_max, prices, volumes, size_B=size)
 
   def looped(p, c):
-    return _decide_advance_loop(config, p, c, r_min, r_max, prices, volumes, size)
+    return _decide_advance_loop(config, p, c, r_min, r_max, prices, volumes, size)[0]
 
   def objective(fn):
     return lambda p, c: jnp.sum(fn(p, c) * weights * prices[:, :, None, None])
