@@ -187,7 +187,10 @@ class EvalConfig:
   min_period: int = 6  # min period (bars) of the per-strategy table
   benchmark: str = "vwap"  # scenario shown in report.md tables; CSVs hold all of them
   target: str = "quantity"
-  nested_heads: bool = True  # serve min period k with the best validated head of minimum >= k
+  nested_heads: bool = True  # serve min period k with a validated head of minimum >= k
+  # How that head is chosen (lemjax/heads.py): "chain" (own head only where it beats the head
+  # serving k + 1 by more than one clustered standard error) or "best" (best mean of minimum >= k).
+  head_rule: str = "chain"
   split: str = "test"  # orders scored: "test", or "val" (study mode; choices on training orders)
   # Comma-separated work directories of runs of the same model (e.g. other seeds): the LEM's
   # allocations are the average of this run's and theirs (a seed ensemble; averages of feasible

@@ -266,8 +266,8 @@ def lem_served(
 ):
   """The LEM's test allocations as served, and its own heads' when a head map applies.
 
-  With `eval.nested_heads`, every min period is served by the head of equal or larger minimum
-  that scores best on the validation orders (lemjax/heads.py); the map is written to
+  With `eval.nested_heads`, every min period is served by a head of equal or larger minimum,
+  chosen on the validation orders by `eval.head_rule` (lemjax/heads.py); the map is written to
   `<outdir>/head_map.json` (unless outdir is None), where the online policy finds it.
   With execution costs: r_max holds the participation cap, size is the model's size input and
   `score_for(batch)` the net score (see `strategies_at_size`).
@@ -276,6 +276,8 @@ def lem_served(
     (allocations [B, N, K, S] as served, None or {"alloc": own heads' allocations,
     "head_map_KxS": the map}).
   """
+  if ecfg.head_rule not in heads.HEAD_RULES:
+    raise ValueError(f"eval.head_rule={ecfg.head_rule!r} must be one of {heads.HEAD_RULES}")
   r_max = ecfg.r_max if r_max is None else r_max
   alloc = lem_allocations(
     params, model_config, test, ecfg.r_min, r_max, ecfg.batch_size, size, ecfg.ensemble_rule
@@ -288,12 +290,23 @@ def lem_served(
   val_alloc = lem_allocations(
     params, model_config, val, ecfg.r_min, r_max, ecfg.batch_size, size, ecfg.ensemble_rule
   )
-  val_score = _scorer(score_for)(val)
-  val_mean_KxS = np.nanmean(val_score(val_alloc, val["prices"], val["volumes"]), axis=0)
-  head_map = heads.nested_head_map(val_mean_KxS)
+  val_score_BxKxS = _scorer(score_for)(val)(val_alloc, val["prices"], val["volumes"])
+  val_mean_KxS = np.nanmean(val_score_BxKxS, axis=0)
+  if ecfg.head_rule == "chain":
+    head_map = heads.chained_head_map(
+      val_score_BxKxS,
+      val["origin"],
+      block_length=ecfg.block_length,
+      n_boot=ecfg.bootstrap,
+      seed=ecfg.seed,
+    )
+  else:
+    head_map = heads.nested_head_map(val_mean_KxS)
   if outdir is not None:
     os.makedirs(outdir, exist_ok=True)
-    heads.save_head_map(outdir, head_map, val_mean_KxS, val["prices"].shape[0], step)
+    heads.save_head_map(
+      outdir, head_map, val_mean_KxS, val["prices"].shape[0], step, ecfg.head_rule
+    )
   moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
   logging.info(
     "head map: %d of %d head x scenario cells served by a larger minimum", moved, head_map.size

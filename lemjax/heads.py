@@ -9,6 +9,15 @@ mean improvement on validation orders among those of equal or larger minimum, so
 improvement cannot fall as the minimum shrinks except by test noise. The fixed-duration head
 (k = N) always serves itself: it tracks the benchmark instead of seeking improvement.
 
+Picking the best of several noisy means favours the luckiest head (the winner's curse), and a
+head chosen for a validation lead that is noise can then trail its neighbour on test.
+`chained_head_map` (the default rule, `eval.head_rule="chain"`) is the one-standard-error rule
+applied down the chain of minima: min period k keeps its own head only where it beats the head
+serving k + 1 by more than one clustered standard error of the paired difference on the
+validation orders, and otherwise takes that head too. The served validation means still never
+fall as the minimum shrinks, and a smaller minimum departs from a larger one's schedule only on
+evidence.
+
 Evaluation writes the map to `<workdir>/head_map.json`; the online policy reads it from there,
 so a live order gets the schedule the report scored.
 """
@@ -21,7 +30,17 @@ import os
 
 import numpy as np
 
+from lemjax import stats as stats_lib
+
 HEAD_MAP_FILE = "head_map.json"
+HEAD_RULES = ("chain", "best")  # eval.head_rule: `chained_head_map`, `nested_head_map`
+RULE_TEXT = {
+  "best": "per scenario and min period k, the flexible head of minimum >= k with the best "
+  "validation mean; the fixed head serves itself",
+  "chain": "per scenario, from the largest flexible minimum down: min period k keeps its own head "
+  "where its validation mean beats the head serving k + 1 by more than one clustered standard "
+  "error of the paired difference, and otherwise takes that head; the fixed head serves itself",
+}
 
 
 def nested_head_map(val_mean_KxS) -> np.ndarray:
@@ -44,6 +63,58 @@ def nested_head_map(val_mean_KxS) -> np.ndarray:
   head_map[n] = n
   for k in range(n):
     head_map[k] = k + np.argmax(means[k:n], axis=0)
+  return head_map
+
+
+def chained_head_map(
+  score_BxKxS, group_B, *, block_length: int, n_boot: int, seed: int, n_se: float = 1.0
+) -> np.ndarray:
+  """[K, S] int: the one-standard-error rule down the chain of minima (see the module docstring).
+
+  Args:
+    score_BxKxS: improvement (bps) of every head and scenario on each validation order, K = N + 1
+      heads (the last is the fixed-duration head). An order with a NaN score in a compared pair
+      is left out of that comparison.
+    group_B: start-time group of each order (`stats.start_groups`); orders that start together
+      share a market move, so they are resampled together.
+    block_length, n_boot, seed: moving-block bootstrap settings (`stats.block_bootstrap_means`);
+      the block length is shortened for few start groups.
+    n_se: standard errors a head's mean must beat the next served head's by (1: the classic rule).
+
+  Returns:
+    head_map_KxS with head_map[N - 1, s] = N - 1, head_map[k, s] in {k, head_map[k + 1, s]} for
+    the other flexible heads, and head_map[N, s] = N.
+  """
+  score = np.asarray(score_BxKxS, np.float64)
+  if score.ndim != 3 or score.shape[1] < 2 or score.shape[0] < 2:
+    raise ValueError(f"score_BxKxS must be [B >= 2, K >= 2, S], got shape {score.shape}")
+  group, g = stats_lib.start_groups(np.asarray(group_B))
+  if group.shape[0] != score.shape[0]:
+    raise ValueError(f"group_B has {group.shape[0]} orders, score_BxKxS {score.shape[0]}")
+  b, k_heads, s = score.shape
+  n = k_heads - 1
+  head_map = np.empty((k_heads, s), np.int64)
+  head_map[n] = n
+  head_map[n - 1] = n - 1
+  length = stats_lib.fitted_block_length(block_length, g)
+  for k in range(n - 2, -1, -1):
+    nxt = score[:, head_map[k + 1], np.arange(s)]  # [B, S]: the head serving k + 1
+    diff_BxS = score[:, k] - nxt
+    valid_BxS = np.isfinite(diff_BxS)
+    # Means over each column's valid orders: resample sums of the values and of the counts.
+    boot = stats_lib.block_bootstrap_means(
+      np.concatenate([np.where(valid_BxS, diff_BxS, 0.0), valid_BxS], axis=1),
+      group,
+      block_length=length,
+      n_boot=n_boot,
+      seed=seed,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+      boot_mean_RxS = boot[:, :s] / boot[:, s:]
+      mean_S = np.where(valid_BxS, diff_BxS, 0.0).sum(0) / valid_BxS.sum(0)
+    se_S = np.nanstd(boot_mean_RxS, axis=0)
+    own = np.isfinite(mean_S) & (mean_S > n_se * np.nan_to_num(se_S, nan=np.inf))
+    head_map[k] = np.where(own, k, head_map[k + 1])
   return head_map
 
 
@@ -71,9 +142,11 @@ def serve(alloc_BxNxKxS, head_map_KxS) -> np.ndarray:
   return alloc[:, :, head_map, np.arange(s)[None, :]]
 
 
-def save_head_map(workdir: str, head_map_KxS, val_mean_KxS, n_orders: int, step: int) -> str:
-  """Writes head_map.json: the map, the validation means it came from, the order count and the
-  training step of the checkpoint it was chosen for."""
+def save_head_map(
+  workdir: str, head_map_KxS, val_mean_KxS, n_orders: int, step: int, rule: str = "best"
+) -> str:
+  """Writes head_map.json: the map, the validation means it came from, the order count, the
+  training step of the checkpoint it was chosen for and the rule (`HEAD_RULES`) that chose it."""
   path = os.path.join(workdir, HEAD_MAP_FILE)
   with open(path, "w") as f:
     json.dump(
@@ -82,8 +155,7 @@ def save_head_map(workdir: str, head_map_KxS, val_mean_KxS, n_orders: int, step:
         "val_mean_bps_KxS": np.round(np.asarray(val_mean_KxS, np.float64), 4).tolist(),
         "val_orders": int(n_orders),
         "checkpoint_step": int(step),
-        "rule": "per scenario and min period k, the flexible head of minimum >= k with the best "
-        "validation mean; the fixed head serves itself",
+        "rule": RULE_TEXT[rule],
       },
       f,
       indent=1,

@@ -163,7 +163,16 @@ def test_lem_is_served_by_the_validated_head_map(workdir):
   with open(os.path.join(workdir, heads.HEAD_MAP_FILE)) as f:
     saved = json.load(f)
   head_map = heads.load_head_map(workdir, K, S, saved["checkpoint_step"])
-  np.testing.assert_array_equal(head_map, heads.nested_head_map(saved["val_mean_bps_KxS"]))
+  # The default rule (eval.head_rule="chain"): a min period keeps its own head only for a
+  # higher validation mean than the head serving the next minimum, else takes that head.
+  assert saved["rule"] == heads.RULE_TEXT["chain"]
+  means, cols = np.asarray(saved["val_mean_bps_KxS"]), np.arange(S)
+  assert (head_map[K - 2] == K - 2).all() and (head_map[K - 1] == K - 1).all()
+  for k in range(K - 2):
+    nxt = head_map[k + 1]
+    assert ((head_map[k] == k) | (head_map[k] == nxt)).all()
+    kept = head_map[k] == k
+    assert (means[k][kept] > means[nxt, cols][kept] - 1e-4).all()  # 4-decimal rounding
   fitted = pl.read_csv(os.path.join(workdir, "baselines_fitted.csv"))
   np.testing.assert_array_equal(fitted["lem_serving_head"].to_numpy(), head_map.ravel())
   health = pl.read_csv(os.path.join(workdir, "head_health.csv"))

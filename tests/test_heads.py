@@ -44,6 +44,61 @@ def test_nested_map_prefers_own_head_on_ties_and_never_remaps_fixed():
     heads.nested_head_map(np.zeros(4))
 
 
+_BOOT = {"block_length": 1, "n_boot": 400, "seed": 0}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+  st.integers(2, 6),
+  st.integers(1, 3),
+  st.integers(0, 2**31 - 1),
+  st.floats(0.0, 3.0),
+)
+def test_chained_map_keeps_its_own_head_only_on_evidence(n, s, seed, n_se):
+  rng = np.random.default_rng(seed)
+  b = 40
+  score = rng.normal(size=(b, n + 1, s)) * rng.uniform(0.1, 5.0) + rng.normal(size=(1, n + 1, s))
+  origin = rng.integers(0, 10, size=b)
+  head_map = heads.chained_head_map(score, origin, n_se=n_se, **_BOOT)
+  assert head_map.shape == (n + 1, s) and (head_map[n] == n).all() and (head_map[n - 1] == n - 1).all()
+  means = score.mean(0)
+  for k in range(n - 1):
+    nxt = head_map[k + 1]
+    assert ((head_map[k] == k) | (head_map[k] == nxt)).all()
+    served_k, served_next = means[head_map[k], np.arange(s)], means[nxt, np.arange(s)]
+    # A smaller minimum departs from the larger one's head only for a higher validation mean.
+    assert (served_k >= served_next).all()
+    assert (served_k[head_map[k] == k] > served_next[head_map[k] == k]).all()
+  heads.check_head_map(head_map, n + 1, s)
+
+
+def test_chained_map_needs_a_lead_beyond_the_start_groups_noise():
+  """A lead that is clear over independent orders but rides on two shared market moves is noise."""
+  rng = np.random.default_rng(0)
+  b, n = 200, 3
+  score = np.zeros((b, n + 1, 1))
+  origin = np.repeat([0, 1], b // 2)  # two start times
+  shock = np.where(origin == 0, 8.0, -6.0)  # head 0's edge over head 1 differs by start time
+  score[:, 0, 0] = shock + 0.1 * rng.standard_normal(b)
+  score[:, 1, 0] = 0.0
+  score[:, 2, 0] = -5.0 + 0.1 * rng.standard_normal(b)
+  independent = heads.chained_head_map(score, np.arange(b), **_BOOT)
+  grouped = heads.chained_head_map(score, origin, **_BOOT)
+  # Head 1 beats head 2 by 5 bps in every order: kept either way.
+  assert independent[1, 0] == 1 and grouped[1, 0] == 1
+  # Head 0's +1 bp mean lead over head 1 is 70 standard errors over orders, under one over groups.
+  assert independent[0, 0] == 0 and grouped[0, 0] == 1
+  # The best-mean rule takes head 0 regardless.
+  assert heads.nested_head_map(score.mean(0))[0, 0] == 0
+  # A NaN score leaves that order out of the comparison instead of poisoning it.
+  score[0, 1, 0] = np.nan
+  assert heads.chained_head_map(score, np.arange(b), **_BOOT)[1, 0] == 1
+  with pytest.raises(ValueError, match="score_BxKxS"):
+    heads.chained_head_map(score[:, :, 0], origin, **_BOOT)
+  with pytest.raises(ValueError, match="group_B"):
+    heads.chained_head_map(score, origin[:-1], **_BOOT)
+
+
 def test_serve_takes_the_mapped_heads_schedule_and_stays_feasible():
   rng = np.random.default_rng(0)
   b, n, s = 3, 4, 2
