@@ -60,7 +60,9 @@ def test_chained_map_keeps_its_own_head_only_on_evidence(n, s, seed, n_se):
   score = rng.normal(size=(b, n + 1, s)) * rng.uniform(0.1, 5.0) + rng.normal(size=(1, n + 1, s))
   origin = rng.integers(0, 10, size=b)
   head_map = heads.chained_head_map(score, origin, n_se=n_se, **_BOOT)
-  assert head_map.shape == (n + 1, s) and (head_map[n] == n).all() and (head_map[n - 1] == n - 1).all()
+  assert (
+    head_map.shape == (n + 1, s) and (head_map[n] == n).all() and (head_map[n - 1] == n - 1).all()
+  )
   means = score.mean(0)
   for k in range(n - 1):
     nxt = head_map[k + 1]
