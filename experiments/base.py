@@ -211,7 +211,7 @@ def get_config() -> ml_collections.ConfigDict:
   # How (lemjax/heads.py): "chain" keeps min period k's own head only where it beats the head
   # serving k + 1 by more than one clustered standard error on those orders, else takes that
   # head (the one-standard-error rule); "best" takes the best mean among minima >= k.
-  ev.head_rule = "chain"
+  ev.head_rule = "best"
   # Orders scored: "test" (the report), or "val" for model selection (blind to the test set:
   # the best causal baseline and the head map are then chosen on training orders), written to
   # <workdir>/val_report/.

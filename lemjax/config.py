@@ -190,7 +190,7 @@ class EvalConfig:
   nested_heads: bool = True  # serve min period k with a validated head of minimum >= k
   # How that head is chosen (lemjax/heads.py): "chain" (own head only where it beats the head
   # serving k + 1 by more than one clustered standard error) or "best" (best mean of minimum >= k).
-  head_rule: str = "chain"
+  head_rule: str = "best"
   split: str = "test"  # orders scored: "test", or "val" (study mode; choices on training orders)
   # Comma-separated work directories of runs of the same model (e.g. other seeds): the LEM's
   # allocations are the average of this run's and theirs (a seed ensemble; averages of feasible

@@ -163,16 +163,8 @@ def test_lem_is_served_by_the_validated_head_map(workdir):
   with open(os.path.join(workdir, heads.HEAD_MAP_FILE)) as f:
     saved = json.load(f)
   head_map = heads.load_head_map(workdir, K, S, saved["checkpoint_step"])
-  # The default rule (eval.head_rule="chain"): a min period keeps its own head only for a
-  # higher validation mean than the head serving the next minimum, else takes that head.
-  assert saved["rule"] == heads.RULE_TEXT["chain"]
-  means, cols = np.asarray(saved["val_mean_bps_KxS"]), np.arange(S)
-  assert (head_map[K - 2] == K - 2).all() and (head_map[K - 1] == K - 1).all()
-  for k in range(K - 2):
-    nxt = head_map[k + 1]
-    assert ((head_map[k] == k) | (head_map[k] == nxt)).all()
-    kept = head_map[k] == k
-    assert (means[k][kept] > means[nxt, cols][kept] - 1e-4).all()  # 4-decimal rounding
+  assert saved["rule"] == heads.RULE_TEXT["best"]  # the default eval.head_rule
+  np.testing.assert_array_equal(head_map, heads.nested_head_map(saved["val_mean_bps_KxS"]))
   fitted = pl.read_csv(os.path.join(workdir, "baselines_fitted.csv"))
   np.testing.assert_array_equal(fitted["lem_serving_head"].to_numpy(), head_map.ravel())
   health = pl.read_csv(os.path.join(workdir, "head_health.csv"))
@@ -211,8 +203,21 @@ def test_validation_split_report_leaves_the_test_report_and_head_map_alone(workd
     f"--workdir={workdir}",
     "--config.eval.bootstrap=100",
     "--config.eval.split=val",
+    "--config.eval.head_rule=chain",
   )
   out = os.path.join(workdir, evaluate_lib.VAL_REPORT_DIR)
+  # The one-standard-error rule: a min period keeps its own head only for a higher mean (on the
+  # orders the map was chosen on) than the head serving the next minimum, else takes that head.
+  with open(os.path.join(out, heads.HEAD_MAP_FILE)) as f:
+    saved = json.load(f)
+  assert saved["rule"] == heads.RULE_TEXT["chain"]
+  chain, means = np.asarray(saved["head_map_KxS"]), np.asarray(saved["val_mean_bps_KxS"])
+  assert (chain[K - 2] == K - 2).all() and (chain[K - 1] == K - 1).all()
+  for k in range(K - 2):
+    nxt = chain[k + 1]
+    assert ((chain[k] == k) | (chain[k] == nxt)).all()
+    kept = chain[k] == k
+    assert (means[k][kept] > means[nxt, np.arange(S)][kept] - 1e-4).all()  # 4-decimal rounding
   text = pathlib.Path(out, "report.md").read_text()
   assert "VALIDATION SPLIT" in text and "Val orders:" in text
   with open(os.path.join(out, "study_score.json")) as f:
@@ -227,6 +232,15 @@ def test_validation_split_report_leaves_the_test_report_and_head_map_alone(workd
       "--config=experiments/crypto_intraday.py:smoke",
       f"--workdir={workdir}",
       "--config.eval.split=train",
+      "--traceback",
+    )
+  with pytest.raises(ValueError, match="eval.head_rule='worst'"):
+    run_main(
+      "--mode=eval",
+      "--config=experiments/crypto_intraday.py:smoke",
+      f"--workdir={workdir}",
+      "--config.eval.split=val",
+      "--config.eval.head_rule=worst",
       "--traceback",
     )
 
