@@ -23,6 +23,7 @@ from lemjax import main as main_lib
 from lemjax import objectives
 from lemjax import report as report_lib
 from lemjax import scenarios
+from lemjax import study
 from lemjax import train as train_lib
 from lemjax import workdir as workdir_lib
 from lemjax.data import synthetic_market
@@ -191,6 +192,8 @@ def test_study_score_is_lem_minus_best_causal_over_flexible_heads(workdir):
   want = (wide["LEM"] - wide["best_causal"]).mean()
   np.testing.assert_allclose(score["mean_bps"], want, atol=1e-3)
   assert score["ci_lo"] <= score["mean_bps"] <= score["ci_hi"] and score["split"] == "test"
+  # The candidates' comparison tool (lemjax/study.py) reads the same score back per order.
+  np.testing.assert_allclose(study.per_order_scores(workdir)["score_bps"].mean(), want, atol=1e-4)
   assert "**Study score** (study_score.json)" in pathlib.Path(workdir, "report.md").read_text()
 
 
