@@ -490,6 +490,7 @@ def strategies_at_size(
   results = summaries(allocs, test["prices"], test["volumes"], fills_for)
   if own_heads is not None:
     fitted["lem_head_map_KxS"] = own_heads["head_map_KxS"]
+    fitted["lem_head_rule"] = ecfg.head_rule
     own = summaries({"LEM": own_heads["alloc"]}, test["prices"], test["volumes"], fills_for)
     fitted["lem_own_heads"] = own["LEM"]
   return allocs, fitted, results

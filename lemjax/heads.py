@@ -102,9 +102,10 @@ def chained_head_map(
     nxt = score[:, head_map[k + 1], np.arange(s)]  # [B, S]: the head serving k + 1
     diff_BxS = score[:, k] - nxt
     valid_BxS = np.isfinite(diff_BxS)
+    filled_BxS = np.where(valid_BxS, diff_BxS, 0.0)
     # Means over each column's valid orders: resample sums of the values and of the counts.
     boot = stats_lib.block_bootstrap_means(
-      np.concatenate([np.where(valid_BxS, diff_BxS, 0.0), valid_BxS], axis=1),
+      np.concatenate([filled_BxS, valid_BxS], axis=1),
       group,
       block_length=length,
       n_boot=n_boot,
@@ -112,7 +113,7 @@ def chained_head_map(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
       boot_mean_RxS = boot[:, :s] / boot[:, s:]
-      mean_S = np.where(valid_BxS, diff_BxS, 0.0).sum(0) / valid_BxS.sum(0)
+      mean_S = filled_BxS.sum(0) / valid_BxS.sum(0)
     se_S = np.nanstd(boot_mean_RxS, axis=0)
     own = np.isfinite(mean_S) & (mean_S > n_se * np.nan_to_num(se_S, nan=np.inf))
     head_map[k] = np.where(own, k, head_map[k + 1])

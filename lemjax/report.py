@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from lemjax import diagnostics
+from lemjax import heads
 from lemjax import lookahead
 from lemjax import markdown
 from lemjax import plots
@@ -329,11 +330,12 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
   own = parts["health"].filter(pl.col("heads") == "own")
   if own.height:
     head_map = np.asarray(parts["fitted"]["lem_head_map_KxS"])[:-1]
+    rule = parts["fitted"]["lem_head_rule"]
     moved = int((head_map != np.arange(head_map.shape[0])[:, None]).sum())
     lines += [
-      "Served heads: each min period uses the head of equal or larger minimum with the best mean "
-      f"on validation orders (eval.nested_heads; head_map.json); {moved} of {own.height} flexible "
-      "cells are served by a larger minimum. The trained heads themselves, before that choice:",
+      f"Served heads (eval.nested_heads, eval.head_rule={rule}; head_map.json): "
+      f"{heads.RULE_TEXT[rule]}; {moved} of {own.height} flexible cells "
+      "are served by a larger minimum. The trained heads themselves, before that choice:",
       "",
       markdown.health_table(own),
       "",

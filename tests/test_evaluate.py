@@ -223,6 +223,7 @@ def test_validation_split_report_leaves_the_test_report_and_head_map_alone(workd
     assert (means[k][kept] > means[nxt, np.arange(S)][kept] - 1e-4).all()  # 4-decimal rounding
   text = pathlib.Path(out, "report.md").read_text()
   assert "VALIDATION SPLIT" in text and "Val orders:" in text
+  assert f"eval.head_rule=chain; head_map.json): {heads.RULE_TEXT['chain']}" in text
   with open(os.path.join(out, "study_score.json")) as f:
     assert json.load(f)["split"] == "val"
   market = pl.read_parquet(os.path.join(out, "market.parquet"))
