@@ -104,15 +104,10 @@ def chained_head_map(
     valid_BxS = np.isfinite(diff_BxS)
     filled_BxS = np.where(valid_BxS, diff_BxS, 0.0)
     # Means over each column's valid orders: resample sums of the values and of the counts.
-    boot = stats_lib.block_bootstrap_means(
-      np.concatenate([filled_BxS, valid_BxS], axis=1),
-      group,
-      block_length=length,
-      n_boot=n_boot,
-      seed=seed,
+    boot_mean_RxS = stats_lib.block_bootstrap_ratios(
+      filled_BxS, valid_BxS, group, block_length=length, n_boot=n_boot, seed=seed
     )
     with np.errstate(invalid="ignore", divide="ignore"):
-      boot_mean_RxS = boot[:, :s] / boot[:, s:]
       mean_S = filled_BxS.sum(0) / valid_BxS.sum(0)
     se_S = np.nanstd(boot_mean_RxS, axis=0)
     own = np.isfinite(mean_S) & (mean_S > n_se * np.nan_to_num(se_S, nan=np.inf))

@@ -18,12 +18,12 @@ linear; the LEM is the non-linear check (its fixed-duration head against the uni
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 
 from lemjax import stats as stats_lib
+from lemjax import study
 from lemjax.data import features
 
 RETURN_SPANS = (5, 20)  # bars of the summed lookback returns
@@ -124,15 +124,9 @@ def out_of_sample_r2(
   e_model = (y - pred_BxM) ** 2
   e_base = (y - np.asarray(base_M, np.float64)) ** 2
   group_B, _ = stats_lib.start_groups(origin_B)
-  boot = stats_lib.block_bootstrap_means(
-    np.concatenate([e_model, e_base], axis=1),
-    group_B,
-    block_length=block_length,
-    n_boot=n_boot,
-    seed=seed,
+  r2_RxM = 1.0 - stats_lib.block_bootstrap_ratios(
+    e_model, e_base, group_B, block_length=block_length, n_boot=n_boot, seed=seed
   )
-  m = y.shape[1]
-  r2_RxM = 1.0 - boot[:, :m] / boot[:, m:]
   tail = (1.0 - level) / 2 * 100
   lo, hi = np.percentile(r2_RxM, [tail, 100 - tail], axis=0)
   return {
@@ -264,11 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
   args = parser.parse_args(argv)
   config = config_lib.load_experiment(args.config)
   result = probe(config, args.split, args.max_windows, args.alpha, args.seed)
-  print(markdown(result))
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(result, f, indent=1)
-  return result
+  return study.show(result, markdown(result), args.out)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,28 @@ def block_bootstrap_means(
   return np.concatenate(out, axis=0)
 
 
+def block_bootstrap_ratios(num_BxM, den_BxM, group_B, *, block_length: int, n_boot: int, seed: int):
+  """Moving-block bootstrap of mean(num) / mean(den) per column, over start groups: [R, M].
+
+  Both means come from the same resample (`block_bootstrap_means` on the columns side by side),
+  e.g. a mean over each column's valid orders (num: values filled with 0, den: validity) or a
+  ratio of two mean squared errors. A resample whose den mean is 0 gives inf or NaN.
+  """
+  num, den = np.asarray(num_BxM, np.float64), np.asarray(den_BxM, np.float64)
+  if num.shape != den.shape or num.ndim != 2:
+    raise ValueError(f"num.shape={num.shape} and den.shape={den.shape} must match, [B, M]")
+  boot = block_bootstrap_means(
+    np.concatenate([num, den], axis=1),
+    group_B,
+    block_length=block_length,
+    n_boot=n_boot,
+    seed=seed,
+  )
+  m = num.shape[1]
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return boot[:, :m] / boot[:, m:]
+
+
 def cluster_interval(
   x_BxM, group_B, *, block_length: int, n_boot: int, seed: int, level: float
 ) -> dict:

@@ -158,6 +158,15 @@ def markdown(result: dict) -> str:
   )
 
 
+def show(result: dict, text: str, out: str = "") -> dict:
+  """Prints a study tool's markdown and, when `out` names a file, writes its result as JSON."""
+  print(text)
+  if out:
+    with open(out, "w") as f:
+      json.dump(result, f, indent=1)
+  return result
+
+
 def main(argv: list[str] | None = None) -> dict:
   import argparse  # noqa: PLC0415 (command line only)
 
@@ -179,11 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_boot=args.bootstrap,
     seed=args.seed,
   )
-  print(markdown(result))
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(result, f, indent=1)
-  return result
+  return show(result, markdown(result), args.out)
 
 
 if __name__ == "__main__":

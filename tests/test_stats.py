@@ -105,6 +105,24 @@ def test_chunking_leaves_the_resamples_unchanged():
   np.testing.assert_allclose(row_by_row, whole, rtol=1e-12, atol=1e-12)
 
 
+def test_bootstrap_ratios_are_means_over_valid_orders_of_each_resample():
+  rng = np.random.default_rng(4)
+  x_BxM = rng.standard_normal((60, 3))
+  valid_BxM = rng.uniform(size=(60, 3)) > 0.3
+  group_B = rng.integers(0, 20, size=60)
+  kw = dict(block_length=2, n_boot=40, seed=5)
+  ratio = stats_lib.block_bootstrap_ratios(
+    np.where(valid_BxM, x_BxM, 0.0), valid_BxM, group_B, **kw
+  )
+  # The same resamples, taken apart: the mean of the values and of the validity flags.
+  boot = stats_lib.block_bootstrap_means(np.where(valid_BxM, x_BxM, 0.0), group_B, **kw)
+  share = stats_lib.block_bootstrap_means(valid_BxM.astype(float), group_B, **kw)
+  np.testing.assert_allclose(ratio, boot / share, rtol=1e-12)
+  assert not np.allclose(ratio, boot)  # the invalid orders are left out, not counted as zeros
+  with pytest.raises(ValueError, match="must match"):
+    stats_lib.block_bootstrap_ratios(x_BxM, x_BxM[:, :2], group_B, **kw)
+
+
 @pytest.mark.parametrize("block_length, n_blocks", [(1, 10), (3, 4), (5, 2), (9, 2)])
 def test_counts_of_clusters_and_blocks(block_length, n_blocks):
   origin_B = np.repeat(np.arange(10)[::-1] * HOUR_MS, 3)  # 10 start times, latest first
