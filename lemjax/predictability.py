@@ -123,7 +123,7 @@ def out_of_sample_r2(
   y = np.asarray(y_BxM, np.float64)
   e_model = (y - pred_BxM) ** 2
   e_base = (y - np.asarray(base_M, np.float64)) ** 2
-  group_B, _ = stats_lib.start_groups(origin_B)
+  group_B, n_clusters = stats_lib.start_groups(origin_B)
   r2_RxM = 1.0 - stats_lib.block_bootstrap_ratios(
     e_model, e_base, group_B, block_length=block_length, n_boot=n_boot, seed=seed
   )
@@ -133,7 +133,7 @@ def out_of_sample_r2(
     "r2": 1.0 - e_model.mean(0) / e_base.mean(0),
     "ci_lo": lo,
     "ci_hi": hi,
-    "n_clusters": int(group_B.max()) + 1,
+    "n_clusters": n_clusters,
   }
 
 
@@ -167,11 +167,13 @@ def probe(config, split: str = "val", max_windows: int = 50_000, alpha: float = 
   model = fit_ridge(x_tr, y_tr, alpha)
   pred = predict(model, x_ev)
   r2 = out_of_sample_r2(y_ev, pred, model["intercept"], origin, seed=seed)
-  in_sample = 1.0 - ((y_tr - predict(model, x_tr)) ** 2).mean(0) / y_tr.var(0)
+  pred_tr = predict(model, x_tr)
+  in_sample = 1.0 - ((y_tr - pred_tr) ** 2).mean(0) / y_tr.var(0)
   # A schedule that acts on the prediction: tilt = predicted slope / scale, the scale chosen on
   # the training orders, scored on the other split.
-  slope_tr, slope_ev = predict(model, x_tr)[:, -1], pred[:, -1]
-  scale = max(TILT_SCALES_BPS, key=lambda k: tilt_gain(slope_tr / k, y_tr).mean())
+  slope_tr, slope_ev = pred_tr[:, -1], pred[:, -1]
+  train_gain = {k: tilt_gain(slope_tr / k, y_tr).mean() for k in TILT_SCALES_BPS}
+  scale = max(train_gain, key=train_gain.get)
   gain_B = tilt_gain(slope_ev / scale, y_ev)
   group_B, _ = stats_lib.start_groups(origin)
   gain = stats_lib.cluster_interval(
@@ -202,7 +204,7 @@ def probe(config, split: str = "val", max_windows: int = 50_000, alpha: float = 
     "rows": rows,
     "tilt": {
       "scale_bps": scale,
-      "train_gain_bps": float(tilt_gain(slope_tr / scale, y_tr).mean()),
+      "train_gain_bps": float(train_gain[scale]),
       "gain_bps": float(gain["mean"][0]),
       "ci_lo": float(gain["ci_lo"][0]),
       "ci_hi": float(gain["ci_hi"][0]),
