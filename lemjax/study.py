@@ -11,6 +11,11 @@ share cancels, and the interval is far narrower than comparing two scores' own i
 
   python -m lemjax.study --candidate=runs/a_seed0/val_report,runs/a_seed1/val_report \
       --reference=runs/b_seed0/val_report,runs/b_seed1/val_report [--out=compare.json]
+
+`rows` reads the study table's row of each run instead (its score, min period 1 against the
+best causal baseline, head health, training length and time), with the runs' mean and spread:
+
+  python -m lemjax.study --rows=runs/a_seed0,runs/a_seed1,runs/a_seed2 [--report=val_report]
 """
 
 from __future__ import annotations
@@ -158,6 +163,113 @@ def markdown(result: dict) -> str:
   )
 
 
+def _read(path: str, reader):
+  if not os.path.exists(path):
+    raise ValueError(f"{path} does not exist (train and evaluate the run first)")
+  return reader(path)
+
+
+def _read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def run_row(run_dir: str, report: str = "val_report") -> dict:
+  """A run's row of the study table, from its report directory and train_summary.json.
+
+  Returns:
+    dict: run, score_bps with ci_lo / ci_hi, n orders and n_clusters (study_score.json); buy and
+    sell at min period 1 (VWAP, quantity): LEM minus best_causal with its interval
+    (paired_differences.csv); collapsed, breaks, worst_minus_next_bps, ended_early and
+    reference_early over the served flexible heads (head_health.csv); best_step, last_step and
+    wall_s of training (None where train_summary.json lacks them).
+
+  Raises:
+    ValueError naming the missing file, or the missing min-period-1 row.
+  """
+  rdir = os.path.join(run_dir, report)
+  score = _read(os.path.join(rdir, "study_score.json"), _read_json)
+  paired = _read(os.path.join(rdir, "paired_differences.csv"), pl.read_csv)
+  health = _read(os.path.join(rdir, "head_health.csv"), pl.read_csv)
+  summary_path = os.path.join(run_dir, "train_summary.json")
+  summary = _read_json(summary_path) if os.path.exists(summary_path) else {}
+  row = {
+    "run": run_dir,
+    "score_bps": score["mean_bps"],
+    "ci_lo": score["ci_lo"],
+    "ci_hi": score["ci_hi"],
+    "n": score["n"],
+    "n_clusters": score["n_clusters"],
+  }
+  headline = paired.filter(
+    (pl.col("baseline") == "best_causal")
+    & (pl.col("benchmark") == "vwap")
+    & (pl.col("target") == "quantity")
+    & (pl.col("min_period") == 1)
+    & ~pl.col("fixed_duration")
+  )
+  for side in ("buy", "sell"):
+    cell = headline.filter(pl.col("side") == side)
+    if cell.height != 1:
+      raise ValueError(
+        f"{os.path.join(rdir, 'paired_differences.csv')}: no single best_causal row for "
+        f"{side}/vwap/quantity at min period 1 ({cell.height} found)"
+      )
+    c = cell.row(0, named=True)
+    row[side] = {k: c[k] for k in ("lem_minus_baseline_bps", "ci_lo", "ci_hi")}
+  if "heads" in health.columns:
+    health = health.filter(pl.col("heads") == "served")
+  flexible = health.filter(pl.col("min_period") < pl.col("min_period").max())
+  worst = health["minus_next_bps"].drop_nans().drop_nulls().min()
+  row.update(
+    collapsed=int(health["collapsed"].sum()),
+    breaks=int(health["monotonicity_break"].sum()),
+    worst_minus_next_bps=None if worst is None else float(worst),
+    ended_early=float(flexible["ended_early"].mean()),
+    reference_early=float(flexible["reference_early"].mean()),
+    best_step=summary.get("best_step"),
+    last_step=summary.get("step"),
+    wall_s=summary.get("wall_s"),
+  )
+  return row
+
+
+def rows_markdown(rows: list[dict]) -> str:
+  """The study table's rows of `run_row` results, then the runs' mean and standard deviation."""
+
+  def ci(v, lo, hi):
+    return f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+  def opt(v, fmt):
+    spec, _, unit = fmt.partition(" ")
+    return "n/a" if v is None else format(v, spec) + (f" {unit}" if unit else "")
+
+  lines = [
+    "| run | score, bps [95%] | min period 1 buy / sell vs best causal [95%] | collapsed / "
+    "breaks / worst served head minus next | ended early (best causal) | best checkpoint / "
+    "last step | training | orders / clusters |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    b, s = r["buy"], r["sell"]
+    lines.append(
+      f"| {r['run']} | {ci(r['score_bps'], r['ci_lo'], r['ci_hi'])} | "
+      f"{ci(b['lem_minus_baseline_bps'], b['ci_lo'], b['ci_hi'])} / "
+      f"{ci(s['lem_minus_baseline_bps'], s['ci_lo'], s['ci_hi'])} | "
+      f"{r['collapsed']} / {r['breaks']} / {opt(r['worst_minus_next_bps'], '+.2f')} | "
+      f"{r['ended_early']:.1%} ({r['reference_early']:.1%}) | "
+      f"{opt(r['best_step'], 'd')} / {opt(r['last_step'], 'd')} | "
+      f"{opt(r['wall_s'], '.0f s')} | {r['n']} / {r['n_clusters']} |"
+    )
+  scores = np.array([r["score_bps"] for r in rows])
+  if len(rows) > 1:
+    across = f"{scores.mean():+.2f} ± {scores.std(ddof=1):.2f} bps (mean ± std)"
+  else:
+    across = f"{scores.mean():+.2f} bps"
+  lines += ["", f"Across {len(rows)} run(s): {across}."]
+  return "\n".join(lines)
+
+
 def show(result: dict, text: str, out: str = "") -> dict:
   """Prints a study tool's markdown and, when `out` names a file, writes its result as JSON."""
   print(text)
@@ -173,14 +285,21 @@ def main(argv: list[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(
     prog="python -m lemjax.study", description=__doc__.split("\n")[0]
   )
-  parser.add_argument("--candidate", required=True, help="comma-separated report directories")
-  parser.add_argument("--reference", required=True, help="comma-separated report directories")
+  parser.add_argument("--candidate", default="", help="comma-separated report directories")
+  parser.add_argument("--reference", default="", help="comma-separated report directories")
+  parser.add_argument("--rows", default="", help="comma-separated run directories: their rows")
+  parser.add_argument("--report", default="val_report", help="report directory inside each run")
   parser.add_argument("--block_length", type=int, default=5)
   parser.add_argument("--bootstrap", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="", help="also write the result as JSON here")
   args = parser.parse_args(argv)
   split = lambda s: [p for p in s.split(",") if p]  # noqa: E731
+  if args.rows:
+    rows = [run_row(run, args.report) for run in split(args.rows)]
+    return show({"rows": rows}, rows_markdown(rows), args.out)
+  if not (args.candidate and args.reference):
+    parser.error("give --candidate and --reference, or --rows")
   result = compare(
     split(args.candidate),
     split(args.reference),

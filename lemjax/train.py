@@ -299,6 +299,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   lemjax/sharding.py); on one device the plain jitted step runs unchanged. In a multi-process
   job each process loads its rows of every batch and process 0 writes the run files and metrics.
   """
+  started = time.perf_counter()
   # --- Data, configs and run files.
   train_ds, val_ds, _, report, data_config = experiment.load_data(config)
   cfgs = experiment.resolve_configs(config, int(train_ds.batch(np.arange(1))["inputs"].shape[-1]))
@@ -437,5 +438,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     checkpointer.close()
   summary = {"step": step, **meta}
   if sharding.is_primary():
-    workdir_lib.write_train_summary(workdir, summary)
+    wall_s = round(time.perf_counter() - started, 1)
+    workdir_lib.write_train_summary(workdir, {**summary, "wall_s": wall_s})
   return summary

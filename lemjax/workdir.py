@@ -142,7 +142,11 @@ def write_run_files(workdir: str, config, cfgs: dict, report: Any, source_line: 
 
 
 def write_train_summary(workdir: str, summary: dict) -> None:
-  """`train_summary.json`: the finished run's step and early-stopping bookkeeping."""
+  """`train_summary.json`: the finished run's step and early-stopping bookkeeping.
+
+  `wall_s`, when given, is the wall time in seconds of the training call that wrote the file
+  (data loading and compilation included; a resumed run counts only its last call).
+  """
   with open(os.path.join(workdir, "train_summary.json"), "w") as f:
     json.dump(to_jsonable(summary), f, indent=2)
 

@@ -108,3 +108,65 @@ def test_compare_refuses_reports_of_other_orders_or_missing_rows(tmp_path):
     study.per_order_scores(str(tmp_path / "none"))
   with pytest.raises(ValueError, match="at least one"):
     study.compare([], [a])
+
+
+def _write_run(path, score, buy, sell, minus_next, summary):
+  """A run directory with the three report files `run_row` reads and a train_summary.json."""
+  rdir = path / "val_report"
+  rdir.mkdir(parents=True)
+  (rdir / "study_score.json").write_text(
+    json.dumps({"mean_bps": score, "ci_lo": score - 1, "ci_hi": score + 1, "n": 90, "n_clusters": 30})
+  )
+  paired = []
+  for baseline, shift in (("best_causal", 0.0), ("uniform", 50.0)):
+    for side, v in (("buy", buy), ("sell", sell)):
+      for target in ("quantity", "notional"):
+        for k in (1, 2):
+          val = v + shift + (0 if target == "quantity" and k == 1 else 100)
+          paired.append((baseline, side, "vwap", target, k - 1, k, False, val, val - 2, val + 2))
+  cols = ["baseline", "side", "benchmark", "target", "head", "min_period", "fixed_duration"]
+  cols += ["lem_minus_baseline_bps", "ci_lo", "ci_hi"]
+  pl.DataFrame(paired, schema=cols, orient="row").write_csv(rdir / "paired_differences.csv")
+  health = pl.DataFrame(
+    {
+      "min_period": [1, 2, 3, 1, 2, 3],
+      "ended_early": [0.6, 0.02, 0.0, 0.5, 0.5, 0.0],
+      "reference_early": [0.6, 0.5, 0.0, 0.6, 0.5, 0.0],
+      "minus_next_bps": [minus_next, -1.0, float("nan"), -9.0, -9.0, float("nan")],
+      "collapsed": [False, True, False, False, False, False],
+      "monotonicity_break": [minus_next < -3, False, False, True, True, False],
+      "heads": ["served"] * 3 + ["own"] * 3,
+    }
+  )
+  health.write_csv(rdir / "head_health.csv")
+  if summary is not None:
+    (path / "train_summary.json").write_text(json.dumps(summary))
+  return str(path)
+
+
+def test_rows_read_each_runs_study_row_and_the_spread_of_seeds(tmp_path, capsys):
+  a = _write_run(
+    tmp_path / "a", 1.5, 2.0, -3.0, -4.0, {"step": 2000, "best_step": 1500, "wall_s": 512.3}
+  )
+  b = _write_run(tmp_path / "b", -0.5, 0.5, 1.0, -1.0, None)
+  row = study.run_row(a)
+  assert row["score_bps"] == 1.5 and (row["n"], row["n_clusters"]) == (90, 30)
+  # Min period 1, VWAP, quantity, against best_causal only.
+  assert row["buy"] == {"lem_minus_baseline_bps": 2.0, "ci_lo": 0.0, "ci_hi": 4.0}
+  assert row["sell"]["lem_minus_baseline_bps"] == -3.0
+  # Served rows only; the largest min period is not flexible.
+  assert (row["collapsed"], row["breaks"], row["worst_minus_next_bps"]) == (1, 1, -4.0)
+  assert row["ended_early"] == pytest.approx(0.31) and row["reference_early"] == pytest.approx(0.55)
+  assert (row["best_step"], row["last_step"], row["wall_s"]) == (1500, 2000, 512.3)
+  no_summary = study.run_row(b)
+  assert (no_summary["breaks"], no_summary["wall_s"]) == (0, None)
+  text = study.rows_markdown([row, no_summary])
+  assert "+1.50 [+0.50, +2.50]" in text and "1 / 1 / -4.00" in text and "512 s" in text
+  assert "| n/a |" in text and "+0.50 ± 1.41 bps (mean ± std)" in text
+  out = study.main([f"--rows={a},{b}", f"--out={tmp_path / 'rows.json'}"])
+  assert [r["score_bps"] for r in out["rows"]] == [1.5, -0.5]
+  assert "Across 2 run(s)" in capsys.readouterr().out
+  with pytest.raises(ValueError, match="study_score.json does not exist"):
+    study.run_row(str(tmp_path / "missing"))
+  with pytest.raises(SystemExit):
+    study.main([f"--candidate={a}"])  # a comparison needs both sides

@@ -148,6 +148,9 @@ def test_run_directory_holds_config_metrics_and_report(runs):
   assert saved["data_source"].startswith("Data source: SYNTHETIC")
   steps = [r["step"] for r in _train_records(runs["full"]) if r["split"] == "val"]
   assert steps == [8, 16, 24]
+  with open(os.path.join(runs["full"], "train_summary.json")) as f:
+    summary = json.load(f)
+  assert summary["step"] == 24 and summary["finished"] and summary["wall_s"] > 0
 
 
 def test_finished_run_is_not_trained_again(runs):
