@@ -115,7 +115,9 @@ def _write_run(path, score, buy, sell, minus_next, summary):
   rdir = path / "val_report"
   rdir.mkdir(parents=True)
   (rdir / "study_score.json").write_text(
-    json.dumps({"mean_bps": score, "ci_lo": score - 1, "ci_hi": score + 1, "n": 90, "n_clusters": 30})
+    json.dumps(
+      {"mean_bps": score, "ci_lo": score - 1, "ci_hi": score + 1, "n": 90, "n_clusters": 30}
+    )
   )
   paired = []
   for baseline, shift in (("best_causal", 0.0), ("uniform", 50.0)):
