@@ -102,6 +102,25 @@ def head_health(
   return pl.DataFrame(rows)
 
 
+def health_rows(health: pl.DataFrame, heads: str = "served") -> pl.DataFrame:
+  """The rows of a head_health.csv frame for one set of heads ("served" or "own"); a frame
+  without a `heads` column (a report without served heads) counts as served."""
+  if "heads" not in health.columns:
+    health = health.with_columns(pl.lit("served").alias("heads"))
+  return health.filter(pl.col("heads") == heads)
+
+
+def health_counts(rows: pl.DataFrame) -> dict:
+  """Collapsed cells, monotonicity breaks and the worst gap to the next larger minimum (bps;
+  None without one) among head_health rows, e.g. `health_rows(...)`."""
+  worst = rows["minus_next_bps"].drop_nans().drop_nulls().min()
+  return {
+    "collapsed": int(rows["collapsed"].sum()),
+    "breaks": int(rows["monotonicity_break"].sum()),
+    "worst_minus_next_bps": None if worst is None else float(worst),
+  }
+
+
 # --- During training: a head that stops ending early next to heads that do -------------------
 
 

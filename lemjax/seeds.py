@@ -16,6 +16,8 @@ import os
 import numpy as np
 import polars as pl
 
+from lemjax import diagnostics
+
 # Columns that identify one number of a run's stats.csv / paired_differences.csv.
 STATS_KEYS = ("strategy", "side", "benchmark", "target", "head", "min_period", "fixed_duration")
 PAIRED_KEYS = ("baseline", "side", "benchmark", "target", "head", "min_period", "fixed_duration")
@@ -138,16 +140,14 @@ def health_markdown(health: dict) -> str:
     "|" + "---|" * len(header),
   ]
   for seed, frame in sorted(health.items()):
-    if "heads" not in frame.columns:
-      frame = frame.with_columns(pl.lit("served").alias("heads"))
     for which in ("served", "own"):
-      part = frame.filter(pl.col("heads") == which)
+      part = diagnostics.health_rows(frame, which)
       if part.height == 0:
         continue
-      worst = part["minus_next_bps"].drop_nans().drop_nulls().min()
+      c = diagnostics.health_counts(part)
+      worst = c["worst_minus_next_bps"]
       lines.append(
-        f"| {seed} | {which} | {int(part['collapsed'].sum())} of {part.height} | "
-        f"{int(part['monotonicity_break'].sum())} | "
+        f"| {seed} | {which} | {c['collapsed']} of {part.height} | {c['breaks']} | "
         f"{'n/a' if worst is None else f'{worst:+.2f}'} |"
       )
   return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ import sys
 import numpy as np
 import polars as pl
 
+from lemjax import diagnostics
 from lemjax import stats as stats_lib
 
 ORDERS_FILE = "orders.parquet"
@@ -217,14 +218,10 @@ def run_row(run_dir: str, report: str = "val_report") -> dict:
       )
     c = cell.row(0, named=True)
     row[side] = {k: c[k] for k in ("lem_minus_baseline_bps", "ci_lo", "ci_hi")}
-  if "heads" in health.columns:
-    health = health.filter(pl.col("heads") == "served")
-  flexible = health.filter(pl.col("min_period") < pl.col("min_period").max())
-  worst = health["minus_next_bps"].drop_nans().drop_nulls().min()
+  served = diagnostics.health_rows(health, "served")
+  flexible = served.filter(pl.col("min_period") < pl.col("min_period").max())
   row.update(
-    collapsed=int(health["collapsed"].sum()),
-    breaks=int(health["monotonicity_break"].sum()),
-    worst_minus_next_bps=None if worst is None else float(worst),
+    **diagnostics.health_counts(served),
     ended_early=float(flexible["ended_early"].mean()),
     reference_early=float(flexible["reference_early"].mean()),
     best_step=summary.get("best_step"),
@@ -240,9 +237,8 @@ def rows_markdown(rows: list[dict]) -> str:
   def ci(v, lo, hi):
     return f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
-  def opt(v, fmt):
-    spec, _, unit = fmt.partition(" ")
-    return "n/a" if v is None else format(v, spec) + (f" {unit}" if unit else "")
+  def opt(v, spec, unit=""):
+    return "n/a" if v is None else format(v, spec) + unit
 
   lines = [
     "| run | score, bps [95%] | min period 1 buy / sell vs best causal [95%] | collapsed / "
@@ -259,7 +255,7 @@ def rows_markdown(rows: list[dict]) -> str:
       f"{r['collapsed']} / {r['breaks']} / {opt(r['worst_minus_next_bps'], '+.2f')} | "
       f"{r['ended_early']:.1%} ({r['reference_early']:.1%}) | "
       f"{opt(r['best_step'], 'd')} / {opt(r['last_step'], 'd')} | "
-      f"{opt(r['wall_s'], '.0f s')} | {r['n']} / {r['n_clusters']} |"
+      f"{opt(r['wall_s'], '.0f', ' s')} | {r['n']} / {r['n_clusters']} |"
     )
   scores = np.array([r["score_bps"] for r in rows])
   if len(rows) > 1:
