@@ -4,6 +4,9 @@ Each bucket is a size in `costs.size_buckets` (fractions of the expected volume 
 bars). Every test order is given that size: the participation cap tightens r_max, the LEM reads the
 size, the baselines are refitted and every strategy pays the same costs (evaluate.strategies_at_size).
 Intervals are the report's: the moving-block bootstrap over start-time clusters (lemjax/stats.py).
+The row `LEM minus best_causal` is the paired difference on the same orders (its interval is the
+paired one), and size_study_score.csv holds the study score (summary.study_score: LEM minus the
+best causal baseline averaged over min periods 1..N-1 and every scenario) at each size.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from lemjax import markdown  # noqa: E402
 from lemjax import plots  # noqa: E402
 from lemjax import scenarios  # noqa: E402
 from lemjax import stats as stats_lib  # noqa: E402
+from lemjax import summary  # noqa: E402
 
 CSV_FILE = "size_buckets.csv"
+SCORE_FILE = "size_study_score.csv"
+PAIRED = "LEM minus best_causal"
 MD_FILE = "size_buckets.md"
 PLOT_FILE = "net_improvement_vs_size.png"
 
@@ -93,7 +99,7 @@ def plot(path: str, frame: pl.DataFrame, head: int, scenarios_shown: tuple[str, 
   for ax, scen in zip(axes, scenarios_shown):
     sel = frame.filter((pl.col("head") == head) & (pl.col("scenario") == scen))
     for name in dict.fromkeys(sel["strategy"].to_list()):
-      if name == "oracle":
+      if name in ("oracle", PAIRED):
         continue
       r = sel.filter(pl.col("strategy") == name).sort("size")
       mean, lo, hi = (r[c].to_numpy() for c in ("mean_bps", "ci_lo", "ci_hi"))
@@ -121,19 +127,25 @@ def write(outdir: str, cfgs: dict, test: dict, results_at: Callable, out: dict) 
     {"csv", "markdown", "plot"} paths.
   """
   ecfg, cost, n = cfgs["eval"], cfgs["costs"], cfgs["model"].n_ahead
-  imp = {}
+  group_B, _ = stats_lib.start_groups(test["origin"])
+  imp, scores = {}, {}
   for size in cost.size_buckets:
-    imp[size] = {name: res["improvement_bps"] for name, res in results_at(size).items()}
+    results = results_at(size)
+    imp[size] = {name: res["improvement_bps"] for name, res in results.items()}
+    imp[size][PAIRED] = imp[size]["LEM"] - imp[size]["best_causal"]
+    scores[size] = summary.study_score(results, group_B, ecfg, n)
   frame = bucket_stats(imp, test["origin"], ecfg)
-  paths = {k: os.path.join(outdir, f) for k, f in (("csv", CSV_FILE), ("markdown", MD_FILE))}
+  keys = (("csv", CSV_FILE), ("markdown", MD_FILE), ("score", SCORE_FILE))
+  paths = {k: os.path.join(outdir, f) for k, f in keys}
   frame.write_csv(paths["csv"])
+  score_frame(scores).write_csv(paths["score"])
   head = ecfg.min_period - 1
   shown = tuple(
     scenarios.scenario_name(scenarios.scenario_index(side, ecfg.benchmark, ecfg.target))
     for side in ("buy", "sell")
   )
   paths["plot"] = plot(os.path.join(outdir, PLOT_FILE), frame, head, shown)
-  text = section(frame, head, n, shown, cost)
+  text = section(frame, head, n, shown, cost, scores)
   with open(paths["markdown"], "w") as f:
     f.write(text)
   with open(out["report"], "a") as f:
@@ -141,8 +153,27 @@ def write(outdir: str, cfgs: dict, test: dict, results_at: Callable, out: dict) 
   return paths
 
 
-def section(frame: pl.DataFrame, head: int, n_ahead: int, shown, cost) -> str:
-  """The report section: one size table per side, for the report's min period and the fixed head."""
+def score_frame(scores: dict) -> pl.DataFrame:
+  """{size: summary.study_score dict} -> one row per size (the study score net of costs)."""
+  return pl.DataFrame(
+    [
+      {
+        "size": float(size),
+        "lem_minus_best_causal_bps": d["mean_bps"],
+        "ci_lo": d["ci_lo"],
+        "ci_hi": d["ci_hi"],
+        "min_periods": d["min_periods"],
+        "n_orders": d["n"],
+        "n_clusters": d["n_clusters"],
+      }
+      for size, d in scores.items()
+    ]
+  )
+
+
+def section(frame: pl.DataFrame, head: int, n_ahead: int, shown, cost, scores=None) -> str:
+  """The report section: the study score by size (when given), then one size table per side for
+  the report's min period and the fixed head."""
   n_clusters = int(frame["n_clusters"][0])
   lines = [
     "## Net improvement by order size",
@@ -154,6 +185,21 @@ def section(frame: pl.DataFrame, head: int, n_ahead: int, shown, cost) -> str:
     f"Mean net improvement in bps [95% interval over {n_clusters} start-time clusters].",
     "",
   ]
+  if scores:
+    sizes = sorted(scores)
+    cells = [
+      markdown.ci(scores[q]["mean_bps"], scores[q]["ci_lo"], scores[q]["ci_hi"]) for q in sizes
+    ]
+    lines += [
+      f"Study score by size ({SCORE_FILE}): LEM minus the best causal baseline, per order averaged "
+      f"over min periods {scores[sizes[0]]['min_periods']} and every scenario, paired on the same "
+      "orders.",
+      "",
+      markdown.md_table(
+        ["", *(f"{100 * q:g}%" for q in sizes)], [["LEM minus best_causal", *cells]]
+      ),
+      "",
+    ]
   for k in (head, n_ahead):
     for scen in shown:
       label = markdown.head_label(k, n_ahead)

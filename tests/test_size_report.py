@@ -122,8 +122,25 @@ def test_evaluate_with_costs_appends_the_size_table(run):
   assert sorted(set(frame["size"])) == sorted(run["cfgs"]["costs"].size_buckets)
   assert {"LEM", "uniform", "vwap_profile", "lsm_stopping", "oracle"} <= set(frame["strategy"])
   assert np.isfinite(frame["mean_bps"].to_numpy()).all()
+  # The paired row is LEM minus best_causal on the same orders, and the study score at each size
+  # is its mean over the flexible heads (min periods 1..N-1) and every scenario.
+  score = pl.read_csv(os.path.join(outdir, size_report.SCORE_FILE))
+  assert sorted(score["size"]) == sorted(run["cfgs"]["costs"].size_buckets)
+  for row in score.iter_rows(named=True):
+    at = frame.filter((pl.col("size") == row["size"]) & (pl.col("head") < N - 1))
+    mean = {
+      s: at.filter(pl.col("strategy") == s)["mean_bps"].to_numpy()
+      for s in ("LEM", "best_causal", size_report.PAIRED)
+    }
+    np.testing.assert_allclose(
+      mean[size_report.PAIRED], mean["LEM"] - mean["best_causal"], atol=1e-5
+    )
+    assert row["lem_minus_best_causal_bps"] == pytest.approx(mean[size_report.PAIRED].mean())
+    assert row["ci_lo"] <= row["lem_minus_best_causal_bps"] <= row["ci_hi"]
+    assert row["min_periods"] == f"1..{N - 1}"
   with open(out["report"]) as f:
     text = f.read()
   assert "## Net improvement by order size" in text and "| LEM |" in text
+  assert "Study score by size" in text and "| LEM minus best_causal |" in text
   with open(os.path.join(outdir, size_report.PLOT_FILE), "rb") as f:
     assert f.read(4) == b"\x89PNG"
