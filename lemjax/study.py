@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from lemjax import diagnostics
+from lemjax import size_report
 from lemjax import stats as stats_lib
 
 ORDERS_FILE = "orders.parquet"
@@ -183,7 +184,9 @@ def run_row(run_dir: str, report: str = "val_report") -> dict:
     sell at min period 1 (VWAP, quantity): LEM minus best_causal with its interval
     (paired_differences.csv); collapsed, breaks, worst_minus_next_bps, ended_early and
     reference_early over the served flexible heads (head_health.csv); best_step, last_step and
-    wall_s of training (None where train_summary.json lacks them).
+    wall_s of training (None where train_summary.json lacks them); by_size, the study score at
+    each order size with costs on ({size: {mean_bps, ci_lo, ci_hi}} from size_study_score.csv;
+    absent for a run evaluated without costs).
 
   Raises:
     ValueError naming the missing file, or the missing min-period-1 row.
@@ -228,6 +231,16 @@ def run_row(run_dir: str, report: str = "val_report") -> dict:
     last_step=summary.get("step"),
     wall_s=summary.get("wall_s"),
   )
+  size_path = os.path.join(rdir, size_report.SCORE_FILE)
+  if os.path.exists(size_path):
+    row["by_size"] = {
+      r["size"]: {
+        "mean_bps": r["lem_minus_best_causal_bps"],
+        "ci_lo": r["ci_lo"],
+        "ci_hi": r["ci_hi"],
+      }
+      for r in pl.read_csv(size_path).iter_rows(named=True)
+    }
   return row
 
 
@@ -263,7 +276,34 @@ def rows_markdown(rows: list[dict]) -> str:
   else:
     across = f"{scores.mean():+.2f} bps"
   lines += ["", f"Across {len(rows)} run(s): {across}."]
+  sized = [r for r in rows if "by_size" in r]
+  if sized:
+    lines += ["", *by_size_markdown(sized)]
   return "\n".join(lines)
+
+
+def by_size_markdown(rows: list[dict]) -> list[str]:
+  """With costs on: each run's study score at each order size, then the runs' mean ± std."""
+  sizes = sorted({q for r in rows for q in r["by_size"]})
+  lines = [
+    "Study score by order size (size_study_score.csv; LEM minus best causal, paired) [95%]:",
+    "",
+    "| run | " + " | ".join(f"{100 * q:g}%" for q in sizes) + " |",
+    "|---|" + "---|" * len(sizes),
+  ]
+  for r in rows:
+    cells = [r["by_size"].get(q) for q in sizes]
+    text = [
+      "n/a" if c is None else f"{c['mean_bps']:+.2f} [{c['ci_lo']:+.2f}, {c['ci_hi']:+.2f}]"
+      for c in cells
+    ]
+    lines.append(f"| {r['run']} | " + " | ".join(text) + " |")
+  spread = []
+  for q in sizes:
+    v = np.array([r["by_size"][q]["mean_bps"] for r in rows if q in r["by_size"]])
+    spread.append(f"{v.mean():+.2f} ± {v.std(ddof=1):.2f}" if v.size > 1 else f"{v.mean():+.2f}")
+  lines.append("| mean ± std | " + " | ".join(spread) + " |")
+  return lines
 
 
 def show(result: dict, text: str, out: str = "") -> dict:

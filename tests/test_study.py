@@ -1,11 +1,13 @@
 """Tests for lemjax/study.py: paired comparison of candidates on the same orders."""
 
 import json
+import os
 
 import numpy as np
 import polars as pl
 import pytest
 
+from lemjax import size_report
 from lemjax import study
 
 N, S = 4, 8  # heads 0..N: min periods 1..N, then the fixed head (min period N)
@@ -168,6 +170,22 @@ def test_rows_read_each_runs_study_row_and_the_spread_of_seeds(tmp_path, capsys)
   out = study.main([f"--rows={a},{b}", f"--out={tmp_path / 'rows.json'}"])
   assert [r["score_bps"] for r in out["rows"]] == [1.5, -0.5]
   assert "Across 2 run(s)" in capsys.readouterr().out
+  assert "by_size" not in row and "Study score by order size" not in text
+  # With costs on, the study score at each order size, and its spread over runs.
+  for run, values in ((a, (-2.0, 3.0)), (b, (-1.0, 1.0))):
+    pl.DataFrame(
+      {
+        "size": [0.001, 0.2],
+        "lem_minus_best_causal_bps": values,
+        "ci_lo": [v - 1 for v in values],
+        "ci_hi": [v + 1 for v in values],
+      }
+    ).write_csv(os.path.join(run, "val_report", size_report.SCORE_FILE))
+  sized = [study.run_row(a), study.run_row(b)]
+  assert sized[0]["by_size"][0.2] == {"mean_bps": 3.0, "ci_lo": 2.0, "ci_hi": 4.0}
+  text = study.rows_markdown(sized)
+  assert "| run | 0.1% | 20% |" in text and "+3.00 [+2.00, +4.00]" in text
+  assert "| mean ± std | -1.50 ± 0.71 | +2.00 ± 1.41 |" in text
   with pytest.raises(ValueError, match="study_score.json does not exist"):
     study.run_row(str(tmp_path / "missing"))
   with pytest.raises(SystemExit):
