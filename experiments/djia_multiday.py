@@ -8,12 +8,12 @@ Data:  ../shared/data/djia_daily (Kaggle-style daily CSVs); without it, the embe
        equity-like market (the work directory then ends in _SYNTHETIC).
 Split: train 2006..2013, validation 2014..2015, test 2016..2017.
 Expect: on ../shared/data (default sizes, 3 seeds, 961 test orders in 31 start-time clusters,
-       VWAP, quantity; `make seeds EXP=djia_multiday SEEDS=3`) min period 1 improves on VWAP by
-       +25.7 ± 2.2 bps (buy) and +28.1 ± 1.0 (sell) with the served heads (eval.nested_heads;
-       mean ± std across seeds). LEM minus the best causal stopping baseline (chosen on
-       validation orders): +1.2 ± 2.2 (buy) and -5.1 ± 1.0 (sell); seed 0's clustered 95%
-       intervals +0.7 [-4.8, +6.4] and -6.1 [-9.5, -2.9]. At the fixed head the improvement's std
-       against VWAP is 28.0 bps (buy, seed 0; the volume-profile schedule: 31.2).
+       VWAP, quantity; README "Results", runs/djia_multiday_default_seed<i>) min period 1
+       improves on VWAP by +28.0 ± 2.4 bps (buy) and +29.1 ± 0.3 (sell) with the served heads
+       (eval.nested_heads; mean ± std across seeds). LEM minus the best causal stopping baseline
+       (chosen on validation orders): +3.6 ± 2.4 (buy) and -4.1 ± 0.3 (sell); seed 0's
+       clustered 95% intervals +4.1 [-0.7, +8.4] and -4.4 [-7.9, -0.4]. At the fixed head the
+       improvement's std against VWAP is 27.3 bps (buy, seed 0; the volume-profile schedule: 31.2).
 """
 
 from experiments import base
