@@ -110,14 +110,52 @@ def health_rows(health: pl.DataFrame, heads: str = "served") -> pl.DataFrame:
   return health.filter(pl.col("heads") == heads)
 
 
+def break_calibration(rows: pl.DataFrame, level: float = 0.95) -> dict:
+  """How many monotonicity breaks chance alone would flag, and which flags survive Holm.
+
+  A break is judged pair by pair (head k against head k + 1, each scenario) with an unadjusted
+  interval, so over the ~70-100 pairs of a report a model with no true gap anywhere still shows
+  some. Per tested pair (a nonzero interval: two served heads that differ), with the standard
+  error `se` implied by its clustered interval and a true gap of 0, the estimated gap is flagged
+  when it is below -max(tolerance, z * se); under a normal approximation that has probability
+  Phi(-max(tolerance, z * se) / se). Their sum is `chance_breaks`. `holm_breaks` counts the
+  flagged pairs whose one-sided p-value of "head k scores below head k + 1" Holm's step-down test
+  over the tested pairs still rejects at 1 - level.
+
+  Args:
+    rows: head_health rows of one set of heads (`health_rows(...)`).
+    level: the intervals' coverage (head_health's clustered 95% interval).
+
+  Returns:
+    {"tested_pairs", "chance_breaks", "holm_breaks"}.
+  """
+  pairs = rows.filter(
+    pl.col("minus_next_bps").is_not_nan() & (pl.col("minus_next_hi") > pl.col("minus_next_lo"))
+  )
+  if pairs.height == 0:
+    return {"tested_pairs": 0, "chance_breaks": 0.0, "holm_breaks": 0}
+  mean, lo, hi = (pairs[c].to_numpy() for c in ("minus_next_bps", "minus_next_lo", "minus_next_hi"))
+  z = scipy.stats.norm.ppf(0.5 + level / 2)
+  se = (hi - lo) / (2.0 * z)
+  chance = scipy.stats.norm.cdf(-np.maximum(MONOTONE_TOLERANCE_BPS, z * se) / se).sum()
+  below = holm_reject(_z_pvalue(-mean, -hi, -lo, level), alpha=1.0 - level)
+  return {
+    "tested_pairs": pairs.height,
+    "chance_breaks": float(chance),
+    "holm_breaks": int((below & pairs["monotonicity_break"].to_numpy()).sum()),
+  }
+
+
 def health_counts(rows: pl.DataFrame) -> dict:
-  """Collapsed cells, monotonicity breaks and the worst gap to the next larger minimum (bps;
-  None without one) among head_health rows, e.g. `health_rows(...)`."""
+  """Collapsed cells, monotonicity breaks, the worst gap to the next larger minimum (bps; None
+  without one) and the breaks' chance calibration (`break_calibration`) among head_health rows,
+  e.g. `health_rows(...)`."""
   worst = rows["minus_next_bps"].drop_nans().drop_nulls().min()
   return {
     "collapsed": int(rows["collapsed"].sum()),
     "breaks": int(rows["monotonicity_break"].sum()),
     "worst_minus_next_bps": None if worst is None else float(worst),
+    **break_calibration(rows),
   }
 
 

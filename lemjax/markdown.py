@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from lemjax import diagnostics
 from lemjax import scenarios
 
 SIGN_CONVENTION = (
@@ -210,6 +211,18 @@ def per_asset_table(frame: pl.DataFrame, k: int, s_buy: int, s_sell: int, strate
         cells.append(ci(r["mean_bps"], r["ci_lo"], r["ci_hi"]))
     rows.append([asset, a["n"][0]] + cells)
   return md_table(header, rows)
+
+
+def break_calibration_line(health: pl.DataFrame) -> str:
+  """One sentence: the monotonicity breaks flagged, those chance alone would flag and those
+  that survive Holm's correction (`diagnostics.break_calibration`)."""
+  c = diagnostics.health_counts(health)
+  return (
+    f"Monotonicity breaks flagged: {c['breaks']} of {c['tested_pairs']} tested neighbour pairs "
+    f"(pairs of differing heads); a model with no true gap would show {c['chance_breaks']:.2f} "
+    f"by chance alone (normal approximation from each pair's interval); breaks that survive "
+    f"Holm's correction over the pairs: {c['holm_breaks']}."
+  )
 
 
 def health_table(health: pl.DataFrame) -> str:

@@ -326,6 +326,8 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "",
     markdown.health_table(parts["health"].filter(pl.col("heads") == "served")),
     "",
+    markdown.break_calibration_line(parts["health"].filter(pl.col("heads") == "served")),
+    "",
   ]
   own = parts["health"].filter(pl.col("heads") == "own")
   if own.height:
@@ -338,6 +340,8 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
       "are served by a larger minimum. The trained heads themselves, before that choice:",
       "",
       markdown.health_table(own),
+      "",
+      markdown.break_calibration_line(own),
       "",
     ]
   for name, st in all_stats.items():

@@ -126,7 +126,15 @@ def headline_markdown(
 
 def health_markdown(health: dict) -> str:
   """Per seed: collapsed heads and monotonicity breaks (head_health.csv), served and own heads."""
-  header = ["seed", "heads", "collapsed", "monotonicity breaks", "worst head minus next (bps)"]
+  header = [
+    "seed",
+    "heads",
+    "collapsed",
+    "monotonicity breaks",
+    "breaks by chance alone (expected)",
+    "breaks after Holm",
+    "worst head minus next (bps)",
+  ]
   lines = [
     "## Head health per seed",
     "",
@@ -134,7 +142,10 @@ def health_markdown(health: dict) -> str:
     "head_health.csv: collapsed = ends under 5% of orders early where the best causal baseline "
     "ends at least 30%; a break = more than 3 bps below the next larger minimum with the "
     "clustered interval below 0. 'served' are the heads the report scores (eval.nested_heads); "
-    "'own' the trained heads before that choice.",
+    "'own' the trained heads before that choice. Each pair is judged on its own, so a model with "
+    "no true gap still shows breaks: 'by chance alone' is their expected number over the tested "
+    "pairs, from each pair's interval (diagnostics.break_calibration); 'after Holm' counts the "
+    "breaks that survive Holm's correction over those pairs.",
     "",
     "| " + " | ".join(header) + " |",
     "|" + "---|" * len(header),
@@ -148,6 +159,7 @@ def health_markdown(health: dict) -> str:
       worst = c["worst_minus_next_bps"]
       lines.append(
         f"| {seed} | {which} | {c['collapsed']} of {part.height} | {c['breaks']} | "
+        f"{c['chance_breaks']:.2f} of {c['tested_pairs']} pairs | {c['holm_breaks']} | "
         f"{'n/a' if worst is None else f'{worst:+.2f}'} |"
       )
   return "\n".join(lines) + "\n"

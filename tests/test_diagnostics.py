@@ -1,7 +1,9 @@
 """Head health, regimes and the null-test verdict (the pure parts; the leak test is in test_null_test)."""
 
 import numpy as np
+import polars as pl
 import pytest
+import scipy.stats
 
 from lemjax import diagnostics
 from lemjax import scenarios
@@ -103,3 +105,50 @@ def test_training_warning_names_heads_that_collapse_next_to_active_neighbours():
   assert set(zip(*np.nonzero(flags))) == {(1, 2), (1, 7)}
   lines = diagnostics.collapse_warnings(early)
   assert len(lines) == 2 and "head 1 (min period 2) buy/twap/quantity" in lines[0]
+
+
+def test_break_calibration_predicts_the_breaks_of_heads_without_a_true_gap():
+  # Every head draws from the same distribution: each flagged break is chance. Over many
+  # replications the flagged count should match break_calibration's expectation, which is
+  # four times smaller here than an interval-only rule (no 3 bps tolerance) would predict.
+  rng = np.random.default_rng(1)
+  flagged, expected = 0, 0.0
+  for rep in range(150):
+    group_B, shock = _orders(rng, n_groups=160, per_group=3)
+    imp = shock[:, None, None] + rng.normal(0, 18.0, (group_B.size, K, S))
+    frame = diagnostics.head_health(
+      imp, np.zeros_like(imp, bool), np.zeros((K, S)), group_B, block_length=1, n_boot=200, seed=rep
+    )
+    c = diagnostics.health_counts(frame)
+    assert c["tested_pairs"] == (N - 1) * S
+    flagged += c["breaks"]
+    expected += c["chance_breaks"]
+  assert 0.6 * expected <= flagged <= 1.5 * expected
+  assert expected > 12.0
+
+
+def test_holm_keeps_a_clear_break_and_drops_a_marginal_one_among_many_pairs():
+  def rows(extra):
+    base = [(0.0, -2.0, 2.0, False)] * 60 + [(0.0, 0.0, 0.0, False)] * 10  # 10 identical heads
+    data = base + extra
+    return pl.DataFrame(
+      {
+        "minus_next_bps": [m for m, _, _, _ in data],
+        "minus_next_lo": [lo for _, lo, _, _ in data],
+        "minus_next_hi": [hi for _, _, hi, _ in data],
+        "monotonicity_break": [b for _, _, _, b in data],
+        "collapsed": [False] * len(data),
+      }
+    )
+
+  clear = diagnostics.health_counts(rows([(-20.0, -25.0, -15.0, True)]))
+  marginal = diagnostics.health_counts(rows([(-3.5, -6.9, -0.1, True)]))
+  assert clear["tested_pairs"] == marginal["tested_pairs"] == 61
+  assert (clear["breaks"], clear["holm_breaks"]) == (1, 1)
+  assert (marginal["breaks"], marginal["holm_breaks"]) == (1, 0)
+  # 60 null pairs with se ~1.02: the 3 bps tolerance binds, probability Phi(-3 / se) each; the
+  # wide pair (se ~2.55) is flagged only beyond its interval, Phi(-1.96).
+  se = 4.0 / (2 * 1.959964)
+  assert clear["chance_breaks"] == pytest.approx(
+    60 * scipy.stats.norm.cdf(-3.0 / se) + 0.025, rel=1e-3
+  )

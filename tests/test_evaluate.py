@@ -16,10 +16,12 @@ from absl import flags
 
 from experiments import crypto_intraday
 from lemjax import config as config_lib
+from lemjax import diagnostics
 from lemjax import evaluate as evaluate_lib
 from lemjax import experiment as experiment_lib
 from lemjax import heads
 from lemjax import main as main_lib
+from lemjax import markdown
 from lemjax import objectives
 from lemjax import report as report_lib
 from lemjax import scenarios
@@ -125,6 +127,9 @@ def test_report_states_its_provenance_and_sign_convention(workdir):
   ):
     assert needle in text, needle
   assert text.count("## Table 1 - ") == len(evaluate_lib.STRATEGIES)
+  # The head-health section calibrates its breaks against chance, from head_health.csv.
+  served = diagnostics.health_rows(pl.read_csv(os.path.join(workdir, "head_health.csv")))
+  assert markdown.break_calibration_line(served) in text
   # The headline and every Table 1/2 state the sign convention.
   assert text.count(report_lib.SIGN_CONVENTION) >= text.count("## Table ") + 1
 

@@ -55,11 +55,14 @@ def _health(n_broken: int) -> pl.DataFrame:
   rows = []
   for which, broken in (("served", 0), ("own", n_broken)):
     for i, (head, scenario) in enumerate([(0, "a"), (0, "b"), (1, "a"), (1, "b")]):
+      gap = -5.0 - i if i < broken else (float("nan") if head == 1 else 1.0)
       rows.append(
         {
           "head": head,
           "scenario": scenario,
-          "minus_next_bps": -5.0 - i if i < broken else (float("nan") if head == 1 else 1.0),
+          "minus_next_bps": gap,
+          "minus_next_lo": gap - 2.0,
+          "minus_next_hi": gap + 2.0,
           "collapsed": which == "own" and i == 3,
           "monotonicity_break": i < broken,
           "heads": which,
@@ -106,8 +109,9 @@ def test_write_summary_reads_sibling_runs(tmp_path):
   assert "+1.50 ± 0.71 (+1.00, +2.00)" in text  # LEM, min period 1, buy
   assert "LEM minus uniform" in text and "+1.00 ± 0.71 (+0.50, +1.50)" in text
   assert "over 31 start-time groups" in text
-  assert "| 0 | served | 0 of 4 | 0 | +1.00 |" in text
-  assert "| 1 | own | 1 of 4 | 2 | -6.00 |" in text
+  # Two tested pairs per set; both of seed 1's own breaks lie ~5 standard errors below 0.
+  assert "| 0 | served | 0 of 4 | 0 | 0.00 of 2 pairs | 0 | +1.00 |" in text
+  assert "| 1 | own | 1 of 4 | 2 | 0.00 of 2 pairs | 2 | -6.00 |" in text
   # A strategy one seed has (PPO trained into seed 0's run) is named, not aggregated or lost.
   run0 = seeds.seed_workdir(base, 0)
   extra = _stats(9.0, 9.0).filter(pl.col("strategy") == "LEM").with_columns(strategy=pl.lit("PPO"))

@@ -137,6 +137,8 @@ def _write_run(path, score, buy, sell, minus_next, summary):
       "ended_early": [0.6, 0.02, 0.0, 0.5, 0.5, 0.0],
       "reference_early": [0.6, 0.5, 0.0, 0.6, 0.5, 0.0],
       "minus_next_bps": [minus_next, -1.0, float("nan"), -9.0, -9.0, float("nan")],
+      "minus_next_lo": [minus_next - 2, -3.0, float("nan"), -11.0, -11.0, float("nan")],
+      "minus_next_hi": [minus_next + 2, 1.0, float("nan"), -7.0, -7.0, float("nan")],
       "collapsed": [False, True, False, False, False, False],
       "monotonicity_break": [minus_next < -3, False, False, True, True, False],
       "heads": ["served"] * 3 + ["own"] * 3,
