@@ -101,6 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
   # there (collapsed heads, see lemjax/diagnostics.py). Validation always uses `mask_temperature`.
   loss.mask_temperature_start = 0.05
   loss.mask_anneal_steps = 500
+  loss.mask_rewarm_every = 0  # > 0: restart the anneal every this many steps (0: anneal once)
   loss.reference_compat = False  # the `lems` loss exactly (percent units, its 0.5-weight mask)
   loss.reference_alpha = 50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
 

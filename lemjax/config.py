@@ -65,6 +65,10 @@ class LossConfig:
   mask_anneal_steps: int = (
     500  # ... and reaches `mask_temperature` geometrically after this many steps
   )
+  mask_rewarm_every: int = (
+    0  # > 0: the anneal restarts every this many steps (a head stuck at the sharp window gets
+    # the warm window's gradient again); 0: one anneal
+  )
   reference_compat: bool = (
     False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)
   )

@@ -204,11 +204,15 @@ def improvement_bps(
 
 
 def mask_temperature(loss_config: LossConfig, step):
-  """Soft-window temperature of training step `step`: geometric from the start value to the final one."""
+  """Soft-window temperature of training step `step`: geometric from the start value to the final
+  one over `mask_anneal_steps`, restarting every `mask_rewarm_every` steps when that is > 0."""
   cfg = loss_config
   if cfg.mask_temperature_start <= 0 or cfg.mask_anneal_steps <= 0:
     return jnp.float32(cfg.mask_temperature)
-  frac = jnp.clip(jnp.asarray(step, jnp.float32) / cfg.mask_anneal_steps, 0.0, 1.0)
+  step = jnp.asarray(step, jnp.int32)
+  if cfg.mask_rewarm_every > 0:
+    step = step % cfg.mask_rewarm_every
+  frac = jnp.clip(step.astype(jnp.float32) / cfg.mask_anneal_steps, 0.0, 1.0)
   log_t = (1 - frac) * np.log(cfg.mask_temperature_start) + frac * np.log(cfg.mask_temperature)
   return jnp.exp(log_t)
 

@@ -147,6 +147,13 @@ def test_sharp_soft_window_has_no_gradient_towards_ending_early_until_annealed()
   temps = [float(objectives.mask_temperature(cfg, t)) for t in (0, 50, 100, 1000)]
   np.testing.assert_allclose(temps, [0.05, np.sqrt(0.05 * 2e-3), 2e-3, 2e-3], rtol=1e-5)
   assert float(objectives.mask_temperature(LossConfig(mask_anneal_steps=0), 0)) == np.float32(2e-3)
+  # Re-warming restarts the anneal every `mask_rewarm_every` steps, so a head stuck on the plateau
+  # gets the warm window's gradient again.
+  cycle = LossConfig(mask_temperature_start=0.05, mask_anneal_steps=100, mask_rewarm_every=300)
+  again = [float(objectives.mask_temperature(cycle, t)) for t in (0, 150, 299, 300, 350, 600)]
+  np.testing.assert_allclose(again, [0.05, 2e-3, 2e-3, 0.05, np.sqrt(0.05 * 2e-3), 0.05], rtol=1e-5)
+  rewarmed = objectives.mask_temperature(cycle, 300)
+  assert np.asarray(jax.grad(late_weight)(uniform, rewarmed))[0, N - 1, 0, 0] > 0.1
 
 
 def test_loss_variants_and_weights():
