@@ -138,7 +138,7 @@ def break_calibration(rows: pl.DataFrame, level: float = 0.95) -> dict:
   z = scipy.stats.norm.ppf(0.5 + level / 2)
   se = (hi - lo) / (2.0 * z)
   chance = scipy.stats.norm.cdf(-np.maximum(MONOTONE_TOLERANCE_BPS, z * se) / se).sum()
-  below = holm_reject(_z_pvalue(-mean, -hi, -lo, level), alpha=1.0 - level)
+  below = holm_reject(scipy.stats.norm.sf(-mean / se), alpha=1.0 - level)  # p of "k below k + 1"
   return {
     "tested_pairs": pairs.height,
     "chance_breaks": float(chance),

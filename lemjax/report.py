@@ -305,6 +305,7 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "",
   ]
   edges = parts["edges"]
+  served = diagnostics.health_rows(parts["health"], "served")
   lines += [
     f"## Regimes: min period 1 by lookback volatility tercile ({scen})",
     "",
@@ -324,12 +325,12 @@ def _markdown(ctx: Context, test, s_buy, s_sell, k_sel, parts: dict) -> str:
     "(flag: under 5% ended early while the reference ends at least 30%). All rows: "
     "head_health.csv.",
     "",
-    markdown.health_table(parts["health"].filter(pl.col("heads") == "served")),
+    markdown.health_table(served),
     "",
-    markdown.break_calibration_line(parts["health"].filter(pl.col("heads") == "served")),
+    markdown.break_calibration_line(served),
     "",
   ]
-  own = parts["health"].filter(pl.col("heads") == "own")
+  own = diagnostics.health_rows(parts["health"], "own")
   if own.height:
     head_map = np.asarray(parts["fitted"]["lem_head_map_KxS"])[:-1]
     rule = parts["fitted"]["lem_head_rule"]
