@@ -69,6 +69,9 @@ class LossConfig:
     0  # > 0: the anneal restarts every this many steps (a head stuck at the sharp window gets
     # the warm window's gradient again); 0: one anneal
   )
+  mask_rewarm_collapsed: bool = (
+    False  # restart the anneal of each cell the training warning names as collapsed (see train.py)
+  )
   reference_compat: bool = (
     False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)
   )

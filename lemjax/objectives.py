@@ -84,7 +84,8 @@ def window_mask(alloc_BxNxKxS, *, temperature: float | None = None):
   Args:
     alloc_BxNxKxS: allocations.
     temperature: None for the hard window (1 up to max(k, tau), else 0); otherwise bars after
-      the minimum period weigh 1 - exp(-remaining / temperature), exactly 0 once complete.
+      the minimum period weigh 1 - exp(-remaining / temperature), exactly 0 once complete (a
+      scalar, or [K, S] per head and scenario).
 
   Returns:
     w_BxNxKxS in [0, 1].
@@ -94,7 +95,8 @@ def window_mask(alloc_BxNxKxS, *, temperature: float | None = None):
   if temperature is None:
     active = (left > 0).astype(jnp.float32)
   else:
-    active = -jnp.expm1(-jnp.maximum(left, 0.0) / temperature)
+    t = temperature if jnp.ndim(temperature) == 0 else jnp.asarray(temperature)[None, None]
+    active = -jnp.expm1(-jnp.maximum(left, 0.0) / t)
   return req + (1.0 - req) * active
 
 
@@ -203,13 +205,17 @@ def improvement_bps(
 # ----------------------------------------------------------------------------- training loss
 
 
-def mask_temperature(loss_config: LossConfig, step):
+def mask_temperature(loss_config: LossConfig, step, anneal_start=0):
   """Soft-window temperature of training step `step`: geometric from the start value to the final
-  one over `mask_anneal_steps`, restarting every `mask_rewarm_every` steps when that is > 0."""
+  one over `mask_anneal_steps`, restarting every `mask_rewarm_every` steps when that is > 0.
+
+  anneal_start: the step each anneal began (an int or an int array, e.g. [K, S] per head and
+  scenario, where a collapsed cell's anneal was restarted); the result has its shape.
+  """
   cfg = loss_config
   if cfg.mask_temperature_start <= 0 or cfg.mask_anneal_steps <= 0:
-    return jnp.float32(cfg.mask_temperature)
-  step = jnp.asarray(step, jnp.int32)
+    return jnp.full(jnp.shape(anneal_start), cfg.mask_temperature, jnp.float32)
+  step = jnp.asarray(step, jnp.int32) - jnp.asarray(anneal_start, jnp.int32)
   if cfg.mask_rewarm_every > 0:
     step = step % cfg.mask_rewarm_every
   frac = jnp.clip(step.astype(jnp.float32) / cfg.mask_anneal_steps, 0.0, 1.0)
@@ -232,7 +238,7 @@ def lem_loss(
     prices_BxN: fill prices divided by the arrival price.
     volumes_BxN: market volumes.
     loss_config: weights, per-side variant, soft-window temperature, reference_compat.
-    temperature: soft-window temperature (a scalar, may be traced); None uses
+    temperature: soft-window temperature (a scalar or [K, S], may be traced); None uses
       `loss_config.mask_temperature`.
     fill_prices: optional [B, N, K, S] child fill prices net of costs (lemjax/costs.py, a
       function of the allocations, so the loss sees the cost of every schedule); the benchmark

@@ -20,10 +20,12 @@ from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
 from lemjax import costs as costs_lib
 from lemjax import data as data_lib
+from lemjax import diagnostics
 from lemjax import experiment
 from lemjax import lookahead
 from lemjax import model as model_lib
 from lemjax import objectives
+from lemjax import scenarios
 from lemjax import sharding
 from lemjax import validation
 from lemjax import workdir as workdir_lib
@@ -48,6 +50,10 @@ class TrainState:
     pytree_node=False, default=config_lib.CostConfig()
   )
   size_input: bool = flax.struct.field(pytree_node=False, default=False)  # the model reads sizes
+  # int32 [K, S]: the step each head x scenario cell's soft-window anneal began, when
+  # `loss_config.mask_rewarm_collapsed` restarts collapsed cells' anneals (`rewarm_collapsed`);
+  # None: one anneal for every cell (the scalar schedule).
+  anneal_start: jax.Array | None = None
 
   def arrays(self) -> dict:
     """The checkpointed part of the state."""
@@ -118,7 +124,32 @@ def create_train_state(
     r_max_range=tuple(train_config.r_max_range),
     costs=costs or config_lib.CostConfig(),
     size_input=model_config.allocator.size_input,
+    anneal_start=(
+      jnp.zeros((model_config.n_ahead + 1, scenarios.NUM_SCENARIOS), jnp.int32)
+      if loss_config.mask_rewarm_collapsed
+      else None
+    ),
   )
+
+
+def rewarm_collapsed(
+  anneal_start_KxS, early_KxS, step: int, loss_config: config_lib.LossConfig, last_step: int
+) -> np.ndarray:
+  """The anneal starts after the validation at `step` (`loss.mask_rewarm_collapsed`).
+
+  A cell that ends almost no validation order early next to a min period that ends many
+  (`diagnostics.collapsed_against_neighbours`, the training warning) sits on the sharp window's
+  plateau, where ending early earns no gradient. Its anneal restarts at `step`, so it gets the
+  warm window's gradient again, if its previous anneal has finished and the new one can finish by
+  `last_step`; every other cell keeps its temperature.
+  """
+  start = np.array(anneal_start_KxS, np.int32)
+  anneal = loss_config.mask_anneal_steps
+  if anneal <= 0 or loss_config.mask_temperature_start <= 0 or step + anneal > last_step:
+    return start
+  due = diagnostics.collapsed_against_neighbours(early_KxS) & (step - start >= anneal)
+  start[due] = step
+  return start
 
 
 # --- Steps ----------------------------------------------------------------------------------------
@@ -177,7 +208,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
     state.r_max_range,
   )
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
-  temperature = objectives.mask_temperature(state.loss_config, state.step)
+  anneal_start = 0 if state.anneal_start is None else state.anneal_start
+  temperature = objectives.mask_temperature(state.loss_config, state.step, anneal_start)
   (loss, (aux, _, _)), grads = grad_fn(
     state.params, state, batch, r_min_B, r_max_B, {"dropout": k_dropout}, temperature
   )
@@ -186,9 +218,11 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   metrics = {
     "loss": loss,
     "grad_norm": optax.tree.norm(grads),
-    "mask_temperature": temperature,
+    "mask_temperature": jnp.max(temperature),  # the warmest cell's
     **{k: v for k, v in aux.items() if jnp.ndim(v) == 0},
   }
+  if state.anneal_start is not None:
+    metrics["rewarmed_cells"] = jnp.sum(state.anneal_start > 0)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
@@ -243,6 +277,24 @@ def _flush(
   return mean
 
 
+def _rewarm(state: TrainState, val: dict, step: int, last_step: int) -> TrainState:
+  """`state` with the collapsed cells' anneals restarted at `step` (`rewarm_collapsed`)."""
+  if state.anneal_start is None:
+    return state
+  old = np.asarray(state.anneal_start)
+  start = rewarm_collapsed(old, val["early_KxS"], step, state.loss_config, last_step)
+  cells = np.argwhere(start != old)
+  if not cells.size:
+    return state
+  names = ", ".join(
+    f"head {k} (min period {k + 1}) {scenarios.scenario_name(int(s))}" for k, s in cells
+  )
+  logging.warning(
+    "step %d: restarting the soft-window anneal of %d cells: %s", step, len(cells), names
+  )
+  return state.replace(anneal_start=jax.device_put(start, state.anneal_start.sharding))
+
+
 def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Array):
   """(state, rng, meta) from the latest checkpoint, or None when the work directory has none."""
   target = {**state.arrays(), "rng": rng}
@@ -253,6 +305,8 @@ def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Ar
   # Rebuild with the target's tree structure (optax states are named tuples).
   arrays = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(arrays))
   state = state.replace(step=arrays["step"], params=arrays["params"], opt_state=arrays["opt_state"])
+  if state.anneal_start is not None and "anneal_start" in meta:
+    state = state.replace(anneal_start=jnp.asarray(meta["anneal_start"], jnp.int32))
   return state, arrays["rng"], meta
 
 
@@ -396,7 +450,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
         pending, first, tick = [], step, time.perf_counter()
       if validate_now:
         val = validation.validate(state, val_batches, eval_fn)
-        writer.write(step, "val", validation.val_record(val))
+        state = _rewarm(state, val, step, tcfg.steps)
+        record = validation.val_record(val)
+        if state.anneal_start is not None:
+          record["anneal_start_KxS"] = np.asarray(state.anneal_start)
+        writer.write(step, "val", record)
         validation.log_collapsed_heads(step, val)
         if not math.isfinite(val["loss"]):
           raise FloatingPointError(
@@ -416,6 +474,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           "step": step,
           "val": {k: v for k, v in val.items() if np.ndim(v) == 0},
         }
+        if state.anneal_start is not None:
+          saved["anneal_start"] = np.asarray(state.anneal_start).tolist()
         arrays = {**state.arrays(), "rng": rng}
         if improved:
           checkpointer.save(step, arrays, saved, best=True)

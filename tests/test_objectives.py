@@ -147,6 +147,11 @@ def test_sharp_soft_window_has_no_gradient_towards_ending_early_until_annealed()
   temps = [float(objectives.mask_temperature(cfg, t)) for t in (0, 50, 100, 1000)]
   np.testing.assert_allclose(temps, [0.05, np.sqrt(0.05 * 2e-3), 2e-3, 2e-3], rtol=1e-5)
   assert float(objectives.mask_temperature(LossConfig(mask_anneal_steps=0), 0)) == np.float32(2e-3)
+  # Per-cell anneal starts (a collapsed cell restarted at step 100) give per-cell temperatures.
+  per_cell = objectives.mask_temperature(cfg, 150, np.array([[0, 100]]))
+  np.testing.assert_allclose(np.asarray(per_cell), [[2e-3, np.sqrt(0.05 * 2e-3)]], rtol=1e-5)
+  flat = objectives.mask_temperature(LossConfig(mask_anneal_steps=0), 150, np.zeros((2, 3), int))
+  assert flat.shape == (2, 3)
   # Re-warming restarts the anneal every `mask_rewarm_every` steps, so a head stuck on the plateau
   # gets the warm window's gradient again.
   cycle = LossConfig(mask_temperature_start=0.05, mask_anneal_steps=100, mask_rewarm_every=300)

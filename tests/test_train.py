@@ -1,6 +1,7 @@
 """Tests of training: schedule, order terms, the jitted step, resume equality, NaN stop, golden loss."""
 
 import copy
+import dataclasses
 import json
 import os
 
@@ -11,8 +12,10 @@ import pytest
 from experiments import crypto_intraday
 from lemjax import checkpoint as ckpt_lib
 from lemjax import config as config_lib
+from lemjax import diagnostics
 from lemjax import experiment
 from lemjax import model as model_lib
+from lemjax import objectives
 from lemjax import train as train_lib
 from lemjax import validation
 from lemjax import workdir as workdir_lib
@@ -213,3 +216,93 @@ def test_golden_loss_after_one_step():
 # the step is a validation loss at the sharp temperature, and the first step's learning rate is 0
 # (warm-up), so it is unchanged.
 GOLDEN = (0.703702449798584, 0.7039006948471069)
+
+
+def test_rewarm_collapsed_restarts_only_named_cells_whose_anneal_ended():
+  loss = config_lib.LossConfig(mask_temperature_start=0.05, mask_anneal_steps=100)
+  early = np.full((6, 8), 0.5)
+  early[1, 2] = 0.0  # collapsed: its neighbours (min periods 1 and 3) end half of the orders early
+  early[3, 4] = 0.01  # collapsed too
+  start = np.zeros((6, 8), np.int32)
+  start[3, 4] = 150  # ... but its anneal, restarted at step 150, runs until step 250
+  out = train_lib.rewarm_collapsed(start, early, 200, loss, last_step=1000)
+  expected = start.copy()
+  expected[1, 2] = 200
+  np.testing.assert_array_equal(out, expected)
+  assert start[1, 2] == 0  # the input is not modified
+  # No restart that cannot finish before the last step, nor without an anneal.
+  np.testing.assert_array_equal(train_lib.rewarm_collapsed(start, early, 950, loss, 1000), start)
+  flat = config_lib.LossConfig(mask_anneal_steps=0)
+  np.testing.assert_array_equal(train_lib.rewarm_collapsed(start, early, 200, flat, 1000), start)
+
+
+def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
+  """The option's [K, S] temperatures equal the scalar schedule bit for bit until a cell restarts,
+  so a run in which no head collapses is the default run; a restarted cell's loss changes."""
+  config = smoke_config()
+  train_ds, _, _, _, _ = experiment.load_data(config)
+  cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  batch = model_lib.model_batch(train_ds.batch(Sampler(train_ds.num_windows, 16, 0).next_indices()))
+
+  def two_steps(loss_config, anneal_start=None):
+    state = train_lib.create_train_state(
+      jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], loss_config
+    )
+    if anneal_start is not None:
+      state = state.replace(anneal_start=anneal_start)
+    state, rng = jax.device_put((state, jax.random.PRNGKey(1)), jax.devices()[0])
+    losses = []
+    for _ in range(2):
+      state, metrics = train_lib.train_step(state, copy.deepcopy(batch), rng)
+      losses.append(float(metrics["loss"]))
+    return state, losses, metrics
+
+  default, default_losses, _ = two_steps(cfgs["loss"])
+  option = dataclasses.replace(cfgs["loss"], mask_rewarm_collapsed=True)
+  same, same_losses, metrics = two_steps(option)
+  assert same.anneal_start.shape == (config.model.n_ahead + 1, 8)
+  assert same_losses == default_losses and int(metrics["rewarmed_cells"]) == 0
+  jax.tree.map(np.testing.assert_array_equal, default.params, same.params)
+  restarted = np.zeros((config.model.n_ahead + 1, 8), np.int32)
+  restarted[0, 0] = 1  # cell (0, 0) restarted at step 1: warmer than the rest from then on
+  _, losses, metrics = two_steps(option, restarted)
+  assert losses[0] == default_losses[0] and losses[1] != default_losses[1]
+  assert int(metrics["rewarmed_cells"]) == 1
+  warm = objectives.mask_temperature(option, 1, 1)
+  assert (
+    float(metrics["mask_temperature"])
+    == float(warm)
+    > float(objectives.mask_temperature(option, 1))
+  )
+
+
+def test_restarted_anneals_are_logged_checkpointed_and_resumed_exactly(tmp_path, monkeypatch):
+  """Head 0 x scenario 0 is named collapsed at every validation (steps 8, 16, 24; anneals of 8
+  steps): its anneal restarts at 8 and 16, not at 24 (it could not finish); a run killed after
+  step 12 resumes from step 8's checkpoint with that restart and ends identical."""
+
+  def named(early_KxS):
+    out = np.zeros(np.shape(early_KxS), bool)
+    out[0, 0] = True
+    return out
+
+  monkeypatch.setattr(diagnostics, "collapsed_against_neighbours", named)
+  config = smoke_config()
+  config.loss.mask_rewarm_collapsed = True
+  full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+  train_lib.train_and_evaluate(config, full)
+  stopped = copy.deepcopy(config)
+  stopped.train.stop_after = 12
+  train_lib.train_and_evaluate(stopped, killed)
+  train_lib.train_and_evaluate(config, killed)
+  records = _train_records(full)
+  starts = {r["step"]: np.asarray(r["anneal_start_KxS"]) for r in records if r["split"] == "val"}
+  assert [int(s[0, 0]) for s in starts.values()] == [8, 16, 16]
+  assert all(int(s.sum()) == int(s[0, 0]) for s in starts.values())  # no other cell restarted
+  rewarmed = [r["rewarmed_cells"] for r in records if r["split"] == "train"]
+  assert rewarmed[:2] == [0, 0] and rewarmed[2:] == [1] * (len(rewarmed) - 2)
+  full_arrays, meta = _latest(full)
+  assert meta["anneal_start"][0][0] == 16
+  resumed_arrays, _ = _latest(killed)
+  jax.tree.map(np.testing.assert_array_equal, full_arrays["params"], resumed_arrays["params"])
+  assert _train_records(killed) == records
