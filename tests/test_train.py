@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import functools
 import json
 import os
 
@@ -237,8 +238,9 @@ def test_rewarm_collapsed_restarts_only_named_cells_whose_anneal_ended():
 
 
 def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
-  """The option's [K, S] temperatures equal the scalar schedule bit for bit until a cell restarts,
-  so a run in which no head collapses is the default run; a restarted cell's loss changes."""
+  """The option's [K, S] temperatures equal the scalar schedule until a cell restarts, so the
+  steps are the default's (bit for bit at these sizes; XLA may fuse larger models differently,
+  within float rounding); a restarted cell's loss changes."""
   config = smoke_config()
   train_ds, _, _, _, _ = experiment.load_data(config)
   cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
@@ -261,12 +263,16 @@ def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
   option = dataclasses.replace(cfgs["loss"], mask_rewarm_collapsed=True)
   same, same_losses, metrics = two_steps(option)
   assert same.anneal_start.shape == (config.model.n_ahead + 1, 8)
-  assert same_losses == default_losses and int(metrics["rewarmed_cells"]) == 0
-  jax.tree.map(np.testing.assert_array_equal, default.params, same.params)
+  np.testing.assert_allclose(same_losses, default_losses, rtol=1e-6)
+  assert int(metrics["rewarmed_cells"]) == 0
+  jax.tree.map(
+    functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7), default.params, same.params
+  )
   restarted = np.zeros((config.model.n_ahead + 1, 8), np.int32)
   restarted[0, 0] = 1  # cell (0, 0) restarted at step 1: warmer than the rest from then on
   _, losses, metrics = two_steps(option, restarted)
-  assert losses[0] == default_losses[0] and losses[1] != default_losses[1]
+  np.testing.assert_allclose(losses[0], default_losses[0], rtol=1e-6)
+  assert abs(losses[1] - default_losses[1]) > 1e-5
   assert int(metrics["rewarmed_cells"]) == 1
   warm = objectives.mask_temperature(option, 1, 1)
   assert (
