@@ -455,7 +455,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if state.anneal_start is not None:
           record["anneal_start_KxS"] = np.asarray(state.anneal_start)
         writer.write(step, "val", record)
-        validation.log_collapsed_heads(step, val)
+        validation.log_collapsed_heads(step, val, rewarming=state.anneal_start is not None)
         if not math.isfinite(val["loss"]):
           raise FloatingPointError(
             f"non-finite validation loss at step {step}; the last good "

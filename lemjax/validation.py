@@ -106,11 +106,17 @@ def validate(state, batches: list, eval_fn: Callable) -> dict:
   return {k: float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
 
 
-def log_collapsed_heads(step: int, val: dict) -> list[str]:
-  """Warns about every flexible head that stopped using the end-date option (lemjax/diagnostics.py)."""
+def log_collapsed_heads(step: int, val: dict, rewarming: bool = False) -> list[str]:
+  """Warns about every flexible head that stopped using the end-date option (lemjax/diagnostics.py),
+  pointing to `loss.mask_rewarm_collapsed` unless `rewarming` says it is on."""
   lines = diagnostics.collapse_warnings(val["early_KxS"])
   if lines:
-    logging.warning("step %d: %d collapsed heads:\n  %s", step, len(lines), "\n  ".join(lines))
+    hint = (
+      "" if rewarming else "\n  (--config.loss.mask_rewarm_collapsed=True restarts their anneal)"
+    )
+    logging.warning(
+      "step %d: %d collapsed heads:\n  %s%s", step, len(lines), "\n  ".join(lines), hint
+    )
   return lines
 
 

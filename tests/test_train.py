@@ -312,3 +312,15 @@ def test_restarted_anneals_are_logged_checkpointed_and_resumed_exactly(tmp_path,
   resumed_arrays, _ = _latest(killed)
   jax.tree.map(np.testing.assert_array_equal, full_arrays["params"], resumed_arrays["params"])
   assert _train_records(killed) == records
+
+
+def test_collapse_warning_names_the_cell_and_points_to_the_restart(caplog):
+  early = np.full((6, 8), 0.5)
+  early[1, 2] = 0.0
+  with caplog.at_level("WARNING"):
+    lines = validation.log_collapsed_heads(500, {"early_KxS": early})
+    validation.log_collapsed_heads(750, {"early_KxS": early}, rewarming=True)
+  assert len(lines) == 1 and "head 1 (min period 2) buy/twap/quantity" in lines[0]
+  first, second = (r.getMessage() for r in caplog.records)
+  assert "mask_rewarm_collapsed=True" in first and "mask_rewarm_collapsed" not in second
+  assert "step 750" in second and lines[0] in second
