@@ -50,9 +50,10 @@ class TrainState:
     pytree_node=False, default=config_lib.CostConfig()
   )
   size_input: bool = flax.struct.field(pytree_node=False, default=False)  # the model reads sizes
-  # int32 [K, S]: the step each head x scenario cell's soft-window anneal began, when
-  # `loss_config.mask_rewarm_collapsed` restarts collapsed cells' anneals (`rewarm_collapsed`);
-  # None: one anneal for every cell (the scalar schedule).
+  # int32 [K, S]: the step each head x scenario cell's soft-window anneal began, once
+  # `loss_config.mask_rewarm_collapsed` has restarted a collapsed cell's anneal (`rewarm_collapsed`);
+  # None until then: one anneal for every cell, the scalar schedule, so that a run in which no
+  # cell restarts is the default run bit for bit (XLA fuses a [K, S] temperature differently).
   anneal_start: jax.Array | None = None
 
   def arrays(self) -> dict:
@@ -124,11 +125,6 @@ def create_train_state(
     r_max_range=tuple(train_config.r_max_range),
     costs=costs or config_lib.CostConfig(),
     size_input=model_config.allocator.size_input,
-    anneal_start=(
-      jnp.zeros((model_config.n_ahead + 1, scenarios.NUM_SCENARIOS), jnp.int32)
-      if loss_config.mask_rewarm_collapsed
-      else None
-    ),
   )
 
 
@@ -277,22 +273,25 @@ def _flush(
   return mean
 
 
-def _rewarm(state: TrainState, val: dict, step: int, last_step: int) -> TrainState:
-  """`state` with the collapsed cells' anneals restarted at `step` (`rewarm_collapsed`)."""
-  if state.anneal_start is None:
-    return state
-  old = np.asarray(state.anneal_start)
-  start = rewarm_collapsed(old, val["early_KxS"], step, state.loss_config, last_step)
-  cells = np.argwhere(start != old)
-  if not cells.size:
-    return state
-  names = ", ".join(
-    f"head {k} (min period {k + 1}) {scenarios.scenario_name(int(s))}" for k, s in cells
-  )
-  logging.warning(
-    "step %d: restarting the soft-window anneal of %d cells: %s", step, len(cells), names
-  )
-  return state.replace(anneal_start=jax.device_put(start, state.anneal_start.sharding))
+def _rewarm(start_KxS: np.ndarray, val: dict, step: int, loss_config, last_step: int) -> np.ndarray:
+  """`rewarm_collapsed`, logging the cells it restarts."""
+  start = rewarm_collapsed(start_KxS, val["early_KxS"], step, loss_config, last_step)
+  cells = np.argwhere(start != start_KxS)
+  if cells.size:
+    names = ", ".join(
+      f"head {k} (min period {k + 1}) {scenarios.scenario_name(int(s))}" for k, s in cells
+    )
+    logging.warning(
+      "step %d: restarting the soft-window anneal of %d cells: %s", step, len(cells), names
+    )
+  return start
+
+
+def with_anneal_start(state: TrainState, start_KxS: np.ndarray | None) -> TrainState:
+  """`state` with the anneal starts as an array once a cell has restarted, else None."""
+  if start_KxS is None or not np.any(start_KxS):
+    return state.replace(anneal_start=None)
+  return state.replace(anneal_start=jnp.asarray(start_KxS, jnp.int32))
 
 
 def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Array):
@@ -305,8 +304,6 @@ def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Ar
   # Rebuild with the target's tree structure (optax states are named tuples).
   arrays = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(arrays))
   state = state.replace(step=arrays["step"], params=arrays["params"], opt_state=arrays["opt_state"])
-  if state.anneal_start is not None and "anneal_start" in meta:
-    state = state.replace(anneal_start=jnp.asarray(meta["anneal_start"], jnp.int32))
   return state, arrays["rng"], meta
 
 
@@ -392,10 +389,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if mesh.size > 1:  # first, so that a checkpoint is restored straight into the mesh layout
     state, rng, _ = place_state(state, rng, mesh, mesh_cfg)
   restored = _restore(checkpointer, state, rng)
+  # Host copy of the anneal starts per cell (`loss.mask_rewarm_collapsed`), None when off.
+  anneal_start = None
+  if cfgs["loss"].mask_rewarm_collapsed:
+    anneal_start = np.zeros((mcfg.n_ahead + 1, scenarios.NUM_SCENARIOS), np.int32)
   if restored is not None:
     state, rng, saved = restored
     sampler.restore(saved["sampler"])
     meta.update({k: saved[k] for k in meta})
+    if anneal_start is not None and "anneal_start" in saved:
+      anneal_start = np.asarray(saved["anneal_start"], np.int32)
+      state = with_anneal_start(state, anneal_start)
     logging.info("resumed from step %d in %s", int(state.step), checkpointer.root)
   state, rng, state_shardings = place_state(state, rng, mesh, mesh_cfg)
   step = int(state.step)
@@ -450,12 +454,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
         pending, first, tick = [], step, time.perf_counter()
       if validate_now:
         val = validation.validate(state, val_batches, eval_fn)
-        state = _rewarm(state, val, step, tcfg.steps)
         record = validation.val_record(val)
-        if state.anneal_start is not None:
-          record["anneal_start_KxS"] = np.asarray(state.anneal_start)
+        if anneal_start is not None:
+          restarted = _rewarm(anneal_start, val, step, state.loss_config, tcfg.steps)
+          if np.any(restarted != anneal_start):  # the state changes shape once: place it again
+            state = with_anneal_start(state, restarted)
+            state, rng, state_shardings = place_state(state, rng, mesh, mesh_cfg)
+            if mesh.size > 1:
+              step_fn = sharding.jit_sharded_step(train_step, state_shardings, mesh)
+          anneal_start = record["anneal_start_KxS"] = restarted
         writer.write(step, "val", record)
-        validation.log_collapsed_heads(step, val, rewarming=state.anneal_start is not None)
+        validation.log_collapsed_heads(step, val, rewarming=anneal_start is not None)
         if not math.isfinite(val["loss"]):
           raise FloatingPointError(
             f"non-finite validation loss at step {step}; the last good "
@@ -474,8 +483,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           "step": step,
           "val": {k: v for k, v in val.items() if np.ndim(v) == 0},
         }
-        if state.anneal_start is not None:
-          saved["anneal_start"] = np.asarray(state.anneal_start).tolist()
+        if anneal_start is not None:
+          saved["anneal_start"] = anneal_start.tolist()
         arrays = {**state.arrays(), "rng": rng}
         if improved:
           checkpointer.save(step, arrays, saved, best=True)

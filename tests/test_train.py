@@ -261,8 +261,10 @@ def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
 
   default, default_losses, _ = two_steps(cfgs["loss"])
   option = dataclasses.replace(cfgs["loss"], mask_rewarm_collapsed=True)
-  same, same_losses, metrics = two_steps(option)
-  assert same.anneal_start.shape == (config.model.n_ahead + 1, 8)
+  fresh = train_lib.create_train_state(jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], option)
+  assert fresh.anneal_start is None  # the scalar schedule until a cell restarts
+  none_yet = np.zeros((config.model.n_ahead + 1, 8), np.int32)
+  same, same_losses, metrics = two_steps(option, none_yet)
   np.testing.assert_allclose(same_losses, default_losses, rtol=1e-6)
   assert int(metrics["rewarmed_cells"]) == 0
   jax.tree.map(
@@ -305,7 +307,7 @@ def test_restarted_anneals_are_logged_checkpointed_and_resumed_exactly(tmp_path,
   starts = {r["step"]: np.asarray(r["anneal_start_KxS"]) for r in records if r["split"] == "val"}
   assert [int(s[0, 0]) for s in starts.values()] == [8, 16, 16]
   assert all(int(s.sum()) == int(s[0, 0]) for s in starts.values())  # no other cell restarted
-  rewarmed = [r["rewarmed_cells"] for r in records if r["split"] == "train"]
+  rewarmed = [r.get("rewarmed_cells", 0) for r in records if r["split"] == "train"]
   assert rewarmed[:2] == [0, 0] and rewarmed[2:] == [1] * (len(rewarmed) - 2)
   full_arrays, meta = _latest(full)
   assert meta["anneal_start"][0][0] == 16
@@ -324,3 +326,20 @@ def test_collapse_warning_names_the_cell_and_points_to_the_restart(caplog):
   first, second = (r.getMessage() for r in caplog.records)
   assert "mask_rewarm_collapsed=True" in first and "mask_rewarm_collapsed" not in second
   assert "step 750" in second and lines[0] in second
+
+
+def test_a_run_in_which_no_cell_restarts_is_the_default_run_bit_for_bit(
+  runs, tmp_path, monkeypatch
+):
+  monkeypatch.setattr(diagnostics, "collapsed_against_neighbours", lambda e: np.zeros_like(e, bool))
+  config = smoke_config()
+  config.loss.mask_rewarm_collapsed = True
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  records = _train_records(str(tmp_path))
+  for r in records:
+    if r["split"] == "val":
+      assert not np.any(r.pop("anneal_start_KxS"))
+  assert records == _train_records(runs["full"])
+  option, _ = _latest(str(tmp_path))
+  default, _ = _latest(runs["full"])
+  jax.tree.map(np.testing.assert_array_equal, default["params"], option["params"])
