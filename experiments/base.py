@@ -104,7 +104,7 @@ def get_config() -> ml_collections.ConfigDict:
   loss.mask_rewarm_every = 0  # > 0: restart the anneal every this many steps (0: anneal once)
   # At a validation, a head x scenario cell that the training warning names as collapsed (it ends
   # < 5% of orders early beside a min period that ends >= 30%) restarts its own anneal there.
-  loss.mask_rewarm_collapsed = False
+  loss.mask_rewarm_collapsed = True
   loss.reference_compat = False  # the `lems` loss exactly (percent units, its 0.5-weight mask)
   loss.reference_alpha = 50.0  # sharpness of the `lems` sigmoid window mask (reference_compat only)
 

@@ -70,7 +70,7 @@ class LossConfig:
     # the warm window's gradient again); 0: one anneal
   )
   mask_rewarm_collapsed: bool = (
-    False  # restart the anneal of each cell the training warning names as collapsed (see train.py)
+    True  # restart the anneal of each cell the training warning names as collapsed (see train.py)
   )
   reference_compat: bool = (
     False  # reproduce the `lems` loss exactly (percent, its masks, 0.5-weight soft mask)

@@ -328,18 +328,19 @@ def test_collapse_warning_names_the_cell_and_points_to_the_restart(caplog):
   assert "step 750" in second and lines[0] in second
 
 
-def test_a_run_in_which_no_cell_restarts_is_the_default_run_bit_for_bit(
-  runs, tmp_path, monkeypatch
-):
+def test_a_run_in_which_no_cell_restarts_is_the_run_without_the_option(tmp_path, monkeypatch):
   monkeypatch.setattr(diagnostics, "collapsed_against_neighbours", lambda e: np.zeros_like(e, bool))
+  on, off = str(tmp_path / "on"), str(tmp_path / "off")
   config = smoke_config()
   config.loss.mask_rewarm_collapsed = True
-  train_lib.train_and_evaluate(config, str(tmp_path))
-  records = _train_records(str(tmp_path))
+  train_lib.train_and_evaluate(config, on)
+  config.loss.mask_rewarm_collapsed = False
+  train_lib.train_and_evaluate(config, off)
+  records = _train_records(on)
   for r in records:
     if r["split"] == "val":
       assert not np.any(r.pop("anneal_start_KxS"))
-  assert records == _train_records(runs["full"])
-  option, _ = _latest(str(tmp_path))
-  default, _ = _latest(runs["full"])
-  jax.tree.map(np.testing.assert_array_equal, default["params"], option["params"])
+  assert records == _train_records(off)
+  with_option, _ = _latest(on)
+  without, _ = _latest(off)
+  jax.tree.map(np.testing.assert_array_equal, without["params"], with_option["params"])
