@@ -255,7 +255,7 @@ def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
     state, rng = jax.device_put((state, jax.random.PRNGKey(1)), jax.devices()[0])
     losses = []
     for _ in range(2):
-      state, metrics = train_lib.train_step(state, copy.deepcopy(batch), rng)
+      state, metrics = train_lib.train_step_jit(state, copy.deepcopy(batch), rng)
       losses.append(float(metrics["loss"]))
     return state, losses, metrics
 
@@ -268,7 +268,7 @@ def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
   np.testing.assert_allclose(same_losses, default_losses, rtol=1e-6)
   assert int(metrics["rewarmed_cells"]) == 0
   jax.tree.map(
-    functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7), default.params, same.params
+    functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), default.params, same.params
   )
   restarted = np.zeros((config.model.n_ahead + 1, 8), np.int32)
   restarted[:-1] = 1  # the flexible cells restarted at step 1: warmer than the fixed head's
