@@ -287,9 +287,9 @@ def _rewarm(start_KxS: np.ndarray, val: dict, step: int, loss_config, last_step:
   return start
 
 
-def with_anneal_start(state: TrainState, start_KxS: np.ndarray | None) -> TrainState:
+def with_anneal_start(state: TrainState, start_KxS: np.ndarray) -> TrainState:
   """`state` with the anneal starts as an array once a cell has restarted, else None."""
-  if start_KxS is None or not np.any(start_KxS):
+  if not np.any(start_KxS):
     return state.replace(anneal_start=None)
   return state.replace(anneal_start=jnp.asarray(start_KxS, jnp.int32))
 

@@ -31,6 +31,14 @@ def smoke_config(**train):
   return config
 
 
+def _train_data(config):
+  """The training split and the resolved config dataclasses of `config`."""
+  train_ds, _, _, _, _ = experiment.load_data(config)
+  return train_ds, experiment.resolve_configs(
+    config, train_ds.batch(np.arange(1))["inputs"].shape[-1]
+  )
+
+
 def _latest(workdir):
   """(arrays, meta) of the latest checkpoint, restored without a template."""
   checkpointer = ckpt_lib.Checkpointer(workdir)
@@ -120,8 +128,7 @@ def test_interrupted_run_resumes_to_identical_parameters(runs):
 def test_no_recompilation_across_steps_and_runs(runs):
   assert runs["compiled"] <= 1  # three runs (one resumed from disk) share one compiled step
   config = smoke_config()
-  train_ds, _, _, _, _ = experiment.load_data(config)
-  cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  train_ds, cfgs = _train_data(config)
   state = train_lib.create_train_state(
     jax.random.PRNGKey(0), cfgs["model"], cfgs["train"], cfgs["loss"]
   )
@@ -200,8 +207,7 @@ def test_golden_loss_after_one_step():
   and say so in the commit message.
   """
   config = smoke_config()
-  train_ds, _, _, _, _ = experiment.load_data(config)
-  cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  train_ds, cfgs = _train_data(config)
   init_rng, rng = jax.random.split(jax.random.PRNGKey(config.seed))
   state = train_lib.create_train_state(init_rng, cfgs["model"], cfgs["train"], cfgs["loss"])
   state, rng = jax.device_put((state, rng), jax.devices()[0])
@@ -242,8 +248,7 @@ def test_per_cell_anneal_starts_give_the_default_step_when_nothing_restarted():
   steps are the default's (bit for bit at these sizes; XLA may fuse larger models differently,
   within float rounding); a restarted cell's loss changes."""
   config = smoke_config()
-  train_ds, _, _, _, _ = experiment.load_data(config)
-  cfgs = experiment.resolve_configs(config, train_ds.batch(np.arange(1))["inputs"].shape[-1])
+  train_ds, cfgs = _train_data(config)
   batch = model_lib.model_batch(train_ds.batch(Sampler(train_ds.num_windows, 16, 0).next_indices()))
 
   def two_steps(loss_config, anneal_start=None):
