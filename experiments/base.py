@@ -83,6 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The MLP's factor on the base schedule lies in (0, max_scale); >= N lets a head finish at any step.
   alloc.max_scale = 12.0
   alloc.size_input = costs_on  # the order's size is a model input exactly when costs are on
+  # The heads of a scenario share their MLP's weights, each with its own biases (docs/study.md).
+  alloc.tie_heads = False
 
   # --- loss: the training objective (SPEC section 4) -------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()

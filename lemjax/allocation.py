@@ -36,6 +36,9 @@ Parameters ({"step": ..., "shared": ...}):
   variant "shared": one MLP per head and scenario under "shared", plus a learned step
     embedding under "step" (far fewer parameters).
   "shared" also holds the base schedule logits [K, S, N].
+  With `tie_heads`, the K heads of a scenario share their MLP's weights (stored with a head axis
+  of length 1) and keep their own biases, base schedule and inputs: a head's first-layer bias is
+  its learned embedding, and what one head learns about the market moves its neighbours too.
 
 Differences from the `lems` package's allocation network (SPEC section 8), all deliberate:
 decision s reads bar s-1 (not bar s) and the market curves only include executed bars; the
@@ -167,21 +170,25 @@ def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
   return d_ctx, d_own
 
 
-def _init_mlp(key, lead: tuple[int, ...], k: int, d_ctx: int, d_own: int, width: int) -> dict:
-  """He-normal MLP weights with every head/scenario (and step) slice drawn independently."""
+def _init_mlp(
+  key, lead: tuple[int, ...], k: int, d_ctx: int, d_own: int, width: int, tied: bool = False
+) -> dict:
+  """He-normal MLP weights with every head/scenario (and step) slice drawn independently; with
+  `tied`, the weights (not the biases) have a head axis of length 1, shared by the K heads."""
   keys = jax.random.split(key, 4)
+  kw = 1 if tied else k
   he_in = math.sqrt(2.0 / (d_ctx + d_own))
   s = scenarios.NUM_SCENARIOS
   normal = lambda key, shape: jax.random.normal(key, lead + shape, jnp.float32)
   zeros = lambda shape: jnp.zeros(lead + shape, jnp.float32)
   return {
     # [Dc, K, S, W]: the shared inputs meet all heads in one plain matmul.
-    "w_ctx": normal(keys[0], (d_ctx, k, s, width)) * he_in,
-    "w_own": normal(keys[1], (k, s, d_own, width)) * he_in,
+    "w_ctx": normal(keys[0], (d_ctx, kw, s, width)) * he_in,
+    "w_own": normal(keys[1], (kw, s, d_own, width)) * he_in,
     "b1": zeros((k, s, width)),
-    "w2": normal(keys[2], (k, s, width, width)) * math.sqrt(2.0 / width),
+    "w2": normal(keys[2], (kw, s, width, width)) * math.sqrt(2.0 / width),
     "b2": zeros((k, s, width)),
-    "w3": normal(keys[3], (k, s, width)) * (_LAST_LAYER_STD / math.sqrt(width)),
+    "w3": normal(keys[3], (kw, s, width)) * (_LAST_LAYER_STD / math.sqrt(width)),
     "b3": zeros((k, s)),
   }
 
@@ -202,7 +209,8 @@ def init_step_params(key, config: AllocatorConfig, hidden: int) -> dict:
   _check_config(config)
   n, k = config.n_ahead, config.n_ahead + 1
   if config.variant == "per_step":
-    return {"mlp": _init_mlp(key, (n - 1,), k, *input_dims(config, hidden), config.width)}
+    dims = input_dims(config, hidden)
+    return {"mlp": _init_mlp(key, (n - 1,), k, *dims, config.width, config.tie_heads)}
   return {"embed": jax.random.normal(key, (n - 1, _STEP_EMBED_DIM), jnp.float32)}
 
 
@@ -212,7 +220,8 @@ def init_shared_params(key, config: AllocatorConfig, hidden: int) -> dict:
   n, k = config.n_ahead, config.n_ahead + 1
   shared = {"base_logits": jnp.zeros((k, scenarios.NUM_SCENARIOS, n), jnp.float32)}
   if config.variant == "shared":
-    shared["mlp"] = _init_mlp(key, (), k, *input_dims(config, hidden), config.width)
+    dims = input_dims(config, hidden)
+    shared["mlp"] = _init_mlp(key, (), k, *dims, config.width, config.tie_heads)
   return shared
 
 
@@ -310,8 +319,20 @@ def _features(config: AllocatorConfig, carry: Carry, ctx_BxH, r_min_B, r_max_B, 
   return x_ctx, x_own
 
 
+def _per_head(mlp: dict) -> dict:
+  """One step's MLP with every head-indexed weight at its full K heads: weights tied across heads
+  (head axis 1, `tie_heads`) are broadcast, so their gradient sums over the heads; the context
+  weights `w_ctx` stay as they are (their first-layer term broadcasts when added)."""
+  k = mlp["b1"].shape[0]
+  out = dict(mlp)
+  for name in ("w_own", "w2", "w3"):
+    out[name] = jnp.broadcast_to(mlp[name], (k,) + mlp[name].shape[1:])
+  return out
+
+
 def _mlp(mlp: dict, x_BxDc, x_BxKxSxDo):
   """All K x S MLPs at once; returns their scalar outputs [B, K, S]."""
+  mlp = _per_head(mlp)
   h = (
     jnp.einsum("bd,dksw->ksbw", x_BxDc, mlp["w_ctx"], precision=_HIGHEST)
     + jnp.einsum("bksd,ksdw->ksbw", x_BxKxSxDo, mlp["w_own"], precision=_HIGHEST)
@@ -570,7 +591,7 @@ def _allocate_shared(
   """`_execute` of `propose` for the "shared" variant, with the histories accumulated (`_Scan`)."""
   n, b = config.n_ahead, p_BxN.shape[0]
   scale = _PRICE_INPUT_SCALE
-  mlp = params["shared"]["mlp"]
+  mlp = _per_head(params["shared"]["mlp"])
   # Rows of w_ctx and w_own in `_features`' order.
   n_terms = 2 + int(config.size_input)
   cuts = np.cumsum([ctx_SxBxH.shape[-1], n_terms, n - 1, n - 1, 3])

@@ -42,6 +42,8 @@ class AllocatorConfig:
   max_scale: float = 12.0
   # Each order's size (relative to expected volume) is a model input; set from `costs.enabled`.
   size_input: bool = False
+  # The K heads of a scenario share their MLP's weights; each keeps its own biases and schedule.
+  tie_heads: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

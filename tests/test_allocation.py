@@ -40,8 +40,8 @@ def _wild(params, seed):
 
 
 @functools.cache
-def _setup(variant):
-  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant)
+def _setup(variant, tie_heads=False):
+  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant, tie_heads=tie_heads)
   params = allocation.init_params(jax.random.PRNGKey(0), config, H)
   run = jax.jit(functools.partial(allocation.allocate, config=config, lookback=L))
   return config, params, run
@@ -164,9 +164,10 @@ def _decide_advance_loop(config, params, ctx, r_min, r_max, prices, volumes, siz
   return jnp.stack([*steps, carry.remaining_BxKxS], axis=1), carry
 
 
+@pytest.mark.parametrize("tie_heads", (False, True))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_scan_equals_python_loop_of_decide_and_advance(variant):
-  config, params, run = _setup(variant)
+def test_scan_equals_python_loop_of_decide_and_advance(variant, tie_heads):
+  config, params, run = _setup(variant, tie_heads)
   ctx, prices, volumes = _inputs(7)
   r_min, r_max = np.full(B, 0.05, np.float32), np.full(B, 0.45, np.float32)
   looped, carry = _decide_advance_loop(
@@ -177,10 +178,14 @@ def test_scan_equals_python_loop_of_decide_and_advance(variant):
   assert int(carry.step) == N - 1
 
 
-@pytest.mark.parametrize("size_input", (False, True))
-def test_shared_scan_accumulating_histories_matches_decide_and_advance_with_gradients(size_input):
+@pytest.mark.parametrize("size_input, tie_heads", ((False, False), (True, False), (False, True)))
+def test_shared_scan_accumulating_histories_matches_decide_and_advance_with_gradients(
+  size_input, tie_heads
+):
   """The "shared" scan never builds the N-length histories; values and gradients must not move."""
-  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant="shared", size_input=size_input)
+  config = AllocatorConfig(
+    n_ahead=N, width=WIDTH, variant="shared", size_input=size_input, tie_heads=tie_heads
+  )
   params = _wild(allocation.init_params(jax.random.PRNGKey(5), config, H), 5)
   ctx, prices, volumes = (jnp.asarray(x) for x in _inputs(9))
   r_min, r_max = jnp.full(B, 0.02, jnp.float32), jnp.full(B, 0.5, jnp.float32)
@@ -264,6 +269,56 @@ def test_loss_gradient_reaches_every_parameter(variant):
   if variant == "per_step":  # every step's MLP is trained
     w1 = np.asarray(grads["step"]["mlp"]["w_ctx"])
     assert all(np.any(w1[s] != 0) for s in range(N - 1))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_tied_heads_are_the_untied_model_with_copied_weights_and_summed_gradients(variant):
+  """`tie_heads`: weights have one head slice, biases K; the model equals the untied one whose
+  heads all hold that slice, and a tied weight's gradient is the sum of the copies' gradients."""
+  config, tied, run = _setup(variant, True)
+  untied_config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant)
+  mlp_key = "step" if variant == "per_step" else "shared"
+  head_axis = {"w_ctx": -3, "w_own": -4, "w2": -4, "w3": -3}
+  rng = np.random.default_rng(4)
+  tied = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape).astype(np.float32), tied)
+  tied_mlp = tied[mlp_key]["mlp"]
+  for name, axis in head_axis.items():
+    assert tied_mlp[name].shape[axis] == 1, name
+  assert tied_mlp["b1"].shape[-3] == K and tied_mlp["b3"].shape[-2] == K
+  assert allocation.num_params(tied) < allocation.num_params(_setup(variant)[1]) / 3
+
+  def untie(p):
+    p = jax.tree.map(lambda x: x, p)
+    mlp = dict(p[mlp_key]["mlp"])
+    for name, axis in head_axis.items():
+      shape = list(mlp[name].shape)
+      shape[axis] = K
+      mlp[name] = jnp.broadcast_to(mlp[name], shape)
+    p[mlp_key] = {**p[mlp_key], "mlp": mlp}
+    return p
+
+  ctx, prices, volumes = _inputs(13)
+  r_min, r_max = np.full(B, 0.0, np.float32), np.full(B, 0.6, np.float32)
+  untied_run = jax.jit(functools.partial(allocation.allocate, config=untied_config, lookback=L))
+  weights = jnp.asarray(rng.standard_normal((B, N, K, S)), jnp.float32)
+
+  def loss(run_fn, p):
+    return jnp.sum(_call(run_fn, p, ctx, r_min, r_max, prices, volumes) * weights)
+
+  np.testing.assert_allclose(
+    _call(run, tied, ctx, r_min, r_max, prices, volumes),
+    _call(untied_run, untie(tied), ctx, r_min, r_max, prices, volumes),
+    atol=1e-6,
+  )
+  g_tied = jax.grad(functools.partial(loss, run))(tied)[mlp_key]["mlp"]
+  g_copies = jax.grad(functools.partial(loss, untied_run))(untie(tied))[mlp_key]["mlp"]
+  for name in g_tied:
+    want = g_copies[name]
+    if name in head_axis:
+      want = jnp.sum(want, axis=head_axis[name], keepdims=True)
+    scale = float(jnp.max(jnp.abs(want)))
+    assert scale > 0, name
+    np.testing.assert_allclose(g_tied[name], want, atol=1e-4 * scale, err_msg=name)
 
 
 def test_bad_shapes_raise():
