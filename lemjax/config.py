@@ -357,8 +357,8 @@ def saved_model_config(saved: Any) -> ModelConfig:
   saved = {"decision_lag": 1, **saved}  # runs saved before the field existed were all causal
   # ... and ran their encoder at full float32 precision.
   saved["encoder"] = {"matmul_precision": "highest", **saved["encoder"]}
-  # Runs saved before order sizes existed had no size input.
-  saved["allocator"] = {"size_input": False, **saved["allocator"]}
+  # Runs saved before order sizes (or tied heads) existed had no size input (and untied heads).
+  saved["allocator"] = {"size_input": False, "tie_heads": False, **saved["allocator"]}
   _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
   _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
   _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")

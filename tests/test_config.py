@@ -98,6 +98,18 @@ def test_saved_sections_round_trip_through_json():
   assert config_lib.saved_model_config(json.loads(json.dumps(dataclasses.asdict(model)))) == model
 
 
+def test_runs_saved_before_tied_heads_or_sizes_load_untied_without_size_input():
+  model = config_lib.model_config(base.get_config().model)
+  saved = json.loads(json.dumps(dataclasses.asdict(model)))
+  for field in ("tie_heads", "size_input"):
+    del saved["allocator"][field]
+  loaded = config_lib.saved_model_config(saved)
+  assert not loaded.allocator.tie_heads and not loaded.allocator.size_input
+  saved["allocator"]["unknown_field"] = 1
+  with pytest.raises(ValueError, match="model.allocator.unknown_field"):
+    config_lib.saved_model_config(saved)
+
+
 def test_optimizer_config_ignores_cadence_fields():
   a = config_lib.TrainConfig(log_every=1, eval_every=2, learning_rate=3e-4)
   b = config_lib.TrainConfig(log_every=5, eval_every=9, learning_rate=3e-4)
