@@ -171,29 +171,51 @@ def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
 
 
 def _init_mlp(
-  key, lead: tuple[int, ...], k: int, d_ctx: int, d_own: int, width: int, tied: bool = False
+  key,
+  lead: tuple[int, ...],
+  k: int,
+  d_ctx: int,
+  d_own: int,
+  width: int,
+  tied: bool = False,
+  copies: bool = False,
 ) -> dict:
   """He-normal MLP weights with every head/scenario (and step) slice drawn independently; with
-  `tied`, the weights (not the biases) have a head axis of length 1, shared by the K heads."""
+  `tied`, the weights (not the biases) have a head axis of length 1, shared by the K heads; with
+  `copies`, the K heads of a scenario start from one draw (scenarios and steps still differ)."""
   keys = jax.random.split(key, 4)
   kw = 1 if tied else k
   he_in = math.sqrt(2.0 / (d_ctx + d_own))
   s = scenarios.NUM_SCENARIOS
-  normal = lambda key, shape: jax.random.normal(key, lead + shape, jnp.float32)
+
+  def normal(key, shape, head_axis):
+    # With `copies`, one draw along the head axis, repeated over the heads.
+    draw = shape[:head_axis] + (1,) + shape[head_axis + 1 :] if copies else shape
+    return jnp.broadcast_to(jax.random.normal(key, lead + draw, jnp.float32), lead + shape)
+
   zeros = lambda shape: jnp.zeros(lead + shape, jnp.float32)
   return {
     # [Dc, K, S, W]: the shared inputs meet all heads in one plain matmul.
-    "w_ctx": normal(keys[0], (d_ctx, kw, s, width)) * he_in,
-    "w_own": normal(keys[1], (kw, s, d_own, width)) * he_in,
+    "w_ctx": normal(keys[0], (d_ctx, kw, s, width), 1) * he_in,
+    "w_own": normal(keys[1], (kw, s, d_own, width), 0) * he_in,
     "b1": zeros((k, s, width)),
-    "w2": normal(keys[2], (kw, s, width, width)) * math.sqrt(2.0 / width),
+    "w2": normal(keys[2], (kw, s, width, width), 0) * math.sqrt(2.0 / width),
     "b2": zeros((k, s, width)),
-    "w3": normal(keys[3], (kw, s, width)) * (_LAST_LAYER_STD / math.sqrt(width)),
+    "w3": normal(keys[3], (kw, s, width), 0) * (_LAST_LAYER_STD / math.sqrt(width)),
     "b3": zeros((k, s)),
   }
 
 
+HEAD_INITS = ("independent", "copies")
+
+
+def _copies(config: AllocatorConfig) -> bool:
+  return config.head_init == "copies"
+
+
 def _check_config(config: AllocatorConfig) -> None:
+  if config.head_init not in HEAD_INITS:
+    raise ValueError(f"config.head_init={config.head_init!r} is not one of {HEAD_INITS}")
   if config.variant not in ("per_step", "shared"):
     raise ValueError(f"config.variant={config.variant!r} is not one of ('per_step', 'shared')")
   if not config.max_scale > 1.0:
@@ -210,7 +232,8 @@ def init_step_params(key, config: AllocatorConfig, hidden: int) -> dict:
   n, k = config.n_ahead, config.n_ahead + 1
   if config.variant == "per_step":
     dims = input_dims(config, hidden)
-    return {"mlp": _init_mlp(key, (n - 1,), k, *dims, config.width, config.tie_heads)}
+    mlp = _init_mlp(key, (n - 1,), k, *dims, config.width, config.tie_heads, _copies(config))
+    return {"mlp": mlp}
   return {"embed": jax.random.normal(key, (n - 1, _STEP_EMBED_DIM), jnp.float32)}
 
 
@@ -221,7 +244,7 @@ def init_shared_params(key, config: AllocatorConfig, hidden: int) -> dict:
   shared = {"base_logits": jnp.zeros((k, scenarios.NUM_SCENARIOS, n), jnp.float32)}
   if config.variant == "shared":
     dims = input_dims(config, hidden)
-    shared["mlp"] = _init_mlp(key, (), k, *dims, config.width, config.tie_heads)
+    shared["mlp"] = _init_mlp(key, (), k, *dims, config.width, config.tie_heads, _copies(config))
   return shared
 
 

@@ -44,6 +44,8 @@ class AllocatorConfig:
   size_input: bool = False
   # The K heads of a scenario share their MLP's weights; each keeps its own biases and schedule.
   tie_heads: bool = False
+  # "independent": every head's MLP drawn on its own; "copies": a scenario's heads start equal.
+  head_init: str = "independent"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,8 +359,13 @@ def saved_model_config(saved: Any) -> ModelConfig:
   saved = {"decision_lag": 1, **saved}  # runs saved before the field existed were all causal
   # ... and ran their encoder at full float32 precision.
   saved["encoder"] = {"matmul_precision": "highest", **saved["encoder"]}
-  # Runs saved before order sizes (or tied heads) existed had no size input (and untied heads).
-  saved["allocator"] = {"size_input": False, "tie_heads": False, **saved["allocator"]}
+  # Runs saved before order sizes or head options existed: no size input, independent heads.
+  saved["allocator"] = {
+    "size_input": False,
+    "tie_heads": False,
+    "head_init": "independent",
+    **saved["allocator"],
+  }
   _check_saved_fields(saved, ModelConfig, "model", ("encoder", "allocator"))
   _check_saved_fields(saved["encoder"], EncoderConfig, "model.encoder")
   _check_saved_fields(saved["allocator"], AllocatorConfig, "model.allocator")

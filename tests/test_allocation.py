@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from lemjax import allocation
 from lemjax import objectives
 from lemjax.config import AllocatorConfig
+from lemjax.config import LossConfig
 
 L, N, H, B, WIDTH = 3, 5, 6, 4, 8
 K, S = N + 1, 8
@@ -319,6 +320,36 @@ def test_tied_heads_are_the_untied_model_with_copied_weights_and_summed_gradient
     scale = float(jnp.max(jnp.abs(want)))
     assert scale > 0, name
     np.testing.assert_allclose(g_tied[name], want, atol=1e-4 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_copied_heads_start_equal_within_a_scenario_and_their_losses_pull_them_apart(variant):
+  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant, head_init="copies")
+  params = allocation.init_params(jax.random.PRNGKey(0), config, H)
+  run = jax.jit(functools.partial(allocation.allocate, config=config, lookback=L))
+  ctx, prices, volumes = _inputs(11, b=16)
+  r_min, r_max = np.full(16, 0.0, np.float32), np.full(16, 0.8, np.float32)
+  alloc = np.asarray(_call(run, params, ctx, r_min, r_max, prices, volumes))
+  np.testing.assert_array_equal(alloc, np.broadcast_to(alloc[:, :, :1], alloc.shape))
+  assert not np.allclose(alloc[..., 0], alloc[..., 2]), "scenarios must still start apart"
+
+  def loss_fn(p):  # at the warm window training starts from (on the sharp one, heads that
+    # never end early all see the full horizon: equal losses, and copies would stay copies)
+    a = _call(run, p, ctx, r_min, r_max, prices, volumes)
+    warm = LossConfig().mask_temperature_start
+    return objectives.lem_loss(a, jnp.asarray(prices), jnp.asarray(volumes), temperature=warm)[0]
+
+  mlp_key = "step" if variant == "per_step" else "shared"
+  w2 = np.asarray(jax.grad(loss_fn)(params)[mlp_key]["mlp"]["w2"])  # [..., K, S, W, W]
+  head_gaps = np.abs(w2 - w2[..., :1, :, :, :]).max(axis=(-3, -2, -1)).reshape(-1, K)
+  assert np.all(head_gaps.max(0)[1:] > 0), "each head's own loss must move it off the copy"
+
+
+def test_unknown_head_init_raises():
+  with pytest.raises(ValueError, match="head_init='twins'"):
+    allocation.init_params(
+      jax.random.PRNGKey(0), AllocatorConfig(n_ahead=N, width=WIDTH, head_init="twins"), H
+    )
 
 
 def test_bad_shapes_raise():
