@@ -65,3 +65,23 @@ def test_a_split_leaving_an_empty_half_is_refused():
   scored, scored_origin = _orders(rng, 10, 0, 10, [0.0] * K)
   with pytest.raises(ValueError, match="both halves"):
     head_choice.split_half(sel, sel_origin, sel, scored, scored_origin, gap=100, **BOOT)
+
+
+def test_command_line_pools_saved_runs_and_requires_a_run_or_a_pool(tmp_path, capsys):
+  origin = np.repeat(np.arange(20), 3)
+  paths = []
+  for i, d in enumerate((0.5, -0.5)):
+    paths.append(str(tmp_path / f"run{i}.npz"))
+    np.savez(
+      paths[-1],
+      origin=origin,
+      today_B=np.zeros(60),
+      candidate_B=np.full(60, d + 1.0),
+      today_breaks=i,
+      candidate_breaks=0,
+    )
+  result = head_choice.main([f"--pool={','.join(paths)}"])
+  assert result["mean"] == pytest.approx(1.0) and result["today_breaks"] == 1
+  assert "+1.000 [+1.000, +1.000] bps; breaks today 1, candidate 0" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    head_choice.main(["--exp=djia_multiday"])
