@@ -171,21 +171,16 @@ def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
   return d_ctx, d_own
 
 
-def _init_mlp(
-  key,
-  lead: tuple[int, ...],
-  k: int,
-  d_ctx: int,
-  d_own: int,
-  width: int,
-  tied: bool = False,
-  copies: bool = False,
-) -> dict:
+def _init_mlp(key, lead: tuple[int, ...], config: AllocatorConfig, hidden: int) -> dict:
   """He-normal MLP weights with every head/scenario (and step) slice drawn independently; with
-  `tied`, the weights (not the biases) have a head axis of length 1, shared by the K heads; with
-  `copies`, the K heads of a scenario start from one draw (scenarios and steps still differ)."""
+  `tie_heads`, the weights (not the biases) have a head axis of length 1, shared by the K heads;
+  with `head_init="copies"`, the K heads of a scenario start from one draw (scenarios and steps
+  still differ)."""
+  k, width = config.n_ahead + 1, config.width
+  d_ctx, d_own = input_dims(config, hidden)
+  copies = config.head_init == "copies"
   keys = jax.random.split(key, 4)
-  kw = 1 if tied else k
+  kw = 1 if config.tie_heads else k
   he_in = math.sqrt(2.0 / (d_ctx + d_own))
   s = scenarios.NUM_SCENARIOS
 
@@ -210,10 +205,6 @@ def _init_mlp(
 HEAD_INITS = ("independent", "copies")
 
 
-def _copies(config: AllocatorConfig) -> bool:
-  return config.head_init == "copies"
-
-
 def _check_config(config: AllocatorConfig) -> None:
   if config.head_init not in HEAD_INITS:
     raise ValueError(f"config.head_init={config.head_init!r} is not one of {HEAD_INITS}")
@@ -230,11 +221,9 @@ def _check_config(config: AllocatorConfig) -> None:
 def init_step_params(key, config: AllocatorConfig, hidden: int) -> dict:
   """Per-step parameters, every leaf with a leading step axis of length N-1."""
   _check_config(config)
-  n, k = config.n_ahead, config.n_ahead + 1
+  n = config.n_ahead
   if config.variant == "per_step":
-    dims = input_dims(config, hidden)
-    mlp = _init_mlp(key, (n - 1,), k, *dims, config.width, config.tie_heads, _copies(config))
-    return {"mlp": mlp}
+    return {"mlp": _init_mlp(key, (n - 1,), config, hidden)}
   return {"embed": jax.random.normal(key, (n - 1, _STEP_EMBED_DIM), jnp.float32)}
 
 
@@ -244,8 +233,7 @@ def init_shared_params(key, config: AllocatorConfig, hidden: int) -> dict:
   n, k = config.n_ahead, config.n_ahead + 1
   shared = {"base_logits": jnp.zeros((k, scenarios.NUM_SCENARIOS, n), jnp.float32)}
   if config.variant == "shared":
-    dims = input_dims(config, hidden)
-    shared["mlp"] = _init_mlp(key, (), k, *dims, config.width, config.tie_heads, _copies(config))
+    shared["mlp"] = _init_mlp(key, (), config, hidden)
   return shared
 
 
