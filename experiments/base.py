@@ -130,6 +130,9 @@ def get_config() -> ml_collections.ConfigDict:
     0.25,
     1.0,
   )  # per-step upper rate bound drawn per order (fraction), clipped to >= 1/N
+  # > 0: validate, checkpoint and serve an exponential moving average of the parameters with
+  # this decay per step (0.995: a 200-step horizon); 0: the optimiser's own parameters.
+  train.ema_decay = 0.0
   train.log_every = 50  # steps between metric fetches (the only host syncs)
   train.eval_every = 250  # steps between validations and checkpoints
   train.val_orders = 1024  # fixed validation orders, evenly spaced over the validation split

@@ -175,6 +175,7 @@ class TrainConfig(OptimizerConfig):
   # feasible: r_min <= 1/N <= r_max, so one model serves many contracts.
   r_min_range: tuple[float, float] = (0.0, 0.05)
   r_max_range: tuple[float, float] = (0.25, 1.0)
+  ema_decay: float = 0.0  # > 0: validate, checkpoint and serve an average of the parameters
   log_every: int = 50  # steps between metric fetches (the only host syncs)
   eval_every: int = 250  # steps between validations and checkpoints
   val_orders: int = 1024  # fixed validation orders (evenly spaced over the split)

@@ -55,10 +55,29 @@ class TrainState:
   # None until then: one anneal for every cell, the scalar schedule, so that a run in which no
   # cell restarts is the default run bit for bit (XLA fuses a [K, S] temperature differently).
   anneal_start: jax.Array | None = None
+  # `train.ema_decay` > 0: an exponential moving average of the parameters after every step,
+  # the parameters that are validated, checkpointed as "params" and served; None when off.
+  ema_params: Any = None
+  ema_decay: float = flax.struct.field(pytree_node=False, default=0.0)
+
+  def served_params(self) -> Any:
+    """The parameters validation scores and evaluation serves: the average when kept."""
+    return self.params if self.ema_params is None else self.ema_params
 
   def arrays(self) -> dict:
-    """The checkpointed part of the state."""
-    return {"step": self.step, "params": self.params, "opt_state": self.opt_state}
+    """The checkpointed part of the state.
+
+    "params" are always the served parameters (what `workdir.restore_params` reads); with an
+    average kept, the optimiser's own parameters follow as "train_params" for resuming.
+    """
+    if self.ema_params is None:
+      return {"step": self.step, "params": self.params, "opt_state": self.opt_state}
+    return {
+      "step": self.step,
+      "params": self.ema_params,
+      "train_params": self.params,
+      "opt_state": self.opt_state,
+    }
 
 
 # --- Building blocks ------------------------------------------------------------------------------
@@ -114,6 +133,9 @@ def create_train_state(
   model = model_lib.build_model(model_config)
   params = model_lib.init_params(model_config, rng)
   tx = make_optimizer(train_config)
+  decay = float(train_config.ema_decay)
+  if not 0.0 <= decay < 1.0:
+    raise ValueError(f"config.train.ema_decay={decay} is not in [0, 1) (0: no average)")
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
@@ -125,6 +147,9 @@ def create_train_state(
     r_max_range=tuple(train_config.r_max_range),
     costs=costs or config_lib.CostConfig(),
     size_input=model_config.allocator.size_input,
+    # A copy, not the same buffers: the train step donates its state.
+    ema_params=jax.tree.map(jnp.copy, params) if decay > 0 else None,
+    ema_decay=decay,
   )
 
 
@@ -211,6 +236,9 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   )
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  ema_params = state.ema_params
+  if ema_params is not None:
+    ema_params = optax.incremental_update(params, ema_params, 1.0 - state.ema_decay)
   metrics = {
     "loss": loss,
     "grad_norm": optax.tree.norm(grads),
@@ -219,18 +247,22 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
   }
   if state.anneal_start is not None:
     metrics["rewarmed_cells"] = jnp.sum(state.anneal_start > 0)
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  new = state.replace(
+    step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params
+  )
+  return new, metrics
 
 
 def eval_step(state: TrainState, batch: dict, r_min_B: jax.Array, r_max_B: jax.Array) -> dict:
-  """Validation loss and hard-window metrics (bps) of a batch, without dropout.
+  """Validation loss and hard-window metrics (bps) of a batch, without dropout, of the served
+  parameters (the moving average when `train.ema_decay` > 0).
 
   imp_flexible_bps: mean improvement of the flexible heads (every scenario); abs_fixed_bps:
   mean |improvement| of the fixed head, its tracking error (its signed mean cancels over sides);
   early_KxS and imp_bps_KxS: per head and scenario, the share of orders ended before their
   last bar and the mean improvement (what reveals a collapsed head, lemjax/diagnostics.py).
   """
-  loss, (_, alloc_BxNxKxS, fills) = _loss(state.params, state, batch, r_min_B, r_max_B)
+  loss, (_, alloc_BxNxKxS, fills) = _loss(state.served_params(), state, batch, r_min_B, r_max_B)
   summary = objectives.execution_summary(alloc_BxNxKxS, batch["prices"], batch["volumes"], fills)
   imp_BxKxS = summary["improvement_bps"]
   return {
@@ -303,7 +335,11 @@ def _restore(checkpointer: ckpt_lib.Checkpointer, state: TrainState, rng: jax.Ar
   arrays, meta = restored
   # Rebuild with the target's tree structure (optax states are named tuples).
   arrays = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(arrays))
-  state = state.replace(step=arrays["step"], params=arrays["params"], opt_state=arrays["opt_state"])
+  if state.ema_params is None:
+    state = state.replace(params=arrays["params"])
+  else:
+    state = state.replace(params=arrays["train_params"], ema_params=arrays["params"])
+  state = state.replace(step=arrays["step"], opt_state=arrays["opt_state"])
   return state, arrays["rng"], meta
 
 

@@ -349,3 +349,78 @@ def test_a_run_in_which_no_cell_restarts_is_the_run_without_the_option(tmp_path,
   with_option, _ = _latest(on)
   without, _ = _latest(off)
   jax.tree.map(np.testing.assert_array_equal, without["params"], with_option["params"])
+
+
+def test_parameter_average_follows_the_optimiser_without_steering_it():
+  """`train.ema_decay`: the optimiser's parameters are those of the run without the average,
+  the average is the recursion a <- d a + (1 - d) p from the initial parameters, and validation
+  scores the average."""
+  config = smoke_config()
+  train_ds, cfgs = _train_data(config)
+  batch = model_lib.model_batch(train_ds.batch(Sampler(train_ds.num_windows, 16, 0).next_indices()))
+  decay = 0.5  # short, so that three steps leave every step's weight visible
+
+  def three_steps(train_config):
+    state = train_lib.create_train_state(
+      jax.random.PRNGKey(0), cfgs["model"], train_config, cfgs["loss"]
+    )
+    state, rng = jax.device_put((state, jax.random.PRNGKey(1)), jax.devices()[0])
+    trajectory = [jax.tree.map(np.asarray, state.params)]
+    for _ in range(3):
+      state, _ = train_lib.train_step_jit(state, copy.deepcopy(batch), rng)
+      trajectory.append(jax.tree.map(np.asarray, state.params))
+    return state, trajectory
+
+  plain, trajectory = three_steps(cfgs["train"])
+  assert plain.ema_params is None and set(plain.arrays()) == {"step", "params", "opt_state"}
+  averaged, _ = three_steps(dataclasses.replace(cfgs["train"], ema_decay=decay))
+  jax.tree.map(np.testing.assert_array_equal, plain.params, averaged.params)
+  expected = trajectory[0]
+  for params in trajectory[1:]:
+    expected = jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, expected, params)
+  jax.tree.map(
+    functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7),
+    averaged.ema_params,
+    expected,
+  )
+  moved = [np.max(np.abs(a - p)) for a, p in zip(*map(jax.tree.leaves, (expected, plain.params)))]
+  assert max(moved) > 1e-4  # the average lags the optimiser: a real difference to detect
+  assert averaged.served_params() is averaged.ema_params
+  r_min, r_max = np.zeros(16, np.float32), np.ones(16, np.float32)
+  served = train_lib.eval_step_jit(averaged, batch, r_min, r_max)["loss"]
+  as_plain = train_lib.eval_step_jit(plain.replace(params=averaged.ema_params), batch, r_min, r_max)
+  np.testing.assert_allclose(float(served), float(as_plain["loss"]), rtol=1e-6)
+  assert abs(float(served) - float(train_lib.eval_step_jit(plain, batch, r_min, r_max)["loss"])) > 0
+  with pytest.raises(ValueError, match="ema_decay=1.0"):
+    train_lib.create_train_state(
+      jax.random.PRNGKey(0),
+      cfgs["model"],
+      dataclasses.replace(cfgs["train"], ema_decay=1.0),
+      cfgs["loss"],
+    )
+
+
+def test_averaged_run_serves_the_average_and_resumes_exactly(tmp_path):
+  """Checkpoints hold the average as "params" (what evaluation restores) and the optimiser's
+  parameters as "train_params"; a run killed after step 12 resumes to the same arrays and metrics."""
+  config = smoke_config(ema_decay=0.9)
+  full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+  train_lib.train_and_evaluate(config, full)
+  train_lib.train_and_evaluate(smoke_config(ema_decay=0.9, stop_after=12), killed)
+  train_lib.train_and_evaluate(config, killed)
+  full_arrays, meta = _latest(full)
+  resumed, _ = _latest(killed)
+  assert int(full_arrays["step"]) == 24 and meta["finished"]
+  for key in ("params", "train_params", "opt_state"):
+    jax.tree.map(np.testing.assert_array_equal, full_arrays[key], resumed[key])
+  assert _train_records(killed) == _train_records(full)
+  gaps = jax.tree.leaves(
+    jax.tree.map(
+      lambda a, b: np.max(np.abs(a - b)), full_arrays["params"], full_arrays["train_params"]
+    )
+  )
+  assert max(gaps) > 1e-5
+  _, cfgs = _train_data(config)
+  served, info = workdir_lib.restore_params(full, cfgs["model"], "latest")
+  assert info["step"] == 24
+  jax.tree.map(np.testing.assert_array_equal, served, full_arrays["params"])
