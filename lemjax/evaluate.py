@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -379,13 +381,27 @@ def ensemble_params(workdir: str, ecfg, model_config) -> list:
   return out
 
 
-def evaluate(config, workdir: str) -> dict:
-  """Evaluates the experiment's checkpoint on the test split; writes report.md, CSVs, plots, orders.
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+  """A trained run ready to evaluate: its splits, resolved configs and served parameters."""
 
-  Returns:
-    dict with the report path and the per-strategy stats.
+  train_ds: Any
+  val_ds: Any
+  test_ds: Any
+  report: Any  # the data report (files read, corrections, split ranges)
+  cfgs: dict  # resolved config dataclasses; "model" is the one the run was trained with
+  params: Any
+  ckpt_info: dict  # which checkpoint, its step and validation metrics (workdir.restore_params)
+
+
+def load_run(config, workdir: str) -> LoadedRun:
+  """Loads the data, resolves and checks the evaluation configs, and restores `workdir`'s
+  parameters (its `eval.checkpoint`) into the model config it was trained with.
+
+  Raises:
+    ValueError naming the setting when the eval settings or the data's splits cannot serve an
+    evaluation; FileNotFoundError when `workdir` holds no checkpoint.
   """
-  # --- Data and configs.
   train_ds, val_ds, test_ds, report, data_config = experiment.load_data(config)
   cfgs = experiment.resolve_configs(config, int(test_ds.batch(np.arange(1))["inputs"].shape[-1]))
   cfgs["data"] = data_config
@@ -409,10 +425,23 @@ def evaluate(config, workdir: str) -> dict:
       "chosen on it; set data.val_start/val_end"
     )
 
-  # --- Model and orders.
   cfgs["model"] = workdir_lib.trained_model_config(workdir, cfgs["model"])
-  lookahead.announce(cfgs["model"])
   params, ckpt_info = workdir_lib.restore_params(workdir, cfgs["model"], ecfg.checkpoint)
+  return LoadedRun(train_ds, val_ds, test_ds, report, cfgs, params, ckpt_info)
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Evaluates the experiment's checkpoint on the test split; writes report.md, CSVs, plots, orders.
+
+  Returns:
+    dict with the report path and the per-strategy stats.
+  """
+  # --- Data, configs and the trained parameters.
+  run = load_run(config, workdir)
+  train_ds, val_ds, test_ds = run.train_ds, run.val_ds, run.test_ds
+  cfgs, params, ckpt_info, data_config = run.cfgs, run.params, run.ckpt_info, run.cfgs["data"]
+  ecfg, n = cfgs["eval"], cfgs["model"].n_ahead
+  lookahead.announce(cfgs["model"])
   outdir = workdir_lib.report_dir(workdir, data_config)
   if ecfg.ensemble:  # a seed ensemble: its own report folder, this run's report stays
     params = [params, *ensemble_params(workdir, ecfg, cfgs["model"])]
@@ -442,7 +471,7 @@ def evaluate(config, workdir: str) -> dict:
   allocs, fitted, results = at_size(main_size, outdir, int(ckpt_info["step"]))
 
   # --- Report, tables, per-order results and plots.
-  source = workdir_lib.data_source_line(data_config, report)
+  source = workdir_lib.data_source_line(data_config, run.report)
   context = report_lib.Context(
     workdir=outdir,
     config=config,
@@ -450,7 +479,7 @@ def evaluate(config, workdir: str) -> dict:
     source_line=source,
     checkpoint=ckpt_info,
     asset_names=tuple(test_ds.asset_names),
-    split_ranges=_split_ranges(report, train_ds, test["origin"]),
+    split_ranges=_split_ranges(run.report, train_ds, test["origin"]),
   )
   out = report_lib.write_all(context, test, allocs, results, fitted, tune)
   if cfgs["costs"].enabled:  # net improvement by order size, appended to report.md

@@ -21,10 +21,8 @@ import numpy as np
 from lemjax import config as config_lib
 from lemjax import diagnostics
 from lemjax import evaluate
-from lemjax import experiment
 from lemjax import heads
 from lemjax import stats as stats_lib
-from lemjax import workdir as workdir_lib
 
 RULES = ("today", "candidate")
 
@@ -114,11 +112,10 @@ def run(exp: str, workdir: str, seed: int) -> dict:
   """`split_half` for one trained run of experiments/<exp>.py (its eval settings)."""
   config = config_lib.load_experiment(f"experiments/{exp}.py")
   config.seed = seed
-  train_ds, val_ds, _, _, _ = experiment.load_data(config)
-  cfgs = experiment.resolve_configs(config, int(val_ds.batch(np.arange(1))["inputs"].shape[-1]))
-  ecfg, n = cfgs["eval"], cfgs["model"].n_ahead
-  model = workdir_lib.trained_model_config(workdir, cfgs["model"])
-  params, _ = workdir_lib.restore_params(workdir, model, ecfg.checkpoint)
+  loaded = evaluate.load_run(config, workdir)
+  train_ds, val_ds, params = loaded.train_ds, loaded.val_ds, loaded.params
+  ecfg, model = loaded.cfgs["eval"], loaded.cfgs["model"]
+  n = model.n_ahead
   tune = evaluate.gather(train_ds, evaluate.spread_indices(train_ds.num_windows, ecfg.tune_orders))
   sel = evaluate.gather(val_ds, evaluate.spread_indices(val_ds.num_windows, ecfg.val_orders))
   scored = evaluate.gather(val_ds, evaluate.select_orders(val_ds, n, ecfg))
