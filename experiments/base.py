@@ -85,6 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
   alloc.size_input = costs_on  # the order's size is a model input exactly when costs are on
   # The heads of a scenario share their MLP's weights, each with its own biases (docs/study.md).
   alloc.tie_heads = False
+  # With tie_heads: "all" weights shared, or the "trunk" (context and hidden layers) only.
+  alloc.tie_scope = "all"
   # "independent": each head's MLP drawn on its own; "copies": a scenario's heads start as copies.
   alloc.head_init = "independent"
 

@@ -39,6 +39,8 @@ Parameters ({"step": ..., "shared": ...}):
   With `tie_heads`, the K heads of a scenario share their MLP's weights (stored with a head axis
   of length 1) and keep their own biases, base schedule and inputs: a head's first-layer bias is
   its learned embedding, and what one head learns about the market moves its neighbours too.
+  `tie_scope="trunk"` shares only the context and hidden layers; each head keeps its own-state
+  input layer and its readout.
 
 Differences from the `lems` package's allocation network (SPEC section 8), all deliberate:
 decision s reads bar s-1 (not bar s) and the market curves only include executed bars; the
@@ -173,14 +175,16 @@ def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
 
 def _init_mlp(key, lead: tuple[int, ...], config: AllocatorConfig, hidden: int) -> dict:
   """He-normal MLP weights with every head/scenario (and step) slice drawn independently; with
-  `tie_heads`, the weights (not the biases) have a head axis of length 1, shared by the K heads;
+  `tie_heads`, the weights of `TIE_SCOPES[tie_scope]` (never the biases) have a head axis of
+  length 1, shared by the K heads;
   with `head_init="copies"`, the K heads of a scenario start from one draw (scenarios and steps
   still differ)."""
   k, width = config.n_ahead + 1, config.width
   d_ctx, d_own = input_dims(config, hidden)
   copies = config.head_init == "copies"
   keys = jax.random.split(key, 4)
-  kw = 1 if config.tie_heads else k
+  tied = TIE_SCOPES[config.tie_scope] if config.tie_heads else ()
+  kw = {name: 1 if name in tied else k for name in TIE_SCOPES["all"]}
   he_in = math.sqrt(2.0 / (d_ctx + d_own))
   s = scenarios.NUM_SCENARIOS
 
@@ -192,22 +196,27 @@ def _init_mlp(key, lead: tuple[int, ...], config: AllocatorConfig, hidden: int) 
   zeros = lambda shape: jnp.zeros(lead + shape, jnp.float32)
   return {
     # [Dc, K, S, W]: the shared inputs meet all heads in one plain matmul.
-    "w_ctx": normal(keys[0], (d_ctx, kw, s, width), 1) * he_in,
-    "w_own": normal(keys[1], (kw, s, d_own, width), 0) * he_in,
+    "w_ctx": normal(keys[0], (d_ctx, kw["w_ctx"], s, width), 1) * he_in,
+    "w_own": normal(keys[1], (kw["w_own"], s, d_own, width), 0) * he_in,
     "b1": zeros((k, s, width)),
-    "w2": normal(keys[2], (kw, s, width, width), 0) * math.sqrt(2.0 / width),
+    "w2": normal(keys[2], (kw["w2"], s, width, width), 0) * math.sqrt(2.0 / width),
     "b2": zeros((k, s, width)),
-    "w3": normal(keys[3], (kw, s, width), 0) * (_LAST_LAYER_STD / math.sqrt(width)),
+    "w3": normal(keys[3], (kw["w3"], s, width), 0) * (_LAST_LAYER_STD / math.sqrt(width)),
     "b3": zeros((k, s)),
   }
 
 
 HEAD_INITS = ("independent", "copies")
+# The weights a scenario's heads share under `tie_heads`: "all" of them, or the "trunk" (the
+# context layer and the hidden layer), each head keeping its own-state input layer and readout.
+TIE_SCOPES = {"all": ("w_ctx", "w_own", "w2", "w3"), "trunk": ("w_ctx", "w2")}
 
 
 def _check_config(config: AllocatorConfig) -> None:
   if config.head_init not in HEAD_INITS:
     raise ValueError(f"config.head_init={config.head_init!r} is not one of {HEAD_INITS}")
+  if config.tie_scope not in TIE_SCOPES:
+    raise ValueError(f"config.tie_scope={config.tie_scope!r} is not one of {tuple(TIE_SCOPES)}")
   if config.variant not in ("per_step", "shared"):
     raise ValueError(f"config.variant={config.variant!r} is not one of ('per_step', 'shared')")
   if not config.max_scale > 1.0:

@@ -44,6 +44,8 @@ class AllocatorConfig:
   size_input: bool = False
   # The K heads of a scenario share their MLP's weights; each keeps its own biases and schedule.
   tie_heads: bool = False
+  # With tie_heads, which weights are shared: "all", or "trunk" (context and hidden layers).
+  tie_scope: str = "all"
   # "independent": every head's MLP drawn on its own; "copies": a scenario's heads start equal.
   head_init: str = "independent"
 
@@ -364,6 +366,7 @@ def saved_model_config(saved: Any) -> ModelConfig:
   saved["allocator"] = {
     "size_input": False,
     "tie_heads": False,
+    "tie_scope": "all",
     "head_init": "independent",
     **saved["allocator"],
   }

@@ -41,8 +41,10 @@ def _wild(params, seed):
 
 
 @functools.cache
-def _setup(variant, tie_heads=False):
-  config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant, tie_heads=tie_heads)
+def _setup(variant, tie_heads=False, tie_scope="all"):
+  config = AllocatorConfig(
+    n_ahead=N, width=WIDTH, variant=variant, tie_heads=tie_heads, tie_scope=tie_scope
+  )
   params = allocation.init_params(jax.random.PRNGKey(0), config, H)
   run = jax.jit(functools.partial(allocation.allocate, config=config, lookback=L))
   return config, params, run
@@ -272,21 +274,27 @@ def test_loss_gradient_reaches_every_parameter(variant):
     assert all(np.any(w1[s] != 0) for s in range(N - 1))
 
 
+@pytest.mark.parametrize("scope", tuple(allocation.TIE_SCOPES))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_tied_heads_are_the_untied_model_with_copied_weights_and_summed_gradients(variant):
-  """`tie_heads`: weights have one head slice, biases K; the model equals the untied one whose
-  heads all hold that slice, and a tied weight's gradient is the sum of the copies' gradients."""
-  config, tied, run = _setup(variant, True)
+def test_tied_heads_are_the_untied_model_with_copied_weights_and_summed_gradients(variant, scope):
+  """`tie_heads`: tied weights have one head slice, the rest and the biases K; the model equals
+  the untied one whose heads all hold that slice, and a tied weight's gradient is the sum of the
+  copies' gradients."""
+  config, tied, run = _setup(variant, True, scope)
   untied_config = AllocatorConfig(n_ahead=N, width=WIDTH, variant=variant)
   mlp_key = "step" if variant == "per_step" else "shared"
-  head_axis = {"w_ctx": -3, "w_own": -4, "w2": -4, "w3": -3}
+  all_axes = {"w_ctx": -3, "w_own": -4, "w2": -4, "w3": -3}
+  head_axis = {name: all_axes[name] for name in allocation.TIE_SCOPES[scope]}
+  for name in set(all_axes) - set(head_axis):
+    assert tied[mlp_key]["mlp"][name].shape[all_axes[name]] == K, name
   rng = np.random.default_rng(4)
   tied = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape).astype(np.float32), tied)
   tied_mlp = tied[mlp_key]["mlp"]
   for name, axis in head_axis.items():
     assert tied_mlp[name].shape[axis] == 1, name
   assert tied_mlp["b1"].shape[-3] == K and tied_mlp["b3"].shape[-2] == K
-  assert allocation.num_params(tied) < allocation.num_params(_setup(variant)[1]) / 3
+  fewer = allocation.num_params(tied) / allocation.num_params(_setup(variant)[1])
+  assert fewer < (1 / 3 if scope == "all" else 0.8), fewer
 
   def untie(p):
     p = jax.tree.map(lambda x: x, p)
@@ -345,10 +353,17 @@ def test_copied_heads_start_equal_within_a_scenario_and_their_losses_pull_them_a
   assert np.all(head_gaps.max(0)[1:] > 0), "each head's own loss must move it off the copy"
 
 
-def test_unknown_head_init_raises():
-  with pytest.raises(ValueError, match="head_init='twins'"):
+@pytest.mark.parametrize(
+  "option, match",
+  (
+    ({"head_init": "twins"}, "head_init='twins'"),
+    ({"tie_heads": True, "tie_scope": "torso"}, "tie_scope='torso'"),
+  ),
+)
+def test_unknown_head_options_raise(option, match):
+  with pytest.raises(ValueError, match=match):
     allocation.init_params(
-      jax.random.PRNGKey(0), AllocatorConfig(n_ahead=N, width=WIDTH, head_init="twins"), H
+      jax.random.PRNGKey(0), AllocatorConfig(n_ahead=N, width=WIDTH, **option), H
     )
 
 
