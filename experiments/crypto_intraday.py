@@ -9,8 +9,8 @@ Data:  data/binance/ after `make data`, else ../shared/data/crypto/1h; with neit
 Split: train 2022-01..2024-12, validation 2025-01..2025-06, test 2025-07..end.
 Expect: on ../shared/data (default sizes, 3 seeds, 4,172 test orders in 596 start-time clusters,
        VWAP, quantity; `make seeds EXP=crypto_intraday SEEDS=3`) min period 1 improves on VWAP by
-       +17.2 ± 0.5 bps (buy) and +21.6 ± 0.6 (sell), across-seed mean ± std. LEM minus the best
-       causal stopping baseline (chosen on validation orders): +0.3 ± 0.5 (buy) and -0.4 ± 0.6
+       +16.8 ± 0.4 bps (buy) and +21.7 ± 0.7 (sell), across-seed mean ± std. LEM minus the best
+       causal stopping baseline (chosen on validation orders): -0.2 ± 0.4 (buy) and -0.3 ± 0.7
        (sell); every seed's clustered 95% interval contains 0 (README, "Results").
 """
 

@@ -8,12 +8,12 @@ Data:  ../shared/data/djia_daily (Kaggle-style daily CSVs); without it, the embe
        equity-like market (the work directory then ends in _SYNTHETIC).
 Split: train 2006..2013, validation 2014..2015, test 2016..2017.
 Expect: on ../shared/data (default sizes, 3 seeds, 961 test orders in 31 start-time clusters,
-       VWAP, quantity; README "Results", runs/djia_multiday_default_seed<i>) min period 1
-       improves on VWAP by +28.0 ± 2.4 bps (buy) and +29.1 ± 0.3 (sell) with the served heads
+       VWAP, quantity; README "Results", runs/djia_multiday_trunk_seed<i>) min period 1
+       improves on VWAP by +25.5 ± 0.6 bps (buy) and +30.2 ± 1.7 (sell) with the served heads
        (eval.nested_heads; mean ± std across seeds). LEM minus the best causal stopping baseline
-       (chosen on validation orders): +3.6 ± 2.4 (buy) and -4.1 ± 0.3 (sell); seed 0's
-       clustered 95% intervals +4.1 [-0.7, +8.4] and -4.4 [-7.9, -0.4]. At the fixed head the
-       improvement's std against VWAP is 27.3 bps (buy, seed 0; the volume-profile schedule: 31.2).
+       (chosen on validation orders): +1.1 ± 0.6 (buy) and -3.0 ± 1.7 (sell); seed 0's
+       clustered 95% intervals +1.3 [-2.8, +5.0] and -2.3 [-6.0, +1.3]. At the fixed head the
+       improvement's std against VWAP is 28.4 bps (buy, seed 0; the volume-profile schedule: 31.2).
 """
 
 from experiments import base
