@@ -45,8 +45,9 @@ Parameters ({"step": ..., "shared": ...}):
 Differences from the `lems` package's allocation network (SPEC section 8), all deliberate:
 decision s reads bar s-1 (not bar s) and the market curves only include executed bars; the
 base schedule is a softmax over steps (not normalised across heads); r_max is enforced
-exactly; every head/scenario MLP is initialised independently (not identical copies;
-`head_init="copies"` starts a scenario's heads from one draw, measured in docs/study.md); the
+exactly; the experiments' heads share their trunk (`tie_heads`, `tie_scope="trunk"`), and
+independent heads are initialised independently (not identical copies; `head_init="copies"`
+starts a scenario's heads from one draw; both measured in docs/study.md); the
 notional targets' price history is their average fill price (not cumulative notional).
 """
 
