@@ -69,18 +69,23 @@ def _own_head(tree, head, scenario, k: int, s: int):
   """Slices every leaf with adjacent [K, S] axes (allocator parameters, carry) to [1, 1] at the
   order's (head, scenario); other leaves pass through.
 
-  Heads and scenarios are independent MLPs with independent accounting, so an order's decision
-  needs only its own slice. Vmapped over orders at different steps, picking a traced step's
-  parameters copies them per order: cut to one head first, that is one small MLP per order
-  instead of all K x S (1024 orders at paper size: 38 GB).
+  Weights shared by a scenario's heads (`tie_heads`, head axis of length 1) are sliced to their
+  scenario. Every head x scenario cell keeps its own accounting and, shared weights aside, its
+  own MLP, so an order's decision needs only its own slice. Vmapped over orders at different
+  steps, picking a traced step's parameters copies them per order: cut to one head first, that
+  is one small MLP per order instead of all K x S (1024 orders at paper size: 38 GB).
   """
 
   def pick(a):
     axes = [i for i in range(a.ndim - 1) if a.shape[i : i + 2] == (k, s)]
-    if not axes:
-      return a
-    a = jax.lax.dynamic_slice_in_dim(a, head, 1, axis=axes[0])
-    return jax.lax.dynamic_slice_in_dim(a, scenario, 1, axis=axes[0] + 1)
+    if axes:
+      a = jax.lax.dynamic_slice_in_dim(a, head, 1, axis=axes[0])
+      return jax.lax.dynamic_slice_in_dim(a, scenario, 1, axis=axes[0] + 1)
+    # A weight the heads share (`tie_heads`): head axis of length 1, only the scenario to pick.
+    tied = [i for i in range(a.ndim - 1) if a.shape[i : i + 2] == (1, s)]
+    if tied:
+      return jax.lax.dynamic_slice_in_dim(a, scenario, 1, axis=tied[0] + 1)
+    return a
 
   return jax.tree.map(pick, tree)
 

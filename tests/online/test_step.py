@@ -1,5 +1,7 @@
 """Tests for lemjax/online/step.py: online decisions equal the batched model's, bar by bar."""
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -114,3 +116,35 @@ def test_head_map_serves_a_larger_minimums_schedule(run, policy):
   got[: min(n, len(fractions))] = fractions[:n]
   np.testing.assert_allclose(got, run["alloc"][i, :, 2, sc], atol=2e-6)
   assert not np.allclose(run["alloc"][i, :, 2, sc], run["alloc"][i, :, 0, sc], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ("per_step", "shared"))
+@pytest.mark.parametrize("tie", ((False, "all"), (True, "all"), (True, "trunk")))
+def test_an_orders_own_slice_decides_as_the_full_model(variant, tie):
+  """`step._own_head` cuts the allocator to one head x scenario, shared (`tie_heads`) weights
+  to their scenario: the slice's decision is the full model's at that cell."""
+  import jax
+
+  from lemjax import allocation
+  from lemjax.config import AllocatorConfig
+  from lemjax.online import step as step_lib
+
+  n, h = 5, 6
+  config = AllocatorConfig(n_ahead=n, width=8, variant=variant, tie_heads=tie[0], tie_scope=tie[1])
+  params = allocation.init_params(jax.random.PRNGKey(0), config, h)
+  rng = np.random.default_rng(0)  # every weight different, scenarios and heads far apart
+  params = jax.tree.map(lambda p: p + 0.5 * rng.standard_normal(p.shape).astype(np.float32), params)
+  carry = allocation.init_carry(config, 1)
+  ctx = jnp.asarray(rng.standard_normal((1, h)), jnp.float32)
+  r_min, r_max = jnp.zeros(1), jnp.full(1, 0.6)
+  full = allocation.decide(allocation.step_params(params, 0), config, carry, ctx, 0, r_min, r_max)
+  assert float(jnp.std(full[0])) > 1e-3  # cells decide differently: a wrong slice would show
+  for head, scenario in ((0, 0), (2, 5), (n, 7), (3, 1)):
+    own = functools.partial(step_lib._own_head, head=head, scenario=scenario, k=n + 1, s=8)
+    a = allocation.decide(
+      allocation.step_params(own(params), 0), config, own(carry), ctx, 0, r_min, r_max
+    )
+    assert a.shape == (1, 1, 1)
+    np.testing.assert_allclose(
+      float(a[0, 0, 0]), float(full[0, head, scenario]), rtol=1e-5, atol=1e-7
+    )
