@@ -177,9 +177,8 @@ def input_dims(config: AllocatorConfig, hidden: int) -> tuple[int, int]:
 def _init_mlp(key, lead: tuple[int, ...], config: AllocatorConfig, hidden: int) -> dict:
   """He-normal MLP weights with every head/scenario (and step) slice drawn independently; with
   `tie_heads`, the weights of `TIE_SCOPES[tie_scope]` (never the biases) have a head axis of
-  length 1, shared by the K heads;
-  with `head_init="copies"`, the K heads of a scenario start from one draw (scenarios and steps
-  still differ)."""
+  length 1, shared by the K heads; with `head_init="copies"`, the K heads of a scenario start
+  from one draw (scenarios and steps still differ)."""
   k, width = config.n_ahead + 1, config.width
   d_ctx, d_own = input_dims(config, hidden)
   copies = config.head_init == "copies"

@@ -70,14 +70,10 @@ class TrainState:
     "params" are always the served parameters (what `workdir.restore_params` reads); with an
     average kept, the optimiser's own parameters follow as "train_params" for resuming.
     """
-    if self.ema_params is None:
-      return {"step": self.step, "params": self.params, "opt_state": self.opt_state}
-    return {
-      "step": self.step,
-      "params": self.ema_params,
-      "train_params": self.params,
-      "opt_state": self.opt_state,
-    }
+    out = {"step": self.step, "params": self.served_params(), "opt_state": self.opt_state}
+    if self.ema_params is not None:
+      out["train_params"] = self.params
+    return out
 
 
 # --- Building blocks ------------------------------------------------------------------------------

@@ -2,13 +2,17 @@
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lemjax import allocation
 from lemjax import objectives
 from lemjax import online
 from lemjax import scenarios
+from lemjax.config import AllocatorConfig
+from lemjax.online import step as step_lib
 
 from .common import R_MAX
 from .common import R_MIN
@@ -123,12 +127,6 @@ def test_head_map_serves_a_larger_minimums_schedule(run, policy):
 def test_an_orders_own_slice_decides_as_the_full_model(variant, tie):
   """`step._own_head` cuts the allocator to one head x scenario, shared (`tie_heads`) weights
   to their scenario: the slice's decision is the full model's at that cell."""
-  import jax
-
-  from lemjax import allocation
-  from lemjax.config import AllocatorConfig
-  from lemjax.online import step as step_lib
-
   n, h = 5, 6
   config = AllocatorConfig(n_ahead=n, width=8, variant=variant, tie_heads=tie[0], tie_scope=tie[1])
   params = allocation.init_params(jax.random.PRNGKey(0), config, h)
